@@ -1,0 +1,145 @@
+"""Reading and validating NIKL "일상 대화 요약" task files.
+
+A task file is a JSON list of examples::
+
+    {"id": "train-000001",
+     "input": {"conversation": [{"speaker": "SD2000001", "utterance": "..."}, ...],
+               "subject_keyword": ["...", ...]},
+     "output": "..."}
+
+Test files carry ``"output": ""``. Every problem is reported as a :class:`NiklDataError` whose
+message names the file, the example (id, or index when the id itself is broken) and the field, on
+one line, so a command can print it and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class NiklDataError(ValueError):
+    """Bad input data; the message is one line naming file, example and field."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    speaker: str
+    utterance: str
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    conversation: tuple[Utterance, ...]
+    subject_keyword: tuple[str, ...]
+    output: str
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def _where(path: Path | str, index: int, example_id: Any) -> str:
+    if isinstance(example_id, str) and example_id:
+        return f"{path}: example {example_id!r} (index {index})"
+    return f"{path}: example at index {index}"
+
+
+def _check_str(value: Any, where: str, name: str, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise NiklDataError(f"{where}: field '{name}' must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise NiklDataError(f"{where}: field '{name}' is empty")
+    return value
+
+
+def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_output: bool = False) -> Example:
+    """Validate one raw example and return it as an :class:`Example`."""
+    if not isinstance(raw, dict):
+        raise NiklDataError(f"{_where(path, index, None)}: must be an object, got {type(raw).__name__}")
+    example_id = raw.get("id")
+    where = _where(path, index, example_id)
+    if "id" not in raw:
+        raise NiklDataError(f"{where}: missing field 'id'")
+    _check_str(example_id, where, "id", allow_empty=False)
+
+    inp = raw.get("input")
+    if inp is None:
+        raise NiklDataError(f"{where}: missing field 'input'")
+    if not isinstance(inp, dict):
+        raise NiklDataError(f"{where}: field 'input' must be an object, got {type(inp).__name__}")
+
+    conversation = inp.get("conversation")
+    if conversation is None:
+        raise NiklDataError(f"{where}: missing field 'input.conversation'")
+    if not isinstance(conversation, list):
+        raise NiklDataError(
+            f"{where}: field 'input.conversation' must be a list, got {type(conversation).__name__}"
+        )
+    if not conversation:
+        raise NiklDataError(f"{where}: field 'input.conversation' is empty")
+    turns = []
+    for turn_index, turn in enumerate(conversation):
+        name = f"input.conversation[{turn_index}]"
+        if not isinstance(turn, dict):
+            raise NiklDataError(f"{where}: field '{name}' must be an object, got {type(turn).__name__}")
+        for key in ("speaker", "utterance"):
+            if key not in turn:
+                raise NiklDataError(f"{where}: missing field '{name}.{key}'")
+        speaker = _check_str(turn["speaker"], where, f"{name}.speaker", allow_empty=False)
+        utterance = _check_str(turn["utterance"], where, f"{name}.utterance")  # empty utterances are real
+        turns.append(Utterance(speaker, utterance))
+
+    keywords = inp.get("subject_keyword")
+    if keywords is None:
+        raise NiklDataError(f"{where}: missing field 'input.subject_keyword'")
+    if not isinstance(keywords, list):
+        raise NiklDataError(
+            f"{where}: field 'input.subject_keyword' must be a list, got {type(keywords).__name__}"
+        )
+    if not keywords:
+        raise NiklDataError(f"{where}: field 'input.subject_keyword' is empty")
+    for keyword_index, keyword in enumerate(keywords):
+        _check_str(keyword, where, f"input.subject_keyword[{keyword_index}]", allow_empty=False)
+
+    if "output" not in raw:
+        raise NiklDataError(f"{where}: missing field 'output'")
+    output = _check_str(raw["output"], where, "output")
+    if require_output and not output.strip():
+        raise NiklDataError(f"{where}: field 'output' is empty (a training split needs reference summaries)")
+
+    return Example(example_id, tuple(turns), tuple(keywords), output, raw)
+
+
+def load_nikl(path: Path | str, *, require_output: bool = False) -> list[Example]:
+    """Load and validate a whole task file.
+
+    ``require_output`` is for training splits: an empty ``output`` is then an error.
+    Raises :class:`NiklDataError` on the first problem found.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NiklDataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as error:
+        raise NiklDataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise NiklDataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+    if not isinstance(data, list):
+        raise NiklDataError(f"{path}: top level must be a JSON list of examples, got {type(data).__name__}")
+    if not data:
+        raise NiklDataError(f"{path}: contains no examples")
+    examples = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(data):
+        example = parse_example(raw, index, path, require_output=require_output)
+        if example.id in seen:
+            raise NiklDataError(
+                f"{_where(path, index, example.id)}: duplicate id (first seen at index {seen[example.id]})"
+            )
+        seen[example.id] = index
+        examples.append(example)
+    return examples

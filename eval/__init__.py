@@ -1,0 +1,1 @@
+"""Scoring with the task's official metric."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: the bundled NIKL sample files and a tiny EXAONE-shaped model built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# No hub, no telemetry, no wandb: everything a test needs is built locally.
+for key, value in {
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(key, value)
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+TRAIN = FIXTURES / "일상대화요약_train.json"
+DEV = FIXTURES / "일상대화요약_dev.json"
+TEST = FIXTURES / "일상대화요약_test.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from tools.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-exaone") / "model")
+
+
+@pytest.fixture
+def write_nikl(tmp_path):
+    """Write a NIKL file from a Python object (or raw text) and return its path."""
+
+    def write(data, name: str = "data.json") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return path
+
+    return write
+
+
+def load_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""The `tools` CLI and the runtime pieces behind it (tiny model builder, inference)."""
