@@ -1,0 +1,47 @@
+"""Shared by the benchmark scripts: a markdown table of result rows and a description of the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Sequence
+
+Row = dict[str, object]
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """Rows (dicts with the same keys, in order) as a markdown table."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(row.get(key, "")) for key in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> str:
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return f"{pages * page_size / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        return "unknown"
+
+
+def machine_description() -> str:
+    """One line: CPU, cores, memory, GPU (if any), Python and torch versions."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {memory_gib()} RAM, {gpu}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")

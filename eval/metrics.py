@@ -1,0 +1,260 @@
+"""The task's official score, in process: ROUGE-1 F, BERTScore F1 and BLEURT-20, and their mean.
+
+    official = (ROUGE-1 F + BERTScore F1 + BLEURT) / 3 × 100
+
+each term the plain mean over examples: ROUGE as the organisers compute it (``eval.rouge``), BERTScore
+with ``bert-base-multilingual-cased`` layer 9 and no rescaling (``eval.bertscore``), BLEURT-20's raw
+score (``eval.bleurt``). ROUGE-2 and ROUGE-L are reported too. Everything here is on the 0–100 scale.
+
+The model-based metrics need local weights; when they cannot be loaded (offline, no cache) the metric is
+skipped with the reason, the rest is computed, and ``official`` is ``None``. Other commands call
+:func:`pair_scorer` (DPO pair building) and :func:`rouge1_similarity` (MBR reranking).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+BERTSCORE_MODEL = "bert-base-multilingual-cased"
+BLEURT_MODEL = "lucadiliello/BLEURT-20"
+METRICS = ("rouge", "bertscore", "bleurt")  # what can be asked for
+REPORT_KEYS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
+OFFICIAL_PARTS = ("rouge1", "bertscore", "bleurt")
+PAIR_METRICS = ("rouge1", "bertscore", "bleurt", "official")
+LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore",
+          "bleurt": "BLEURT", "official": "official"}
+
+# Scores a batch of (prediction, reference) pairs: one value per pair, 0–100, higher is better.
+ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+
+class MetricUnavailable(ValueError):
+    """A model-based metric that cannot run here; the message says which and why, on one line."""
+
+
+# ---- helpers shared by the model-based metrics ------------------------------------------------------
+
+
+def pick_device(device: str | None = None) -> str:
+    """The given device, else the GPU when there is one, else the CPU."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_load_error(metric: str, name: str, option: str, error: BaseException) -> str:
+    """One line: which metric, which model, why it did not load, what to pass instead."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline and not Path(name).expanduser().is_dir():
+        why = "not a local directory and not in the Hugging Face cache (HF_HUB_OFFLINE=1)"
+    else:
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{metric}: cannot load {name!r}: {why}; pass {option} DIR with local weights"
+
+
+def check_tokenizer(tokenize: Callable[[str], list[int]], unk_id: int | None, where: str) -> None:
+    """Refuse a tokenizer that turns text into unknown tokens only (transformers 5 builds an empty
+    WordPiece tokenizer instead of failing when the vocabulary file is missing)."""
+    probe = tokenize("두 사람은 주말에 등산을 다녀왔다. They went hiking.")
+    if not probe or (unk_id is not None and all(index == unk_id for index in probe)):
+        raise MetricUnavailable(f"{where} turns text into unknown tokens only (vocabulary missing?)")
+
+
+@lru_cache(maxsize=2)
+def _bertscore(model: str, layers: int | None, device: str | None, batch_size: int | None):
+    from eval.bertscore import BertScorer
+
+    return BertScorer(model, layers, device=device, **({"batch_size": batch_size} if batch_size else {}))
+
+
+@lru_cache(maxsize=2)
+def _bleurt(model: str, device: str | None, batch_size: int | None):
+    from eval.bleurt import BleurtScorer
+
+    return BleurtScorer(model, device=device, **({"batch_size": batch_size} if batch_size else {}))
+
+
+# ---- per-pair scoring (0–1 inside, 0–100 outside) ----------------------------------------------------
+
+
+RawFn = Callable[[Sequence[str], Sequence[str]], dict[str, list[float]]]
+
+
+def _load(metric: str, *, bertscore_model: str | None = None, bertscore_layers: int | None = None,
+          bleurt_model: str | None = None, device: str | None = None, batch_size: int | None = None
+          ) -> tuple[RawFn, str | None]:
+    """A function giving per-pair values on the 0–1 scale by report key, and the model it uses. Loads
+    the model now, so a metric that cannot run raises :class:`MetricUnavailable` before any scoring."""
+    from eval import rouge
+
+    if metric in ("rouge", "rouge1"):
+        keys = rouge.ROUGE_KEYS if metric == "rouge" else ("rouge1",)
+        return (lambda p, r: rouge.rouge_f(p, r, keys)), None
+    if metric == "bertscore":
+        bert = _bertscore(bertscore_model or BERTSCORE_MODEL, bertscore_layers, device, batch_size)
+        return (lambda p, r: {"bertscore": bert.score(p, r)}), f"{bert.name} (layer {bert.layers})"
+    if metric == "bleurt":
+        bleurt = _bleurt(bleurt_model or BLEURT_MODEL, device, batch_size)
+        return (lambda p, r: {"bleurt": bleurt.score(p, r)}), bleurt.name
+    raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+
+
+def pair_scorer(metric: str, bertscore_model: str | None = None, bleurt_model: str | None = None, *,
+                bertscore_layers: int | None = None, device: str | None = None) -> ScoreFn:
+    """A batched scoring function for one of ``rouge1``, ``bertscore``, ``bleurt`` or ``official`` (the
+    per-pair mean of the three), 0–100. Raises :class:`MetricUnavailable` (a ``ValueError``) right away
+    when a needed model cannot be loaded."""
+    if metric not in PAIR_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(PAIR_METRICS)}")
+    parts = OFFICIAL_PARTS if metric == "official" else (metric,)
+    scorers = {part: _load(part, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
+                           bleurt_model=bleurt_model, device=device)[0] for part in parts}
+
+    def score(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+        columns = [fn(predictions, references)[part] for part, fn in scorers.items()]
+        return [100 * sum(values) / len(values) for values in zip(*columns)]
+
+    return score
+
+
+def rouge1_similarity() -> Callable[[str, str], float]:
+    """ROUGE-1 F (0–100) between two texts, as the task computes it; tokenization is cached, so scoring
+    every candidate against every other tokenizes each once. Symmetric."""
+    from eval.rouge import prepare, rouge_n
+
+    def similarity(a: str, b: str) -> float:
+        return 100 * rouge_n(prepare(a), prepare(b), 1).fmeasure
+
+    return similarity
+
+
+# ---- corpus scoring -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreReport:
+    """Per-example values (0–1) of the computed metrics, and why the others are missing."""
+
+    ids: list[str]
+    values: dict[str, list[float]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def score(self, key: str) -> float | None:
+        """Corpus score on 0–100: the plain mean over examples; ``None`` when not computed."""
+        from eval.rouge import corpus_mean
+
+        if key == "official":
+            parts = [self.score(part) for part in OFFICIAL_PARTS]
+            return None if None in parts else sum(parts) / len(parts)
+        values = self.values.get(key)
+        return None if values is None else 100 * corpus_mean(values)
+
+    def example(self, index: int) -> dict[str, object]:
+        row: dict[str, object] = {"id": self.ids[index]}
+        for key in REPORT_KEYS[:-1]:
+            row[key] = 100 * self.values[key][index] if key in self.values else None
+        parts = [row[part] for part in OFFICIAL_PARTS]
+        row["official"] = None if None in parts else sum(parts) / len(parts)
+        return row
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--report`` file: scores (0–100, ``null`` when skipped), n, reasons, models, per example."""
+        return {**{key: self.score(key) for key in REPORT_KEYS}, "n": self.n, "skipped": dict(self.skipped),
+                "models": dict(self.models), "per_example": [self.example(i) for i in range(self.n)]}
+
+    def lines(self) -> list[str]:
+        """The printed table, then one line per skipped metric."""
+        out = [f"{'metric':<10} {'score':>7}"]
+        for key in REPORT_KEYS:
+            value = self.score(key)
+            text = f"{value:7.2f}" if value is not None else f"{'—':>7}"
+            note = "  mean of ROUGE-1, BERTScore, BLEURT" if key == "official" else ""
+            if key in self.models:
+                note = f"  {self.models[key]}"
+            out.append(f"{LABELS[key]:<10} {text}{note}")
+        out.append(f"{'n':<10} {self.n:>7}")
+        out += [f"skipped {key}: {reason}" for key, reason in self.skipped.items()]
+        return out
+
+
+def align_by_id(predictions: Sequence[tuple[str, str]], references: Sequence[tuple[str, str]],
+                prediction_name: str = "predictions", reference_name: str = "references"
+                ) -> tuple[list[str], list[str], list[str]]:
+    """Match ``(id, text)`` predictions to references by id: ``(ids, predictions, references)`` in the
+    references' order. Missing, extra or duplicate ids raise one ``ValueError`` naming them."""
+
+    def shown(values: list[str]) -> str:
+        more = f" … (+{len(values) - 5} more)" if len(values) > 5 else ""
+        return ", ".join(repr(value) for value in values[:5]) + more
+
+    problems = []
+    for name, pairs in ((prediction_name, predictions), (reference_name, references)):
+        seen: set[str] = set()
+        duplicates = [i for i, _ in pairs if i in seen or seen.add(i)]
+        if duplicates:
+            problems.append(f"duplicate id(s) in {name}: {shown(list(dict.fromkeys(duplicates)))}")
+    by_id = dict(predictions)
+    reference_ids = [i for i, _ in references]
+    missing = [i for i in reference_ids if i not in by_id]
+    known = set(reference_ids)
+    extra = [i for i, _ in predictions if i not in known]
+    if missing:
+        problems.append(f"{len(missing)} id(s) of {reference_name} missing from {prediction_name}: {shown(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} id(s) of {prediction_name} not in {reference_name}: {shown(extra)}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return reference_ids, [by_id[i] for i in reference_ids], [text for _, text in references]
+
+
+def score_pairs(predictions: Sequence[str], references: Sequence[str], metrics: Sequence[str] = METRICS, *,
+                ids: Sequence[str] | None = None, bertscore_model: str = BERTSCORE_MODEL,
+                bertscore_layers: int | None = None, bleurt_model: str = BLEURT_MODEL,
+                device: str | None = None, batch_size: int | None = None,
+                progress: Callable[[str], None] = lambda message: None) -> ScoreReport:
+    """Score aligned prediction/reference lists with any of ``rouge``, ``bertscore``, ``bleurt``.
+
+    A model metric whose weights cannot be loaded is recorded in ``skipped`` with the reason and the
+    others are still computed; so is every metric not asked for, and ``official`` when a part is missing.
+    """
+    unknown = [metric for metric in metrics if metric not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)}")
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    if not predictions:
+        raise ValueError("nothing to score")
+    ids = list(ids) if ids is not None else [str(index) for index in range(len(predictions))]
+    if len(ids) != len(predictions):
+        raise ValueError(f"{len(ids)} ids for {len(predictions)} pairs")
+    report = ScoreReport(ids)
+    for metric in METRICS:
+        keys = ("rouge1", "rouge2", "rougeL") if metric == "rouge" else (metric,)
+        if metric not in metrics:
+            report.skipped.update({key: "not requested" for key in keys})
+            continue
+        progress(f"scoring {metric} …")
+        try:
+            scorer, model = _load(metric, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
+                                  bleurt_model=bleurt_model, device=device, batch_size=batch_size)
+        except MetricUnavailable as error:
+            report.skipped[metric] = str(error).removeprefix(f"{metric}: ")
+            continue
+        report.values.update(scorer(list(predictions), list(references)))
+        if model:
+            report.models[metric] = model
+    missing = [LABELS[part] for part in OFFICIAL_PARTS if part not in report.values]
+    if missing:
+        report.skipped["official"] = f"needs {', '.join(missing)}"
+    return report

@@ -1,0 +1,79 @@
+"""`tools score`: the task's official metric on a submission file, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from eval.metrics import BERTSCORE_MODEL, BLEURT_MODEL, METRICS
+from tools.options import load_examples
+
+
+def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(METRICS)}")
+    return names
+
+
+@click.command("score")
+@click.option("--predictions", "predictions_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Submission file in the NIKL format (`output` = the summary), e.g. result.json from `tools infer`.")
+@click.option("--references", "references_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="NIKL file with reference summaries, e.g. 일상대화요약_dev.json.")
+@click.option("--metrics", default=",".join(METRICS), show_default=True, callback=_parse_metrics,
+              help="Comma-separated subset of: rouge, bertscore, bleurt.")
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the scores (0–100) and per-example values as JSON (atomically).")
+@click.option("--bertscore-model", default=BERTSCORE_MODEL, show_default=True,
+              help="BERTScore model: a local directory or a Hugging Face id (taken from the local cache).")
+@click.option("--bertscore-layers", type=click.IntRange(min=1), default=None,
+              help="Layer whose output BERTScore uses; known for bert_score's models (9 for the default).")
+@click.option("--bleurt-model", default=BLEURT_MODEL, show_default=True,
+              help="BLEURT-20 PyTorch port (bleurt-pytorch layout): a local directory or a Hugging Face id.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Batch size for BERTScore and BLEURT (defaults: 64 and 16).")
+@click.option("--device", default=None, help="torch device for the models (default: cuda when present, else cpu).")
+def score(predictions_path, references_path, metrics, report_path, bertscore_model, bertscore_layers,
+          bleurt_model, batch_size, device):
+    """Score a submission: official = mean of ROUGE-1 F, BERTScore F1 and BLEURT-20, ×100.
+
+    Predictions and references are matched by id. A model metric whose weights cannot be loaded is
+    skipped with the reason (official is then empty); the rest is still computed and the command
+    exits 0.
+
+    \b
+    Example:
+      tools score --predictions result.json --references 일상대화요약_dev.json --report report.json
+      tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
+    """
+    from dataset_builders.io import write_json
+    from eval.metrics import align_by_id, score_pairs
+
+    predictions = load_examples(predictions_path, require_output=False)
+    references = load_examples(references_path, require_output=True)
+    try:
+        ids, hypotheses, targets = align_by_id(
+            [(example.id, example.output) for example in predictions],
+            [(example.id, example.output) for example in references],
+            str(predictions_path), str(references_path),
+        )
+        report = score_pairs(
+            hypotheses, targets, metrics, ids=ids, bertscore_model=bertscore_model,
+            bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size,
+            progress=lambda message: click.echo(message, err=True),
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    empty = sum(1 for text in hypotheses if not text.strip())
+    if empty:
+        click.echo(f"note: {empty} empty prediction(s), scored as they are", err=True)
+    for line in report.lines():
+        click.echo(line)
+    if report_path:
+        write_json(report_path, report.to_json())
+        click.echo(f"wrote {report_path}")
