@@ -1,0 +1,89 @@
+"""Benchmark: `tools infer` generation, sequential (batch 1) vs batched, same greedy settings.
+
+The tiny random EXAONE-shaped model on CPU, one torch thread (the numbers are about batching; one
+thread also keeps them steady on a shared machine), the engine `tools infer` runs (prompt builder,
+length-sorted batches, sidecar, submission file), model loading excluded. Two sets of 64 dialogues:
+
+* ``fixtures`` — the 16 bundled fixture dialogues ×4 (new ids), prompts of 129–192 tokens;
+* ``long`` — the same with each conversation repeated 4 times (363–603 tokens), closer to the
+  real data's length; the tiny model's 64-wide layers make attention over the long context its main
+  cost, so batching gains less here than on a real 7.8B model, whose weights dominate every step.
+
+The random model never emits EOS, so every example costs exactly ``MAX_NEW_TOKENS`` = 64 decoding
+steps; that keeps the whole run well under two minutes on 2 CPU cores. Every batched run must
+reproduce the sequential outputs exactly. Run: `python benchmarks/infer_throughput.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import markdown  # noqa: E402
+from dataset_builders.nikl import load_nikl  # noqa: E402
+from dataset_builders.prompt import PromptBuilder  # noqa: E402
+from tools.tiny_model import SAMPLE_DATA, build_tiny_model  # noqa: E402
+
+EXAMPLES = 64
+MAX_NEW_TOKENS = 64
+BATCH_SIZES = (1, 16, 32)
+
+
+def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
+    base = [example for split in ("train", "dev", "test")
+            for example in load_nikl(SAMPLE_DATA / f"일상대화요약_{split}.json")]
+    return [dataclasses.replace(base[i % len(base)], id=f"bench-{i:03d}",
+                                conversation=base[i % len(base)].conversation * repeat)
+            for i in range(count)]
+
+
+def main() -> list[dict[str, object]]:
+    import torch
+
+    from tools.inference import Decoding, load_engine, prepare_jobs, run_to_file
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = load_engine(build_tiny_model(Path(tmp) / "tiny"), Decoding(max_new_tokens=MAX_NEW_TOKENS),
+                                 device="cpu")
+            builder = PromptBuilder(tokenizer=engine.tokenizer)
+            for name, examples in [("fixtures", fixture_dialogues()), ("long", fixture_dialogues(repeat=4))]:
+                lengths = [len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer)]
+                engine.generate(prepare_jobs(examples[:2], builder, engine.tokenizer))  # warm-up
+                reference = None
+                for batch_size in BATCH_SIZES:
+                    output = Path(tmp) / f"{name}-{batch_size}.json"
+                    start = time.perf_counter()
+                    run_to_file(engine, examples, builder, output, batch_size=batch_size, progress=False)
+                    seconds = time.perf_counter() - start
+                    texts = [row["output"] for row in json.loads(output.read_text(encoding="utf-8"))]
+                    reference = reference or (texts, seconds)
+                    if texts != reference[0]:
+                        raise SystemExit(f"{name}, batch size {batch_size}: outputs differ from batch size 1")
+                    rows.append({
+                        "benchmark": "infer (tiny model, CPU, 1 thread)",
+                        "case": f"{name}, " + ("sequential (batch 1)" if batch_size == 1 else f"batch {batch_size}"),
+                        "examples": len(examples),
+                        "prompt tokens": f"{min(lengths)}–{max(lengths)}",
+                        "max_new_tokens": MAX_NEW_TOKENS,
+                        "seconds": round(seconds, 2),
+                        "examples/s": round(len(examples) / seconds, 1),
+                        "vs sequential": f"{reference[1] / seconds:.1f}×",
+                        "outputs": "reference" if batch_size == 1 else "identical",
+                    })
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+if __name__ == "__main__":
+    print(markdown(main()))

@@ -1,0 +1,378 @@
+"""`tools infer` on the tiny random model: submission format, resume after a kill, batching,
+LoRA adapters, candidates, post-processing, truncation, bad input and the OOM back-off."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import DEV, REPO, TEST, TRAIN, load_json
+from dataset_builders.dpo import parse_candidates
+from dataset_builders.nikl import load_nikl
+from dataset_builders.prompt import PromptBuilder
+from tools.cli import cli
+from tools.inference import (
+    SIDECAR_SUFFIX,
+    Decoding,
+    HFEngine,
+    InferenceError,
+    generate_all,
+    load_engine,
+    postprocess,
+    prepare_jobs,
+    trim_at_stop,
+)
+
+ALL = [TRAIN, DEV, TEST]  # 16 dialogues, prompts of 129–192 tiny-tokenizer tokens
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model's ops are too small to share out: one thread is as fast, and far steadier when
+    other processes compete for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def infer(*args):
+    return CliRunner().invoke(cli, ["infer", "--no-progress", *map(str, args)])
+
+
+def ok(result):
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def outputs(path: Path) -> dict[str, str]:
+    return {row["id"]: row["output"] for row in load_json(path)}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    """All 16 fixture dialogues in one test-style file (outputs empty), prompts of different lengths."""
+    rows = [{**raw, "output": ""} for path in ALL for raw in load_json(path)]
+    path = tmp_path_factory.mktemp("data") / "mixed.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("SD2100503과 SD2100504는\n등산에 대해\n\n이야기했다.", "SD2100503과 SD2100504는 등산에 대해 이야기했다."),
+    ("  두  화자는   여행을 이야기했다.  ", "두 화자는 여행을 이야기했다."),
+    ("[|assistant|]요약입니다.[|endofturn|]", "요약입니다."),
+    ("요약입니다.[|endofturn|]\n[|user|]다음 질문", "요약입니다. 다음 질문"),
+    ("\t\n", ""),
+])
+def test_postprocess(raw, clean):
+    assert postprocess(raw) == clean
+
+
+def test_postprocess_removes_the_tokenizers_special_tokens_too():
+    assert postprocess("[BOS]요약[PAD][PAD]", ["[BOS]", "[PAD]"]) == "요약"
+
+
+def test_trim_at_stop():
+    assert trim_at_stop([5, 6, 2, 0, 0], [2]) == [5, 6]
+    assert trim_at_stop([5, 6, 7], [2]) == [5, 6, 7]
+    assert trim_at_stop([3, 5], [2, 3]) == []
+
+
+# --------------------------------------------------------------------------- the submission file
+
+
+def test_submission_keeps_order_and_fields(tmp_path, tiny_model):
+    out = tmp_path / "result.json"
+    result = ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8,
+                      "--batch-size", 3))
+    raw = load_json(TEST)
+    written = load_json(out)
+    assert [row["id"] for row in written] == [row["id"] for row in raw]
+    for before, after in zip(raw, written):
+        assert list(after) == list(before)  # same keys, same order
+        assert {k: v for k, v in after.items() if k != "output"} == {k: v for k, v in before.items() if k != "output"}
+        assert isinstance(after["output"], str) and after["output"] == postprocess(after["output"])
+        assert "[|" not in after["output"]
+    text = out.read_text(encoding="utf-8")
+    assert text == json.dumps(written, ensure_ascii=False, indent=4) + "\n"  # indent 4, UTF-8 not escaped
+    assert "어~" in text
+    assert not Path(str(out) + SIDECAR_SUFFIX).exists()  # the sidecar goes once the file is written
+    assert f"examples: {len(raw)}" in result.output and "examples/s" in result.output
+
+
+def test_batched_greedy_equals_sequential(tmp_path, tiny_model, mixed):
+    runs = {}
+    for batch_size in (1, 4, 16):
+        out = tmp_path / f"b{batch_size}.json"
+        ok(infer("--ckpt", tiny_model, "--input", mixed, "--output", out, "--max-new-tokens", 16,
+                 "--batch-size", batch_size))
+        runs[batch_size] = outputs(out)
+    assert len(runs[1]) == 16 and all(runs[1].values())
+    assert runs[4] == runs[1] and runs[16] == runs[1]
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def tools_command() -> list[str]:
+    script = Path(sys.executable).with_name("tools")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tools.cli"]
+
+
+def test_resume_after_kill(tmp_path, tiny_model, write_nikl):
+    # 32 dialogues, one per generate call, so the run is still going when the first rows land.
+    raw = [{**item, "id": f"{item['id']}-{copy}", "output": ""} for copy in range(2) for path in ALL
+           for item in load_json(path)]
+    data = write_nikl(raw)
+    out = tmp_path / "result.json"
+    sidecar = Path(str(out) + SIDECAR_SUFFIX)
+    args = ["infer", "--no-progress", "--ckpt", str(tiny_model), "--input", str(data), "--output", str(out),
+            "--max-new-tokens", "32", "--batch-size", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(tools_command() + args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not (sidecar.exists() and len(sidecar.read_bytes().splitlines()) >= 3):  # header + ≥ 2 rows
+        assert process.poll() is None, process.communicate()[0].decode()
+        assert time.monotonic() < deadline, "no results appeared in the sidecar"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+
+    text = sidecar.read_text(encoding="utf-8")
+    lines = text[:text.rfind("\n")].splitlines()  # the kill may have cut the last line short
+    finished = [json.loads(line) for line in lines[1:]]
+    assert 2 <= len(finished) < len(raw)
+    # Mark one finished row: if the resumed run regenerated it, the mark would be gone.
+    finished[0]["output"] = "FROM-SIDECAR"
+    sidecar.write_text("\n".join([lines[0], *map(json.dumps, finished)]) + "\n", encoding="utf-8")
+
+    # Other settings never mix with the saved results: refused, sidecar untouched.
+    refused = CliRunner().invoke(cli, [*args[:-4], "--max-new-tokens", "8", "--batch-size", "1"])
+    message = one_line_error(refused)
+    assert "different settings (decoding)" in message and "--restart" in message
+    assert len(sidecar.read_text(encoding="utf-8").splitlines()) == len(lines)
+
+    resumed = ok(CliRunner().invoke(cli, args))  # the same command again
+    assert f"({len(finished)} resumed from {sidecar}, {len(raw) - len(finished)} generated)" in resumed.output
+    written = load_json(out)
+    assert [row["id"] for row in written] == [row["id"] for row in raw]  # every id once, in input order
+    by_id = {row["id"]: row["output"] for row in written}
+    assert by_id[finished[0]["id"]] == "FROM-SIDECAR"
+    assert all(by_id[row["id"]] == row["output"] for row in finished)
+    assert all(by_id.values()) and not sidecar.exists()
+
+
+def test_restart_discards_old_results_and_torn_lines_are_dropped(tmp_path, tiny_model):
+    out = tmp_path / "result.json"
+    sidecar = Path(str(out) + SIDECAR_SUFFIX)
+    ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
+    reference = outputs(out)
+    # A crashed run with other settings left a sidecar, its last line cut short by the kill.
+    sidecar.write_text(json.dumps({"header": {"decoding": "other"}}) + '\n{"id": "nikl-te', encoding="utf-8")
+    assert "different settings" in one_line_error(
+        infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
+    result = ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8, "--restart"))
+    assert "resumed" not in result.output and outputs(out) == reference and not sidecar.exists()
+    # Killed while the header was being written: nothing to resume, a fresh start.
+    sidecar.write_bytes(b'{"header": {"back')
+    ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
+    assert outputs(out) == reference
+
+
+# --------------------------------------------------------------------------- LoRA adapters
+
+
+@pytest.fixture(scope="module")
+def lora(tiny_model, tmp_path_factory):
+    """A PEFT LoRA adapter on the tiny model (B ≠ 0, so it changes outputs) and the same model merged."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("lora")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
+                                      init_lora_weights=False, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    adapter, merged = root / "adapter", root / "merged"
+    model.save_pretrained(adapter)  # adapter_config.json + adapter_model.safetensors
+    tokenizer.save_pretrained(adapter)  # as Axolotl's output dir has it
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model)
+    model.merge_and_unload().save_pretrained(merged)
+    tokenizer.save_pretrained(merged)
+    return adapter, merged
+
+
+def test_lora_adapter_dir(tmp_path, tiny_model, lora, mixed):
+    adapter, merged = lora
+    common = ["--input", mixed, "--max-new-tokens", 12, "--batch-size", 8]
+    results = {}
+    for name, extra in {"base": ["--ckpt", tiny_model], "merged": ["--ckpt", merged], "adapter": ["--ckpt", adapter],
+                        "adapter+merge": ["--ckpt", adapter, "--merge-lora"]}.items():
+        ok(infer(*extra, *common, "--output", tmp_path / f"{name}.json"))
+        results[name] = outputs(tmp_path / f"{name}.json")
+    assert results["adapter"] == results["merged"] == results["adapter+merge"]
+    assert sum(results["adapter"][key] != results["base"][key] for key in results["base"]) >= 12
+
+
+def test_lora_adapter_with_missing_base(tmp_path, lora):
+    adapter, _ = lora
+    moved = tmp_path / "adapter"
+    moved.mkdir()
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/nowhere/base"}))
+    message = one_line_error(infer("--ckpt", moved, "--input", TEST, "--output", tmp_path / "r.json"))
+    assert "base model /nowhere/base not found" in message and "--base-model" in message
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+def test_candidates_are_seeded_and_independent_of_batch_size(tmp_path, tiny_model, monkeypatch):
+    def sample(name, batch_size, seed, check=ok):
+        out = tmp_path / f"{name}.jsonl"
+        check(infer("--ckpt", tiny_model, "--input", TRAIN, "--output", out, "--max-new-tokens", 8, "--batch-size",
+                    batch_size, "--num-candidates", 3, "--temperature", 1.0, "--top-p", 0.9, "--seed", seed))
+        return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] if out.exists() else None
+
+    rows = sample("a", 1, 5)
+    assert [row["id"] for row in rows] == [item["id"] for item in load_json(TRAIN)]
+    assert all(set(row) == {"id", "candidates"} and len(row["candidates"]) == 3 for row in rows)
+    assert len(parse_candidates(rows, "a.jsonl", {row["id"] for row in rows})) == len(rows)  # DPO building reads it
+    assert all(len(set(row["candidates"])) > 1 for row in rows)  # sampled, not three greedy copies
+    assert sample("b", 4, 5) == rows  # same seed, other batch size: the same candidates
+    assert sample("c", 4, 6) != rows
+
+    # Interrupted after its first batch, then resumed: still the same candidates.
+    generate = HFEngine.generate
+
+    calls = []
+
+    def interrupted(self, jobs):
+        calls.append(len(jobs))
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return generate(self, jobs)
+
+    monkeypatch.setattr(HFEngine, "generate", interrupted)
+    assert sample("d", 2, 5, check=lambda result: result.exit_code != 0 or pytest.fail(result.output)) is None
+    assert len(Path(tmp_path / f"d.jsonl{SIDECAR_SUFFIX}").read_text().splitlines()) == 1 + 2  # header + 2 ids
+    monkeypatch.setattr(HFEngine, "generate", generate)
+    assert sample("d", 2, 5) == rows
+
+
+def test_sampling_flags_need_num_candidates(tmp_path, tiny_model):
+    result = infer("--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json", "--temperature", 0.7)
+    assert result.exit_code == 2 and "only apply with --num-candidates" in result.output
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def test_truncation_uses_the_sft_prompt_builder(tmp_path, tiny_model):
+    from transformers import AutoTokenizer
+
+    sft = tmp_path / "sft.jsonl"
+    ok(CliRunner().invoke(cli, ["build-sft-data", "--input", str(TRAIN), "--output", str(sft), "--tokenizer",
+                                str(tiny_model), "--max-prompt-tokens", "100"]))
+    result = ok(infer("--ckpt", tiny_model, "--input", TRAIN, "--output", tmp_path / "r.json", "--max-new-tokens", 4,
+                      "--max-prompt-tokens", 100))
+    assert "prompts truncated: 8" in result.output
+    # The prompts inference feeds the model are the SFT rows' prompts, rendered by the chat template.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    jobs = prepare_jobs(load_nikl(TRAIN), PromptBuilder(tokenizer=tokenizer, max_prompt_tokens=100), tokenizer)
+    for job, line in zip(jobs, sft.read_text(encoding="utf-8").splitlines()):
+        messages = json.loads(line)["messages"][:2]
+        expected = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        assert job.truncated and len(job.prompt_ids) <= 100
+        assert job.prompt_ids == list(getattr(expected, "input_ids", expected))
+        assert tokenizer.decode(job.prompt_ids).endswith("주제에 대한 대화를 요약해주세요.\n[|assistant|]")
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_one_line(tmp_path, tiny_model, write_nikl):
+    out = tmp_path / "r.json"
+    message = one_line_error(infer("--ckpt", tiny_model, "--input", write_nikl("[{"), "--output", out))
+    assert "not valid JSON" in message
+    bad = [{**load_json(TEST)[0], "input": {"subject_keyword": ["여행"]}}]
+    assert "missing field 'input.conversation'" in one_line_error(
+        infer("--ckpt", tiny_model, "--input", write_nikl(bad, "bad.json"), "--output", out))
+    assert "no such directory" in one_line_error(
+        infer("--ckpt", tmp_path / "no" / "such-ckpt", "--input", TEST, "--output", out))
+    (tmp_path / "empty").mkdir()
+    assert "no config.json" in one_line_error(infer("--ckpt", tmp_path / "empty", "--input", TEST, "--output", out))
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_device_without_gpu_is_a_clear_error(tmp_path, tiny_model):
+    message = one_line_error(infer("--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
+                                   "--device", "cuda"))
+    assert "--device cuda: no CUDA GPU" in message
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_missing_is_a_clear_error(tmp_path, tiny_model):
+    message = one_line_error(infer("--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
+                                   "--backend", "vllm"))
+    assert "vLLM" in message and "--backend hf" in message
+
+
+# --------------------------------------------------------------------------- CUDA OOM back-off
+
+
+def test_oom_halves_the_batch_and_retries(tiny_model):
+    engine = load_engine(tiny_model, Decoding(max_new_tokens=8))
+    jobs = prepare_jobs(load_nikl(TRAIN), PromptBuilder(tokenizer=engine.tokenizer), engine.tokenizer)
+    expected = {job.id: texts for job, texts in zip(jobs, engine.generate(jobs))}
+    calls, got = [], {}
+
+    def generate_oom_once(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return engine.generate(batch)
+
+    def collect(batch, results):
+        for job, texts in zip(batch, results):
+            assert job.id not in got
+            got[job.id] = texts
+
+    final = generate_all(jobs, generate_oom_once, batch_size=8, on_batch=collect, progress=False)
+    assert calls == [8, 4, 4] and final == 4
+    assert got == expected
+
+    def always_oom(batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(InferenceError, match="even at batch size 1"):
+        generate_all(jobs, always_oom, batch_size=4, progress=False)
