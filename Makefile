@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU wheel, taken from local disk; installed before the project so no dependency pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+DEMO_WORKDIR ?= demo_out
 
 export AXOLOTL_DO_NOT_TRACK := 1
 export WANDB_MODE := disabled
@@ -30,7 +31,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/tools demo
+	$(VENV)/bin/tools demo --workdir $(DEMO_WORKDIR)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -231,16 +231,22 @@ def build_dpo_rows(
     return rows, stats
 
 
+def _known_id(row: dict[str, Any], where: str, known_ids: set[str]) -> str:
+    """The row's ``id``, which must be a non-empty string naming an example of the data file."""
+    example_id = row.get("id")
+    if not isinstance(example_id, str) or not example_id:
+        raise ValueError(f"{where}: field 'id' must be a non-empty string")
+    if example_id not in known_ids:
+        raise ValueError(f"{where}: id {example_id!r} is not in the data file")
+    return example_id
+
+
 def parse_candidates(rows: Iterable[dict[str, Any]], source: str, known_ids: set[str]) -> dict[str, list[str]]:
     """Validate ``{"id", "candidates": [str, ...]}`` rows; several rows for one id are merged in order."""
     merged: dict[str, list[str]] = {}
     for number, row in enumerate(rows, 1):
         where = f"{source}: row {number}"
-        example_id = row.get("id")
-        if not isinstance(example_id, str) or not example_id:
-            raise ValueError(f"{where}: field 'id' must be a non-empty string")
-        if example_id not in known_ids:
-            raise ValueError(f"{where}: id {example_id!r} is not in the data file")
+        example_id = _known_id(row, where, known_ids)
         texts = row.get("candidates")
         if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
             raise ValueError(f"{where} (id {example_id!r}): field 'candidates' must be a list of strings")
@@ -253,11 +259,7 @@ def parse_human_pairs(rows: Iterable[dict[str, Any]], source: str, known_ids: se
     pairs: dict[str, list[tuple[str, str]]] = {}
     for number, row in enumerate(rows, 1):
         where = f"{source}: row {number}"
-        example_id = row.get("id")
-        if not isinstance(example_id, str) or not example_id:
-            raise ValueError(f"{where}: field 'id' must be a non-empty string")
-        if example_id not in known_ids:
-            raise ValueError(f"{where}: id {example_id!r} is not in the data file")
+        example_id = _known_id(row, where, known_ids)
         texts = []
         for key in ("chosen", "rejected"):
             value = row.get(key)

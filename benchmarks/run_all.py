@@ -1,0 +1,67 @@
+"""`make bench`: run every benchmark, print one report and write it to docs/benchmarks.md.
+
+Each benchmark module has a ``main()`` returning rows (dicts with ``benchmark`` and ``case`` keys and
+its measured columns). Run a subset by name: ``python benchmarks/run_all.py rouge_speed``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import machine_description, markdown  # noqa: E402
+
+BENCHMARKS = {
+    "build_data_speed": "SFT data building (`tools build-sft-data`)",
+    "rouge_speed": "Scoring: ROUGE with Mecab morphemes (`tools score`)",
+    "infer_throughput": "Inference: sequential vs batched greedy (`tools infer`)",
+}
+REPORT = REPO / "docs" / "benchmarks.md"
+NO_GPU_NOTE = (
+    "No GPU on this machine: these are CPU numbers for the tiny local model. GPU throughput with an "
+    "EXAONE-3.0-7.8B-shaped model has not been measured yet (no GPU was available to the project so far)."
+)
+
+
+def run(names: list[str]) -> str:
+    sections = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {datetime.date.today().isoformat()}: {machine_description()}.",
+        "",
+    ]
+    for name in names:
+        title = BENCHMARKS[name]
+        print(f"running {name} …", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        rows = importlib.import_module(f"benchmarks.{name}").main()
+        took = time.perf_counter() - start
+        sections += [f"## {title}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", "",
+                     markdown(rows), ""]
+    import torch
+
+    if not torch.cuda.is_available():
+        sections += [NO_GPU_NOTE, ""]
+    return "\n".join(sections)
+
+
+def main(argv: list[str]) -> None:
+    unknown = [name for name in argv if name not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    report = run(argv or list(BENCHMARKS))
+    print(report)
+    if not argv:  # only a full run replaces the recorded report
+        REPORT.parent.mkdir(exist_ok=True)
+        REPORT.write_text(report, encoding="utf-8")
+        print(f"wrote {REPORT.relative_to(REPO)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

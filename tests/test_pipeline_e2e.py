@@ -1,0 +1,103 @@
+"""`make demo` end to end (the reduced DEMO_FAST=1 variant): the real chain on CPU with the tiny model.
+
+SFT data → `axolotl train recipes/exaone_lora.yml` (CPU overlay) → merge → `tools infer` + `tools score`
+→ `tools infer --num-candidates 4` → `tools build-dpo-data` → `axolotl train recipes/exaone_dpo.yml`
+(CPU overlay) → a DPO adapter is saved → infer + score → `tools rerank` → score; then a re-run skips
+every stage.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DEV, REPO, TRAIN, load_json
+
+pytestmark = pytest.mark.axolotl
+
+STAGES = 14
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    venv = Path(sys.executable).parent.parent
+    # `make demo` itself, on this test's environment: -o keeps make from (re)installing the venv.
+    command = ["make", "--no-print-directory", "-C", str(REPO), "-o", str(venv / ".installed"), "demo",
+               f"VENV={venv}", f"DEMO_WORKDIR={workdir}"]
+    env = {**os.environ, "DEMO_FAST": "1"}
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    return workdir, first.stdout, second.stdout
+
+
+def read_jsonl(path: Path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def table_of(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("|")]
+
+
+def test_every_stage_ran_and_the_table_is_written(demo_run):
+    workdir, output, rerun = demo_run
+    table = table_of(output)
+    assert len(table) == 2 + STAGES + 1  # header, separator, one row per stage, total
+    assert "skipped" not in "\n".join(table)
+    # the re-run's table (all skipped, same scores) is what demo_results.md holds now
+    assert (workdir / "demo_results.md").read_text(encoding="utf-8").splitlines() == table_of(rerun)
+    scored = [row for row in table if "ROUGE-1" in row]
+    assert len(scored) == 3  # SFT, DPO, MBR rerank
+    assert "The tiny random model's scores are meaningless" in output
+
+
+def test_sft_then_dpo_checkpoints_are_saved(demo_run):
+    workdir, _, _ = demo_run
+    assert (workdir / "outputs" / "exaone-lora" / "adapter_model.safetensors").is_file()
+    assert (workdir / "outputs" / "exaone-lora" / "merged" / "config.json").is_file()
+    dpo = workdir / "outputs" / "exaone-dpo"
+    assert (dpo / "adapter_model.safetensors").is_file()
+    base = json.loads((dpo / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(base) == (workdir / "outputs" / "exaone-lora" / "merged").resolve()  # DPO from the SFT model
+
+
+def test_candidates_and_dpo_pairs_are_real(demo_run):
+    workdir, _, _ = demo_run
+    train_ids = [item["id"] for item in load_json(TRAIN)]
+    candidates = read_jsonl(workdir / "candidates" / "train_sft.jsonl")
+    assert sorted(row["id"] for row in candidates) == sorted(train_ids)
+    assert all(len(row["candidates"]) == 4 for row in candidates)
+    pairs = read_jsonl(workdir / "data" / "dpo" / "train.jsonl")
+    assert pairs and all(row["id"] in train_ids for row in pairs)
+    references = {item["id"]: item["output"] for item in load_json(TRAIN)}
+    for row in pairs:  # ref-vs-worst: the reference is chosen, a sampled candidate rejected
+        assert row["chosen"] == {"role": "assistant", "content": references[row["id"]]}
+        assert row["rejected"]["content"] in {text.strip() for text in
+                                              next(c for c in candidates if c["id"] == row["id"])["candidates"]}
+        assert row["score_chosen"] > row["score_rejected"]
+
+
+def test_submissions_and_reports(demo_run):
+    workdir, _, _ = demo_run
+    dev = load_json(DEV)
+    for name in ("dev_sft", "dev_dpo", "dev_rerank"):
+        submission = load_json(workdir / "results" / f"{name}.json")
+        assert [item["id"] for item in submission] == [item["id"] for item in dev]
+        assert all(isinstance(item["output"], str) for item in submission)
+        report = load_json(workdir / "results" / f"{name}.score.json")
+        assert report["n"] == len(dev) and 0 <= report["rouge1"] <= 100
+    reranked = {item["id"]: item["output"] for item in load_json(workdir / "results" / "dev_rerank.json")}
+    for row in read_jsonl(workdir / "candidates" / "dev_dpo.jsonl"):
+        assert reranked[row["id"]] in row["candidates"]  # MBR picks one of the candidates
+
+
+def test_rerun_skips_every_up_to_date_stage(demo_run):
+    _, output, rerun = demo_run
+    assert rerun.count("up to date, skipped") == STAGES
+    scores = [row.split("|")[4] for row in table_of(output)[2:-1]]
+    assert [row.split("|")[4] for row in table_of(rerun)[2:-1]] == scores  # skipped stages still show scores

@@ -1,0 +1,85 @@
+"""`tools build-dpo-data`: sampled candidates ranked by the task metric → Axolotl DPO JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tools.options import clean_option, load_examples, load_tokenizer, prompt_budget_options, system_prompt_option
+
+METRICS = ("rouge1", "bertscore", "bleurt", "official")
+
+
+@click.command("build-dpo-data")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="NIKL file with reference summaries, e.g. 일상대화요약_train.json.")
+@click.option("--candidates", "candidate_paths", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL {id, candidates: [...]} from `tools infer --num-candidates N`; repeat to merge files.")
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
+@click.option("--strategy", type=click.Choice(["ref-vs-worst", "best-vs-worst", "all-pairs-margin"]),
+              default="ref-vs-worst", show_default=True, help="How pairs are formed from the scored candidates.")
+@click.option("--metric", type=click.Choice(METRICS), default="rouge1", show_default=True,
+              help="Ranking metric (0–100); bertscore/bleurt/official need their local models.")
+@click.option("--bertscore-model", default=None, help="Local BERTScore model (for --metric bertscore/official).")
+@click.option("--bleurt-model", default=None, help="Local BLEURT-20 model (for --metric bleurt/official).")
+@click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Smallest score gap (0–100 points) a pair may have.")
+@click.option("--max-pairs-per-prompt", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Cap for --strategy all-pairs-margin.")
+@click.option("--human", "human_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL {id, chosen, rejected} pairs given by people; they replace the automatic pairs of their prompt.")
+@system_prompt_option
+@clean_option
+@click.option("--tokenizer", default=None, help="Tokenizer for --max-prompt-tokens truncation.")
+@prompt_budget_options
+def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, bertscore_model, bleurt_model,
+                   min_margin, max_pairs_per_prompt, human_path, system_prompt, clean_rules, tokenizer,
+                   max_prompt_tokens):
+    """Build DPO preference pairs from the SFT model's own samples, ranked by the task metric.
+
+    \b
+    Example:
+      tools infer --ckpt outputs/exaone-sft --input 일상대화요약_train.json \\
+          --num-candidates 8 --temperature 0.8 --output candidates/train.jsonl
+      tools build-dpo-data --data 일상대화요약_train.json \\
+          --candidates candidates/train.jsonl --output data/dpo/train.jsonl
+    """
+    from tqdm import tqdm
+
+    from dataset_builders.dpo import build_dpo_rows, parse_candidates, parse_human_pairs
+    from dataset_builders.io import read_jsonl, write_jsonl
+    from dataset_builders.prompt import PromptBuilder
+    from eval.metrics import pair_scorer
+
+    if max_prompt_tokens is not None and tokenizer is None:
+        raise click.UsageError("--max-prompt-tokens needs --tokenizer to count tokens with")
+    examples = load_examples(data_path, require_output=True)
+    ids = {example.id for example in examples}
+    try:
+        candidates: dict[str, list[str]] = {}
+        for path in candidate_paths:
+            for example_id, texts in parse_candidates(read_jsonl(path), str(path), ids).items():
+                candidates.setdefault(example_id, []).extend(texts)
+        human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
+        score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model)
+        builder = PromptBuilder(system_prompt, clean_rules,
+                                load_tokenizer(tokenizer) if tokenizer else None, max_prompt_tokens)
+        click.echo(f"scoring candidates with {metric} …")
+        rows, stats = build_dpo_rows(
+            examples, candidates, score_fn, builder, strategy=strategy, min_margin=min_margin,
+            max_pairs_per_prompt=max_pairs_per_prompt, human=human,
+            progress=lambda items: tqdm(items, desc="pairs", unit="prompt"),
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if not rows:
+        raise click.ClickException(
+            "no preference pair survived (" + "; ".join(stats.lines()[4:]) + "); nothing written"
+        )
+    write_jsonl(output_path, rows)
+    click.echo(f"wrote {output_path} ({strategy}, metric {metric})")
+    for line in stats.lines():
+        click.echo(line)

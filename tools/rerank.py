@@ -1,0 +1,59 @@
+"""`tools rerank`: minimum-Bayes-risk choice among candidates → the submission file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tools.options import input_option, load_examples
+
+
+@click.command("rerank")
+@click.option("--candidates", "candidate_paths", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL {id, candidates: [...]}; repeat to ensemble several checkpoints or models (merged by id).")
+@input_option
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Submission JSON to write (atomically).")
+def rerank(candidate_paths, input_path, output_path):
+    """Pick, per dialogue, the candidate most similar (ROUGE-1 F) to the other candidates.
+
+    No reference is needed, so this works on the test split. Ties go to the earliest candidate,
+    in the order the --candidates files are given.
+
+    \b
+    Example:
+      tools rerank --candidates candidates/test_sft.jsonl --candidates candidates/test_dpo.jsonl \\
+          --input 일상대화요약_test.json --output result.json
+    """
+    from tqdm import tqdm
+
+    from dataset_builders.dpo import parse_candidates
+    from dataset_builders.io import read_jsonl, write_json
+    from eval.mbr import mbr_select
+    from eval.metrics import rouge1_similarity
+
+    examples = load_examples(input_path, require_output=False)
+    ids = {example.id for example in examples}
+    candidates: dict[str, list[str]] = {}
+    try:
+        for path in candidate_paths:
+            for example_id, texts in parse_candidates(read_jsonl(path), str(path), ids).items():
+                candidates.setdefault(example_id, []).extend(texts)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    missing = [example.id for example in examples if not candidates.get(example.id)]
+    if missing:
+        shown = ", ".join(repr(example_id) for example_id in missing[:5])
+        raise click.ClickException(
+            f"{len(missing)} id(s) of {input_path} have no candidates: {shown}{' …' if len(missing) > 5 else ''}"
+        )
+    similarity = rouge1_similarity()
+    submission = []
+    for example in tqdm(examples, desc="rerank", unit="dialogue"):
+        texts = candidates[example.id]
+        submission.append({**example.raw, "output": texts[mbr_select(texts, similarity)]})
+    write_json(output_path, submission)
+    click.echo(f"wrote {output_path}: {len(submission)} dialogues, "
+               f"{sum(len(candidates[i]) for i in ids) / len(ids):.1f} candidates each on average")

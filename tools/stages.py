@@ -1,0 +1,116 @@
+"""A tiny make-like stage runner for multi-step pipelines (used by `tools demo`).
+
+Each stage declares its inputs and outputs; a stage whose outputs all exist and are newer than all
+its inputs is skipped, so a re-run resumes after the last finished stage. The first failing stage
+stops the run with its error. ``tools`` commands run in-process (no start-up cost per call); other
+programs (``axolotl``) run as subprocesses whose output streams straight to the terminal.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import click
+
+
+class StageFailed(RuntimeError):
+    """A stage failed; the message says which and why."""
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[], None]
+    outputs: Sequence[Path]
+    inputs: Sequence[Path] = ()
+    score: Callable[[], str] | None = None  # what to show in the table's score column, read after the run
+
+
+@dataclass
+class StageResult:
+    name: str
+    seconds: float
+    output: Path
+    skipped: bool
+    score: str = ""
+
+
+def up_to_date(stage: Stage) -> bool:
+    outputs = [Path(path) for path in stage.outputs]
+    if not outputs or not all(path.exists() for path in outputs):
+        return False
+    newest_input = max((Path(path).stat().st_mtime for path in stage.inputs if Path(path).exists()), default=0.0)
+    return min(path.stat().st_mtime for path in outputs) >= newest_input
+
+
+def run_tools(*args: object) -> None:
+    """Run a `tools` command in-process; a usage or data error becomes :class:`StageFailed`."""
+    from tools.cli import cli
+
+    argv = [str(arg) for arg in args]
+    click.secho(f"$ tools {' '.join(argv)}", dim=True)
+    try:
+        cli.main(args=argv, prog_name="tools", standalone_mode=False)
+    except click.ClickException as error:
+        raise StageFailed(f"tools {argv[0]}: {error.format_message()}") from None
+
+
+def run_program(*args: object, env: dict[str, str] | None = None) -> None:
+    """Run an external program, streaming its output; a non-zero exit becomes :class:`StageFailed`."""
+    argv = [str(arg) for arg in args]
+    click.secho(f"$ {' '.join(argv)}", dim=True)
+    result = subprocess.run(argv, env=env, check=False)
+    if result.returncode != 0:
+        raise StageFailed(f"{' '.join(argv[:4])} … exited with code {result.returncode} (its output is above)")
+
+
+@dataclass
+class Pipeline:
+    stages: list[Stage] = field(default_factory=list)
+
+    def add(self, stage: Stage) -> Stage:
+        self.stages.append(stage)
+        return stage
+
+    def run(self) -> list[StageResult]:
+        results = []
+        total = len(self.stages)
+        for number, stage in enumerate(self.stages, 1):
+            header = f"[{number}/{total}] {stage.name}"
+            if up_to_date(stage):
+                click.secho(f"{header}: up to date, skipped", fg="cyan")
+                results.append(StageResult(stage.name, 0.0, Path(stage.outputs[0]), True, self._score(stage)))
+                continue
+            click.secho(header, fg="cyan", bold=True)
+            start = time.perf_counter()
+            try:
+                stage.run()
+            except StageFailed as error:
+                raise StageFailed(f"stage {number}/{total} '{stage.name}' failed: {error}") from None
+            missing = [str(path) for path in stage.outputs if not Path(path).exists()]
+            if missing:
+                raise StageFailed(f"stage {number}/{total} '{stage.name}' did not write {', '.join(missing)}")
+            for path in stage.outputs:  # mark outputs as produced now, after every input
+                Path(path).touch()
+            results.append(StageResult(stage.name, time.perf_counter() - start, Path(stage.outputs[0]), False,
+                                       self._score(stage)))
+        return results
+
+    @staticmethod
+    def _score(stage: Stage) -> str:
+        return stage.score() if stage.score else ""
+
+
+def results_table(results: Sequence[StageResult]) -> str:
+    """A markdown table: stage, time, output path, score."""
+    lines = ["| stage | time | output | score |", "|---|---:|---|---|"]
+    for result in results:
+        time_text = "skipped" if result.skipped else f"{result.seconds:.1f} s"
+        lines.append(f"| {result.name} | {time_text} | {result.output} | {result.score} |")
+    total = sum(result.seconds for result in results)
+    lines.append(f"| **total** | {total:.1f} s | | |")
+    return "\n".join(lines)
