@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine_description, markdown  # noqa: E402
+from benchmarks.common import Row, machine_description, markdown  # noqa: E402
 
 BENCHMARKS = {
     "build_data_speed": "SFT data building (`tools build-sft-data`)",
@@ -29,20 +29,31 @@ NO_GPU_NOTE = (
 )
 
 
+def summary_row(row: Row) -> Row:
+    """The columns every benchmark shares, for the one summary table."""
+    unit = next((key for key in ("examples/s", "pairs/s") if key in row), None)
+    count = next((row[key] for key in ("examples", "pairs") if key in row), "")
+    return {"benchmark": row["benchmark"], "case": row["case"], "items": count, "seconds": row.get("seconds", ""),
+            "throughput": f"{row[unit]} {unit}" if unit else "", "vs sequential": row.get("vs sequential", "")}
+
+
 def run(names: list[str]) -> str:
+    results: dict[str, tuple[list[Row], float]] = {}
+    for name in names:
+        print(f"running {name} …", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        rows = importlib.import_module(f"benchmarks.{name}").main()
+        results[name] = (rows, time.perf_counter() - start)
     sections = [
         "# Benchmarks",
         "",
         f"Measured by `make bench` on {datetime.date.today().isoformat()}: {machine_description()}.",
         "",
+        markdown([summary_row(row) for rows, _ in results.values() for row in rows]),
+        "",
     ]
-    for name in names:
-        title = BENCHMARKS[name]
-        print(f"running {name} …", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        rows = importlib.import_module(f"benchmarks.{name}").main()
-        took = time.perf_counter() - start
-        sections += [f"## {title}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", "",
+    for name, (rows, took) in results.items():
+        sections += [f"## {BENCHMARKS[name]}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", "",
                      markdown(rows), ""]
     import torch
 

@@ -1,0 +1,48 @@
+"""`make bench` (benchmarks/run_all.py): one summary table over every benchmark, then the details."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO))
+
+from benchmarks import run_all  # noqa: E402
+from benchmarks.common import markdown  # noqa: E402
+
+
+def test_markdown_table():
+    assert markdown([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]).splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | y |"]
+
+
+def test_summary_row_takes_the_shared_columns():
+    infer = {"benchmark": "infer", "case": "batch 16", "examples": 64, "seconds": 0.5, "examples/s": 116.3,
+             "vs sequential": "7.0×", "outputs": "identical"}
+    rouge = {"benchmark": "rouge", "case": "cold", "pairs": 408, "seconds": 0.6, "pairs/s": 654.5}
+    assert run_all.summary_row(infer) == {"benchmark": "infer", "case": "batch 16", "items": 64, "seconds": 0.5,
+                                          "throughput": "116.3 examples/s", "vs sequential": "7.0×"}
+    assert run_all.summary_row(rouge)["throughput"] == "654.5 pairs/s"
+
+
+def test_every_listed_benchmark_exists():
+    for name in run_all.BENCHMARKS:
+        assert (REPO / "benchmarks" / f"{name}.py").is_file()
+
+
+def test_a_subset_prints_the_report_without_replacing_the_recorded_one():
+    recorded = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "build_data_speed"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "# Benchmarks" in lines
+    assert "| benchmark | case | items | seconds | throughput | vs sequential |" in lines
+    assert sum(line.startswith("| build-sft-data |") for line in lines) == 6  # summary + details
+    assert (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8") == recorded
+
+
+def test_unknown_benchmark_is_refused():
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        run_all.main(["no_such_benchmark"])
