@@ -25,8 +25,10 @@ import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
 
@@ -251,6 +253,16 @@ def parse_candidates(rows: Iterable[dict[str, Any]], source: str, known_ids: set
         if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
             raise ValueError(f"{where} (id {example_id!r}): field 'candidates' must be a list of strings")
         merged.setdefault(example_id, []).extend(texts)
+    return merged
+
+
+def load_candidates(paths: Iterable[Path | str], known_ids: set[str]) -> dict[str, list[str]]:
+    """Read and validate candidate JSONL files; an id's candidates from several files are merged in
+    file order (several checkpoints' samples for DPO pairs or reranking)."""
+    merged: dict[str, list[str]] = {}
+    for path in paths:
+        for example_id, texts in parse_candidates(read_jsonl(path), str(path), known_ids).items():
+            merged.setdefault(example_id, []).extend(texts)
     return merged
 
 

@@ -5,6 +5,8 @@ import json
 from click.testing import CliRunner
 
 from conftest import TRAIN, load_json
+from dataset_builders import io
+from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli
@@ -30,12 +32,8 @@ def candidate_rows():
 
 
 def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    io.write_jsonl(path, rows)
     return path
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def run(tmp_path, *extra, candidates=None):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEV, REPO, TRAIN, load_json
+from dataset_builders.io import read_jsonl
 
 pytestmark = pytest.mark.axolotl
 
@@ -34,10 +35,6 @@ def demo_run(tmp_path_factory):
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     return workdir, first.stdout, second.stdout
-
-
-def read_jsonl(path: Path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def table_of(output: str) -> list[str]:

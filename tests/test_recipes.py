@@ -25,6 +25,8 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import DEV, REPO, TRAIN
+from dataset_builders import io
+from dataset_builders.io import read_jsonl
 from tools.cli import cli
 from tools.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
 
@@ -74,12 +76,8 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    io.write_jsonl(path, rows)
     return path
 
 

@@ -49,7 +49,7 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     """
     from tqdm import tqdm
 
-    from dataset_builders.dpo import build_dpo_rows, parse_candidates, parse_human_pairs
+    from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
     from dataset_builders.io import read_jsonl, write_jsonl
     from dataset_builders.prompt import PromptBuilder
     from eval.metrics import pair_scorer
@@ -59,10 +59,7 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     examples = load_examples(data_path, require_output=True)
     ids = {example.id for example in examples}
     try:
-        candidates: dict[str, list[str]] = {}
-        for path in candidate_paths:
-            for example_id, texts in parse_candidates(read_jsonl(path), str(path), ids).items():
-                candidates.setdefault(example_id, []).extend(texts)
+        candidates = load_candidates(candidate_paths, ids)
         human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
         score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model)
         builder = PromptBuilder(system_prompt, clean_rules,

@@ -29,18 +29,15 @@ def rerank(candidate_paths, input_path, output_path):
     """
     from tqdm import tqdm
 
-    from dataset_builders.dpo import parse_candidates
-    from dataset_builders.io import read_jsonl, write_json
+    from dataset_builders.dpo import load_candidates
+    from dataset_builders.io import write_json
     from eval.mbr import mbr_select
     from eval.metrics import rouge1_similarity
 
     examples = load_examples(input_path, require_output=False)
     ids = {example.id for example in examples}
-    candidates: dict[str, list[str]] = {}
     try:
-        for path in candidate_paths:
-            for example_id, texts in parse_candidates(read_jsonl(path), str(path), ids).items():
-                candidates.setdefault(example_id, []).extend(texts)
+        candidates = load_candidates(candidate_paths, ids)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     missing = [example.id for example in examples if not candidates.get(example.id)]
