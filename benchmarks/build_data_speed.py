@@ -18,7 +18,8 @@ from benchmarks.common import markdown  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
 from dataset_builders.sft import BuildStats, sft_rows  # noqa: E402
-from tools.tiny_model import SAMPLE_DATA, build_tiny_model  # noqa: E402
+from common.checkout import SAMPLE_DATA  # noqa: E402
+from exaone.tiny import build_tiny_model  # noqa: E402
 
 TRAIN_SIZE = 506  # the real train split's size
 

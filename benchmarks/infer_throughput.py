@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import markdown  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
-from tools.tiny_model import SAMPLE_DATA, build_tiny_model  # noqa: E402
+from common.checkout import SAMPLE_DATA  # noqa: E402
+from exaone.tiny import build_tiny_model  # noqa: E402
 
 EXAMPLES = 64
 MAX_NEW_TOKENS = 64
@@ -46,7 +47,10 @@ def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
 def main() -> list[dict[str, object]]:
     import torch
 
-    from tools.inference import Decoding, load_engine, prepare_jobs, run_to_file
+    from generation.decoding import Decoding
+    from generation.jobs import prepare_jobs
+    from generation.loader import load_engine
+    from generation.runner import run_to_file
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import markdown  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from eval import rouge  # noqa: E402
-from tools.tiny_model import SAMPLE_DATA  # noqa: E402
+from common.checkout import SAMPLE_DATA  # noqa: E402
 
 TEST_SIZE = 408  # the real test split's size
 TARGET_CHARS = 400

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from common.errors import UserError
 from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
+from eval.metrics import ScoreFn
 
 STRATEGIES = ("ref-vs-worst", "best-vs-worst", "all-pairs-margin")
 
-# Scores a batch of (candidate, reference) pairs: returns one score per pair, 0–100, higher is better.
-ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 _CHAR_LOOP = re.compile(r"(.{3,}?)\1{4,}", re.DOTALL)
 
@@ -80,10 +80,11 @@ class DpoStats:
             f"pairs: {len(margins)} (human: {self.human_pairs})",
             f"mean margin: {statistics.fmean(margins):.2f}" if margins else "mean margin: n/a",
         ]
-        out += [f"dropped {reason}: {count}" for reason, count in sorted(self.dropped.items())]
-        if not self.dropped:
-            out.append("dropped: none")
-        return out
+        return out + self.drop_lines()
+
+    def drop_lines(self) -> list[str]:
+        """One line per reason something was dropped (``dropped: none`` when nothing was)."""
+        return [f"dropped {reason}: {count}" for reason, count in sorted(self.dropped.items())] or ["dropped: none"]
 
 
 def usable_candidates(candidates: Iterable[str], stats: DpoStats) -> list[str]:
@@ -237,9 +238,9 @@ def _known_id(row: dict[str, Any], where: str, known_ids: set[str]) -> str:
     """The row's ``id``, which must be a non-empty string naming an example of the data file."""
     example_id = row.get("id")
     if not isinstance(example_id, str) or not example_id:
-        raise ValueError(f"{where}: field 'id' must be a non-empty string")
+        raise UserError(f"{where}: field 'id' must be a non-empty string")
     if example_id not in known_ids:
-        raise ValueError(f"{where}: id {example_id!r} is not in the data file")
+        raise UserError(f"{where}: id {example_id!r} is not in the data file")
     return example_id
 
 
@@ -251,7 +252,7 @@ def parse_candidates(rows: Iterable[dict[str, Any]], source: str, known_ids: set
         example_id = _known_id(row, where, known_ids)
         texts = row.get("candidates")
         if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-            raise ValueError(f"{where} (id {example_id!r}): field 'candidates' must be a list of strings")
+            raise UserError(f"{where} (id {example_id!r}): field 'candidates' must be a list of strings")
         merged.setdefault(example_id, []).extend(texts)
     return merged
 
@@ -278,9 +279,9 @@ def parse_human_pairs(rows: Iterable[dict[str, Any]], source: str, known_ids: se
             if isinstance(value, dict):  # accept {"role": "assistant", "content": ...} too
                 value = value.get("content")
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{where} (id {example_id!r}): field '{key}' must be a non-empty string")
+                raise UserError(f"{where} (id {example_id!r}): field '{key}' must be a non-empty string")
             texts.append(value.strip())
         if texts[0] == texts[1]:
-            raise ValueError(f"{where} (id {example_id!r}): 'chosen' and 'rejected' are identical")
+            raise UserError(f"{where} (id {example_id!r}): 'chosen' and 'rejected' are identical")
         pairs.setdefault(example_id, []).append((texts[0], texts[1]))
     return pairs

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from common.errors import UserError
+
 
 @contextmanager
 def atomic_open(path: Path | str) -> Iterator[IO[str]]:
@@ -48,7 +50,7 @@ def write_json(path: Path | str, data: Any) -> None:
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read a JSONL file; a bad line raises ValueError naming the file and line number."""
+    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number."""
     rows = []
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, 1):
@@ -57,8 +59,8 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
+                raise UserError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {number}: must be a JSON object")
+                raise UserError(f"{path}: line {number}: must be a JSON object")
             rows.append(row)
     return rows

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
 
-class NiklDataError(ValueError):
+
+class NiklDataError(UserError):
     """Bad input data; the message is one line naming file, example and field."""
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from common.errors import UserError
 from dataset_builders.cleaning import CleaningReport, clean_conversation
 from dataset_builders.nikl import Example, Utterance
+from dataset_builders.tokenizer import chat_prompt_ids
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from transformers import PreTrainedTokenizerBase
@@ -57,11 +59,16 @@ def user_message(conversation: Sequence[Utterance], subject_keyword: Sequence[st
 
 @dataclass(frozen=True)
 class Prompt:
-    """Prompt turns for one example, plus what was done to them."""
+    """Prompt turns for one example, plus what was done to them. With a tokenizer, ``token_ids`` is the
+    prompt as the chat template renders it (assistant header included), so nobody renders it twice."""
 
     messages: list[dict[str, str]]
     truncated: bool = False
-    prompt_tokens: int | None = None
+    token_ids: list[int] | None = None
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return None if self.token_ids is None else len(self.token_ids)
 
 
 class PromptBuilder:
@@ -79,9 +86,9 @@ class PromptBuilder:
         max_prompt_tokens: int | None = None,
     ) -> None:
         if max_prompt_tokens is not None and tokenizer is None:
-            raise ValueError("max_prompt_tokens needs a tokenizer to count tokens with")
+            raise UserError("--max-prompt-tokens needs --tokenizer to count tokens with")
         if max_prompt_tokens is not None and max_prompt_tokens <= 0:
-            raise ValueError(f"max_prompt_tokens must be positive, got {max_prompt_tokens}")
+            raise UserError(f"--max-prompt-tokens must be positive, got {max_prompt_tokens}")
         self.system_prompt = resolve_system_prompt(system_prompt)
         self.clean_rules = tuple(clean_rules)
         self.tokenizer = tokenizer
@@ -91,12 +98,10 @@ class PromptBuilder:
     def messages(self, user: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+    def render(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of the prompt as the tokenizer's chat template renders it (with the assistant header)."""
         assert self.tokenizer is not None
-        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        return len(ids)
+        return chat_prompt_ids(self.tokenizer, messages)
 
     def build(self, example: Example) -> Prompt:
         conversation = example.conversation
@@ -107,10 +112,10 @@ class PromptBuilder:
         messages = self.messages(CONVERSATION_HEADER + conversation_block + question)
         if self.tokenizer is None:
             return Prompt(messages)
-        length = self.count_tokens(messages)
-        if self.max_prompt_tokens is None or length <= self.max_prompt_tokens:
-            return Prompt(messages, prompt_tokens=length)
-        return self._truncate(conversation_block, question, length)
+        ids = self.render(messages)
+        if self.max_prompt_tokens is None or len(ids) <= self.max_prompt_tokens:
+            return Prompt(messages, token_ids=ids)
+        return self._truncate(conversation_block, question, len(ids))
 
     def _truncate(self, conversation_block: str, question: str, length: int) -> Prompt:
         """Cut the conversation block at a token boundary until the rendered prompt fits.
@@ -127,11 +132,12 @@ class PromptBuilder:
         while True:
             cut = ends[keep - 1] if keep > 0 else 0
             messages = self.messages(CONVERSATION_HEADER + conversation_block[:cut].rstrip() + question)
-            length = self.count_tokens(messages)
+            ids = self.render(messages)
+            length = len(ids)
             if length <= self.max_prompt_tokens:
-                return Prompt(messages, truncated=True, prompt_tokens=length)
+                return Prompt(messages, truncated=True, token_ids=ids)
             if keep == 0:
-                raise ValueError(
+                raise UserError(
                     f"max_prompt_tokens={self.max_prompt_tokens} is too small: the prompt without any "
                     f"conversation already takes {length} tokens"
                 )

@@ -16,8 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from eval.metrics import BERTSCORE_MODEL as DEFAULT_MODEL
-from eval.metrics import MetricUnavailable, check_tokenizer, describe_load_error, pick_device
+from common.devices import resolve_device
+from eval.loading import BERTSCORE_MODEL as DEFAULT_MODEL
+from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
 
 
 # config.json values that identify a local copy of bert-base-multilingual-cased, whatever its folder name.
@@ -73,7 +74,7 @@ class BertScorer:
             self.tokenizer.model_max_length = limit
         check_tokenizer(lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"],
                         self.tokenizer.unk_token_id, f"bertscore: tokenizer of {model!r}")
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.model = encoder.eval().to(self.device)
         self.layers = layers
         self.batch_size = batch_size

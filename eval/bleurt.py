@@ -34,8 +34,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eval.metrics import BLEURT_MODEL as DEFAULT_MODEL
-from eval.metrics import MetricUnavailable, check_tokenizer, describe_load_error, pick_device
+from common.devices import resolve_device
+from common.paths import looks_like_local_path
+from eval.loading import BLEURT_MODEL as DEFAULT_MODEL
+from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
 
 MAX_LENGTH = 512  # BLEURT-20's max_seq_length
 # Buffers the port registers (and may have saved) that this class recomputes.
@@ -321,7 +323,7 @@ def resolve_model_dir(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
+    if looks_like_local_path(name_or_path):
         raise MetricUnavailable(f"bleurt: no such directory: {name_or_path}")
     from huggingface_hub import snapshot_download
 
@@ -339,7 +341,7 @@ class BleurtScorer:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 16) -> None:
         directory = resolve_model_dir(model)
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.model = BleurtForSequenceClassification.load(directory).to(self.device)
         self.encoder = load_pair_encoder(directory, min(MAX_LENGTH, self.model.config.max_position_embeddings))
         self.batch_size = batch_size

@@ -13,14 +13,13 @@ skipped with the reason, the rest is computed, and ``official`` is ``None``. Oth
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Sequence
 
-BERTSCORE_MODEL = "bert-base-multilingual-cased"
-BLEURT_MODEL = "lucadiliello/BLEURT-20"
+from common.errors import UserError
+from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL, MetricUnavailable
+
 METRICS = ("rouge", "bertscore", "bleurt")  # what can be asked for
 REPORT_KEYS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
 OFFICIAL_PARTS = ("rouge1", "bertscore", "bleurt")
@@ -30,40 +29,6 @@ LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertsc
 
 # Scores a batch of (prediction, reference) pairs: one value per pair, 0–100, higher is better.
 ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
-
-
-class MetricUnavailable(ValueError):
-    """A model-based metric that cannot run here; the message says which and why, on one line."""
-
-
-# ---- helpers shared by the model-based metrics ------------------------------------------------------
-
-
-def pick_device(device: str | None = None) -> str:
-    """The given device, else the GPU when there is one, else the CPU."""
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def describe_load_error(metric: str, name: str, option: str, error: BaseException) -> str:
-    """One line: which metric, which model, why it did not load, what to pass instead."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if offline and not Path(name).expanduser().is_dir():
-        why = "not a local directory and not in the Hugging Face cache (HF_HUB_OFFLINE=1)"
-    else:
-        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return f"{metric}: cannot load {name!r}: {why}; pass {option} DIR with local weights"
-
-
-def check_tokenizer(tokenize: Callable[[str], list[int]], unk_id: int | None, where: str) -> None:
-    """Refuse a tokenizer that turns text into unknown tokens only (transformers 5 builds an empty
-    WordPiece tokenizer instead of failing when the vocabulary file is missing)."""
-    probe = tokenize("두 사람은 주말에 등산을 다녀왔다. They went hiking.")
-    if not probe or (unk_id is not None and all(index == unk_id for index in probe)):
-        raise MetricUnavailable(f"{where} turns text into unknown tokens only (vocabulary missing?)")
 
 
 @lru_cache(maxsize=2)
@@ -108,7 +73,7 @@ def _load(metric: str, *, bertscore_model: str | None = None, bertscore_layers: 
 def pair_scorer(metric: str, bertscore_model: str | None = None, bleurt_model: str | None = None, *,
                 bertscore_layers: int | None = None, device: str | None = None) -> ScoreFn:
     """A batched scoring function for one of ``rouge1``, ``bertscore``, ``bleurt`` or ``official`` (the
-    per-pair mean of the three), 0–100. Raises :class:`MetricUnavailable` (a ``ValueError``) right away
+    per-pair mean of the three), 0–100. Raises :class:`MetricUnavailable` (a :class:`~common.errors.UserError`) right away
     when a needed model cannot be loaded."""
     if metric not in PAIR_METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(PAIR_METRICS)}")
@@ -192,7 +157,7 @@ def align_by_id(predictions: Sequence[tuple[str, str]], references: Sequence[tup
                 prediction_name: str = "predictions", reference_name: str = "references"
                 ) -> tuple[list[str], list[str], list[str]]:
     """Match ``(id, text)`` predictions to references by id: ``(ids, predictions, references)`` in the
-    references' order. Missing, extra or duplicate ids raise one ``ValueError`` naming them."""
+    references' order. Missing, extra or duplicate ids raise one :class:`UserError` naming them."""
 
     def shown(values: list[str]) -> str:
         more = f" … (+{len(values) - 5} more)" if len(values) > 5 else ""
@@ -214,7 +179,7 @@ def align_by_id(predictions: Sequence[tuple[str, str]], references: Sequence[tup
     if extra:
         problems.append(f"{len(extra)} id(s) of {prediction_name} not in {reference_name}: {shown(extra)}")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise UserError("; ".join(problems))
     return reference_ids, [by_id[i] for i in reference_ids], [text for _, text in references]
 
 

@@ -27,7 +27,7 @@ TEST = FIXTURES / "일상대화요약_test.json"
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from tools.tiny_model import build_tiny_model
+    from exaone.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-exaone") / "model")
 

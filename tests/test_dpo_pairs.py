@@ -2,6 +2,8 @@
 
 import pytest
 
+from common.errors import UserError
+
 from dataset_builders.dpo import (
     DpoStats,
     build_dpo_rows,
@@ -96,12 +98,12 @@ def test_is_degenerate(text, expected):
 def test_parse_candidates_and_human_errors():
     ids = {"a", "b"}
     assert parse_candidates([{"id": "a", "candidates": ["x"]}, {"id": "a", "candidates": ["y"]}], "c.jsonl", ids) == {"a": ["x", "y"]}
-    with pytest.raises(ValueError, match=r"c.jsonl: row 1: id 'z' is not in the data file"):
+    with pytest.raises(UserError, match=r"c.jsonl: row 1: id 'z' is not in the data file"):
         parse_candidates([{"id": "z", "candidates": []}], "c.jsonl", ids)
-    with pytest.raises(ValueError, match="'candidates' must be a list of strings"):
+    with pytest.raises(UserError, match="'candidates' must be a list of strings"):
         parse_candidates([{"id": "a", "candidates": "x"}], "c.jsonl", ids)
     assert parse_human_pairs([{"id": "a", "chosen": {"role": "assistant", "content": "x"}, "rejected": "y"}], "h", ids) == {"a": [("x", "y")]}
-    with pytest.raises(ValueError, match="'rejected' must be a non-empty string"):
+    with pytest.raises(UserError, match="'rejected' must be a non-empty string"):
         parse_human_pairs([{"id": "a", "chosen": "x", "rejected": ""}], "h", ids)
-    with pytest.raises(ValueError, match="identical"):
+    with pytest.raises(UserError, match="identical"):
         parse_human_pairs([{"id": "a", "chosen": "x", "rejected": "x"}], "h", ids)

@@ -21,17 +21,13 @@ from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli
-from tools.inference import (
-    SIDECAR_SUFFIX,
-    Decoding,
-    HFEngine,
-    InferenceError,
-    generate_all,
-    load_engine,
-    postprocess,
-    prepare_jobs,
-    trim_at_stop,
-)
+from common.errors import UserError
+from generation.decoding import Decoding, postprocess, trim_at_stop
+from generation.hf import HFEngine
+from generation.jobs import prepare_jobs
+from generation.loader import load_engine
+from generation.runner import generate_all
+from generation.sidecar import SIDECAR_SUFFIX
 
 ALL = [TRAIN, DEV, TEST]  # 16 dialogues, prompts of 129–192 tiny-tokenizer tokens
 
@@ -374,5 +370,5 @@ def test_oom_halves_the_batch_and_retries(tiny_model):
     def always_oom(batch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    with pytest.raises(InferenceError, match="even at batch size 1"):
+    with pytest.raises(UserError, match="even at batch size 1"):
         generate_all(jobs, always_oom, batch_size=4, progress=False)

@@ -28,7 +28,7 @@ from conftest import DEV, REPO, TRAIN
 from dataset_builders import io
 from dataset_builders.io import read_jsonl
 from tools.cli import cli
-from tools.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
+from workflow.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
 
 RECIPES = REPO / "recipes"
 DEEPSPEED = REPO / "deepspeed_configs"
@@ -122,9 +122,10 @@ def exaone4_model(tmp_path_factory) -> Path:
     import torch
     from transformers import Exaone4Config, Exaone4ForCausalLM
 
-    from tools.tiny_model import SAMPLE_DATA, build_tokenizer, corpus_from_nikl
+    from common.checkout import sample_files
+    from exaone.tiny import build_tokenizer, corpus_from_nikl
 
-    tokenizer = build_tokenizer(corpus_from_nikl(sorted(SAMPLE_DATA.glob("일상대화요약_*.json"))))
+    tokenizer = build_tokenizer(corpus_from_nikl(sample_files()))
     torch.manual_seed(1)
     config = Exaone4Config(
         vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=3,

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import DEV, TEST, load_json
+from common.errors import UserError
 from eval.metrics import MetricUnavailable, align_by_id, pair_scorer, score_pairs
 from tools.cli import cli
 
@@ -114,7 +115,7 @@ def test_duplicate_ids(write_nikl):
     result = run("--predictions", predictions, "--references", DEV, "--metrics", "rouge")
     assert result.exit_code == 1
     assert f"example {IDS[1]!r} (index 2): duplicate id" in result.output
-    with pytest.raises(ValueError, match=r"duplicate id\(s\) in predictions: 'a'.*1 id\(s\) of predictions not in"):
+    with pytest.raises(UserError, match=r"duplicate id\(s\) in predictions: 'a'.*1 id\(s\) of predictions not in"):
         align_by_id([("a", "x"), ("a", "y"), ("b", "z")], [("a", "r")])
 
 

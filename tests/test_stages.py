@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tools.stages import Pipeline, Stage, StageFailed, results_table, run_program, run_tools
+from tools.cli import cli
+from tools.demo import tools_runner
+from workflow.stages import Pipeline, Stage, StageFailed, results_table, run_program
+
+run_tools = tools_runner(cli)
 
 
 def writer(path: Path, log: list[str], text: str = "x"):

@@ -3,6 +3,7 @@
 import pytest
 from transformers import AutoTokenizer
 
+from common.errors import UserError
 from dataset_builders.nikl import Example, Utterance
 from dataset_builders.prompt import PromptBuilder, question_text
 
@@ -48,10 +49,10 @@ def test_short_prompt_untouched(tokenizer):
 
 
 def test_budget_smaller_than_question_is_an_error(tokenizer):
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(UserError, match="too small"):
         PromptBuilder(tokenizer=tokenizer, max_prompt_tokens=5).build(LONG)
 
 
 def test_budget_needs_tokenizer():
-    with pytest.raises(ValueError, match="needs a tokenizer"):
+    with pytest.raises(UserError, match="needs --tokenizer"):
         PromptBuilder(max_prompt_tokens=100)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from tools.options import clean_option, load_examples, load_tokenizer, prompt_budget_options, system_prompt_option
-
-METRICS = ("rouge1", "bertscore", "bleurt", "official")
+from common.errors import UserError
+from dataset_builders.dpo import STRATEGIES
+from eval.metrics import PAIR_METRICS
+from tools.options import clean_option, prompt_budget_options, system_prompt_option
 
 
 @click.command("build-dpo-data")
@@ -19,9 +20,9 @@ METRICS = ("rouge1", "bertscore", "bleurt", "official")
               help="JSONL {id, candidates: [...]} from `tools infer --num-candidates N`; repeat to merge files.")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
-@click.option("--strategy", type=click.Choice(["ref-vs-worst", "best-vs-worst", "all-pairs-margin"]),
+@click.option("--strategy", type=click.Choice(STRATEGIES),
               default="ref-vs-worst", show_default=True, help="How pairs are formed from the scored candidates.")
-@click.option("--metric", type=click.Choice(METRICS), default="rouge1", show_default=True,
+@click.option("--metric", type=click.Choice(PAIR_METRICS), default="rouge1", show_default=True,
               help="Ranking metric (0–100); bertscore/bleurt/official need their local models.")
 @click.option("--bertscore-model", default=None, help="Local BERTScore model (for --metric bertscore/official).")
 @click.option("--bleurt-model", default=None, help="Local BLEURT-20 model (for --metric bleurt/official).")
@@ -51,31 +52,26 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
 
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
     from dataset_builders.io import read_jsonl, write_jsonl
+    from dataset_builders.nikl import load_nikl
     from dataset_builders.prompt import PromptBuilder
+    from dataset_builders.tokenizer import load_tokenizer
     from eval.metrics import pair_scorer
 
-    if max_prompt_tokens is not None and tokenizer is None:
-        raise click.UsageError("--max-prompt-tokens needs --tokenizer to count tokens with")
-    examples = load_examples(data_path, require_output=True)
+    examples = load_nikl(data_path, require_output=True)
     ids = {example.id for example in examples}
-    try:
-        candidates = load_candidates(candidate_paths, ids)
-        human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
-        score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model)
-        builder = PromptBuilder(system_prompt, clean_rules,
-                                load_tokenizer(tokenizer) if tokenizer else None, max_prompt_tokens)
-        click.echo(f"scoring candidates with {metric} …")
-        rows, stats = build_dpo_rows(
-            examples, candidates, score_fn, builder, strategy=strategy, min_margin=min_margin,
-            max_pairs_per_prompt=max_pairs_per_prompt, human=human,
-            progress=lambda items: tqdm(items, desc="pairs", unit="prompt"),
-        )
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    candidates = load_candidates(candidate_paths, ids)
+    human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
+    builder = PromptBuilder(system_prompt, clean_rules, load_tokenizer(tokenizer) if tokenizer else None,
+                            max_prompt_tokens)
+    score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model)
+    click.echo(f"scoring candidates with {metric} …")
+    rows, stats = build_dpo_rows(
+        examples, candidates, score_fn, builder, strategy=strategy, min_margin=min_margin,
+        max_pairs_per_prompt=max_pairs_per_prompt, human=human,
+        progress=lambda items: tqdm(items, desc="pairs", unit="prompt"),
+    )
     if not rows:
-        raise click.ClickException(
-            "no preference pair survived (" + "; ".join(stats.lines()[4:]) + "); nothing written"
-        )
+        raise UserError(f"no preference pair survived ({'; '.join(stats.drop_lines())}); nothing written")
     write_jsonl(output_path, rows)
     click.echo(f"wrote {output_path} ({strategy}, metric {metric})")
     for line in stats.lines():

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import (
-    clean_option,
-    input_option,
-    load_examples,
-    load_tokenizer,
-    prompt_budget_options,
-    system_prompt_option,
-)
+from tools.options import clean_option, input_option, prompt_budget_options, system_prompt_option
 
 
 @click.command("build-sft-data")
@@ -35,12 +28,12 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
           --tokenizer LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --max-prompt-tokens 2048 --clean fillers
     """
     from dataset_builders.io import write_jsonl
+    from dataset_builders.nikl import load_nikl
     from dataset_builders.prompt import PromptBuilder
     from dataset_builders.sft import BuildStats, sft_rows
+    from dataset_builders.tokenizer import load_tokenizer
 
-    if max_prompt_tokens is not None and tokenizer is None:
-        raise click.UsageError("--max-prompt-tokens needs --tokenizer to count tokens with")
-    examples = load_examples(input_path, require_output=True)
+    examples = load_nikl(input_path, require_output=True)
     builder = PromptBuilder(
         system_prompt=system_prompt,
         clean_rules=clean_rules,
@@ -48,10 +41,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
         max_prompt_tokens=max_prompt_tokens,
     )
     stats = BuildStats()
-    try:
-        rows = sft_rows(examples, builder, stats)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    rows = sft_rows(examples, builder, stats)
     write_jsonl(output_path, rows)
     click.echo(f"wrote {output_path}")
     for line in stats.lines(builder):

@@ -1,148 +1,12 @@
-"""`tools cpu-overlay`: a shipped GPU recipe → the smallest derived config the real Axolotl runs on CPU.
-
-Tests and `tools demo` run every recipe in ``recipes/`` through Axolotl on a CPU with a tiny model. The
-recipe is used as it is except for:
-
-- :data:`CPU_OVERLAY` — the one list of what is GPU-only (or hub/tracking-only) in a recipe, with the
-  reason for each key; and
-- the run-specific values :func:`overlay_config` fills in: ``base_model``, the dataset paths,
-  ``output_dir``, ``dataset_prepared_path``, ``max_steps`` and a save/eval cadence of ``max_steps``
-  so that a checkpoint is always written. Evaluation runs on ``--eval-data`` when given (it replaces
-  the recipe's dev set); without it evaluation is turned off.
-
-Everything else — chat template, masking, packing, LoRA/QLoRA, DPO, schedule — is what the GPU run uses.
-"""
+"""`tools cpu-overlay`: derive the CPU smoke-run config of a GPU recipe (logic: :mod:`workflow.cpu_overlay`)."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
 import click
 
-REMOVE = object()  # sentinel: drop the key from the derived config
-
-# What a CPU cannot run. Every other key of a recipe is kept as it is.
-CPU_OVERLAY: dict[str, Any] = {
-    "flash_attention": REMOVE,       # legacy spelling of attn_implementation: flash_attention_2 (both is an error)
-    "attn_implementation": "sdpa",   # flash-attn needs CUDA; sdpa still keeps packed samples apart
-    "bf16": False,                   # Axolotl rejects bf16 AMP without a bf16-capable GPU
-    "fp16": False,
-    "tf32": False,                   # a CUDA matmul setting
-    "deepspeed": REMOVE,             # DeepSpeed's NCCL backend is hard-wired: no CPU training
-    "fsdp": REMOVE,                  # FSDP needs torch.distributed with CUDA
-    "fsdp_config": REMOVE,
-    "fsdp_version": REMOVE,
-    "lora_mlp_kernel": False,        # Axolotl's fused LoRA kernels are Triton/CUDA only
-    "lora_qkv_kernel": False,
-    "lora_o_kernel": False,
-    "lora_embedding_kernel": False,
-    "torch_compile": REMOVE,         # compile time would dwarf a 2-step run
-    "pad_to_sequence_len": False,    # fixed shapes keep CUDA memory from fragmenting; on CPU they only add tokens
-    "dataset_num_proc": 1,           # no worker pool for a handful of rows
-    "gradient_accumulation_steps": 1,  # a smoke run needs optimizer steps, not a large batch
-    "dataloader_num_workers": 0,
-    "dataloader_pin_memory": False,  # pinned memory is for host→GPU copies
-    "save_strategy": "steps",        # cadence from --max-steps (see overlay_config): a checkpoint is saved
-    "logging_steps": 1,
-    "evals_per_epoch": REMOVE,       # replaced by the steps cadence
-    "saves_per_epoch": REMOVE,
-    "wandb_project": REMOVE,         # no tracking, no hub pushes from a smoke run
-    "wandb_entity": REMOVE,
-    "wandb_name": REMOVE,
-    "use_wandb": REMOVE,
-    "hub_model_id": REMOVE,
-    "push_dataset_to_hub": REMOVE,
-    "revision_of_model": REMOVE,     # the local tiny model has no hub revisions
-}
-
-
-class OverlayError(ValueError):
-    """The recipe cannot be overlaid (missing, not YAML, not an Axolotl recipe); the message says why."""
-
-
-def load_recipe(recipe_path: Path | str) -> dict[str, Any]:
-    """Read a recipe YAML into a dict, with a one-line error naming the file for every way it can fail."""
-    import yaml
-
-    path = Path(recipe_path)
-    if not path.is_file():
-        raise OverlayError(f"{path}: no such recipe file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise OverlayError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
-    if not isinstance(data, dict):
-        raise OverlayError(f"{path}: expected a YAML mapping of Axolotl keys, got {type(data).__name__}")
-    datasets = data.get("datasets")
-    if not isinstance(datasets, list) or len(datasets) != 1 or not isinstance(datasets[0], dict):
-        raise OverlayError(f"{path}: expected exactly one entry under `datasets:` (the one --train-data replaces)")
-    return data
-
-
-def _local_or_hub(value: Path | str) -> str:
-    path = Path(value)
-    return str(path.resolve()) if path.exists() else str(value)
-
-
-def overlay_config(
-    recipe_path: Path | str,
-    *,
-    base_model: Path | str,
-    train_data: Path | str,
-    output_dir: Path | str,
-    max_steps: int,
-    eval_data: Path | str | None = None,
-    prepared_dir: Path | str | None = None,
-) -> dict[str, Any]:
-    """Return the CPU config derived from a recipe (see the module docstring for what changes)."""
-    if max_steps < 1:
-        raise OverlayError(f"max_steps must be ≥ 1, got {max_steps}")
-    cfg = copy.deepcopy(load_recipe(recipe_path))
-    for key, value in CPU_OVERLAY.items():
-        if value is REMOVE:
-            cfg.pop(key, None)
-        else:
-            cfg[key] = value
-
-    output_dir = Path(output_dir).resolve()
-    cfg["base_model"] = _local_or_hub(base_model)
-    cfg["output_dir"] = str(output_dir)
-    cfg["dataset_prepared_path"] = str(Path(prepared_dir).resolve() if prepared_dir else output_dir / "prepared")
-    train_entry = cfg["datasets"][0]
-    train_entry["path"] = str(Path(train_data).resolve())
-    cfg["max_steps"] = max_steps
-    cfg["save_steps"] = max_steps
-
-    if eval_data is not None:
-        # The recipe's dev set (or, for a recipe that holds out val_set_size, its training entry) on new data.
-        template = (cfg.get("test_datasets") or [train_entry])[0]
-        cfg["test_datasets"] = [{**copy.deepcopy(template), "path": str(Path(eval_data).resolve()), "split": "train"}]
-        cfg["val_set_size"] = 0
-        cfg["eval_strategy"] = "steps"
-        cfg["eval_steps"] = max_steps
-    else:
-        cfg.pop("test_datasets", None)
-        cfg["val_set_size"] = 0
-        cfg["eval_strategy"] = "no"
-        cfg.pop("eval_steps", None)
-        for key in ("load_best_model_at_end", "metric_for_best_model", "greater_is_better"):
-            cfg.pop(key, None)  # there is nothing to pick the best checkpoint by
-    return cfg
-
-
-def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str) -> Path:
-    import yaml
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# Derived from {recipe} by `tools cpu-overlay` for a CPU smoke run (tools/cpu_overlay.py).\n"
-              "# Not a recipe: edit the recipe, then re-run the command.\n")
-    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+from workflow.cpu_overlay import overlay_config, write_config
 
 
 @click.command("cpu-overlay")
@@ -171,10 +35,7 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
       axolotl preprocess configs/exaone_lora.cpu.yml
       axolotl train configs/exaone_lora.cpu.yml --launcher python
     """
-    try:
-        cfg = overlay_config(recipe, base_model=base_model, train_data=train_data, eval_data=eval_data,
-                             output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir)
-    except OverlayError as error:
-        raise click.ClickException(str(error)) from None
+    cfg = overlay_config(recipe, base_model=base_model, train_data=train_data, eval_data=eval_data,
+                         output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir)
     write_config(cfg, config_out, recipe=recipe)
     click.echo(f"wrote {config_out} (from {recipe}: CPU overlay, max_steps {max_steps})")

@@ -1,6 +1,6 @@
 """`tools infer`: batched, resumable generation → the submission JSON (or sampled candidates JSONL).
 
-The engine lives in :mod:`tools.inference`; this is only the command line.
+The engine lives in :mod:`generation`; this is only the command line.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from tools.options import clean_option, input_option, load_examples, prompt_budget_options, system_prompt_option
+from generation.loader import BACKENDS
+from tools.options import clean_option, input_option, prompt_budget_options, system_prompt_option
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -22,7 +23,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
               help="Submission JSON to write (atomically); with --num-candidates a JSONL of candidates.")
 @click.option("--base-model", default=None, help="Base model of a LoRA adapter (default: from adapter_config.json).")
 @click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating.")
-@click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,
               help="vllm needs the `gpu` extra; same output format.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run.")
 @system_prompt_option
@@ -61,8 +62,11 @@ def infer(ckpt, input_path, output_path, base_model, merge_lora, backend, trust_
       tools infer --ckpt outputs/exaone-lora/merged --input 일상대화요약_train.json \\
           --output candidates/train.jsonl --num-candidates 8 --temperature 0.8 --top-p 0.95 --seed 0
     """
+    from dataset_builders.nikl import load_nikl
     from dataset_builders.prompt import PromptBuilder
-    from tools.inference import Decoding, InferenceError, load_engine, run_to_file
+    from generation.decoding import Decoding
+    from generation.loader import load_engine
+    from generation.runner import run_to_file
 
     sampling_flags = {"--temperature": temperature, "--top-p": top_p, "--seed": seed}
     if num_candidates is None and any(value is not None for value in sampling_flags.values()):
@@ -71,22 +75,19 @@ def infer(ckpt, input_path, output_path, base_model, merge_lora, backend, trust_
     decoding = Decoding(max_new_tokens=max_new_tokens, num_candidates=num_candidates,
                         temperature=1.0 if temperature is None else temperature,
                         top_p=1.0 if top_p is None else top_p, seed=0 if seed is None else seed)
-    examples = load_examples(input_path, require_output=False)
+    examples = load_nikl(input_path)
     if not progress:  # no weight-loading bars either
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-    try:
-        engine = load_engine(ckpt, decoding, backend=backend, base_model=base_model, merge_lora=merge_lora,
-                             dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        builder = PromptBuilder(system_prompt=system_prompt, clean_rules=clean_rules, tokenizer=engine.tokenizer,
-                                max_prompt_tokens=max_prompt_tokens)
-        if batch_size is None:
-            batch_size = 256 if backend == "vllm" else 16
-        report = run_to_file(engine, examples, builder, output_path, batch_size=batch_size, restart=restart,
-                             progress=progress)
-    except (InferenceError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    engine = load_engine(ckpt, decoding, backend=backend, base_model=base_model, merge_lora=merge_lora,
+                         dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    builder = PromptBuilder(system_prompt=system_prompt, clean_rules=clean_rules, tokenizer=engine.tokenizer,
+                            max_prompt_tokens=max_prompt_tokens)
+    if batch_size is None:
+        batch_size = 256 if backend == "vllm" else 16
+    report = run_to_file(engine, examples, builder, output_path, batch_size=batch_size, restart=restart,
+                         progress=progress)
     click.echo(f"wrote {output_path}")
     for line in report.summary():
         click.echo(line)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from tools.options import input_option, load_examples
+from common.errors import UserError
+from tools.options import input_option
 
 
 @click.command("rerank")
@@ -31,19 +32,17 @@ def rerank(candidate_paths, input_path, output_path):
 
     from dataset_builders.dpo import load_candidates
     from dataset_builders.io import write_json
+    from dataset_builders.nikl import load_nikl
     from eval.mbr import mbr_select
     from eval.metrics import rouge1_similarity
 
-    examples = load_examples(input_path, require_output=False)
+    examples = load_nikl(input_path)
     ids = {example.id for example in examples}
-    try:
-        candidates = load_candidates(candidate_paths, ids)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    candidates = load_candidates(candidate_paths, ids)
     missing = [example.id for example in examples if not candidates.get(example.id)]
     if missing:
         shown = ", ".join(repr(example_id) for example_id in missing[:5])
-        raise click.ClickException(
+        raise UserError(
             f"{len(missing)} id(s) of {input_path} have no candidates: {shown}{' …' if len(missing) > 5 else ''}"
         )
     similarity = rouge1_similarity()

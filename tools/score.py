@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from eval.metrics import BERTSCORE_MODEL, BLEURT_MODEL, METRICS
-from tools.options import load_examples
 
 
 def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
@@ -52,23 +51,21 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
       tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
     """
     from dataset_builders.io import write_json
+    from dataset_builders.nikl import load_nikl
     from eval.metrics import align_by_id, score_pairs
 
-    predictions = load_examples(predictions_path, require_output=False)
-    references = load_examples(references_path, require_output=True)
-    try:
-        ids, hypotheses, targets = align_by_id(
-            [(example.id, example.output) for example in predictions],
-            [(example.id, example.output) for example in references],
-            str(predictions_path), str(references_path),
-        )
-        report = score_pairs(
-            hypotheses, targets, metrics, ids=ids, bertscore_model=bertscore_model,
-            bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size,
-            progress=lambda message: click.echo(message, err=True),
-        )
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    predictions = load_nikl(predictions_path)
+    references = load_nikl(references_path, require_output=True)
+    ids, hypotheses, targets = align_by_id(
+        [(example.id, example.output) for example in predictions],
+        [(example.id, example.output) for example in references],
+        str(predictions_path), str(references_path),
+    )
+    report = score_pairs(
+        hypotheses, targets, metrics, ids=ids, bertscore_model=bertscore_model,
+        bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size,
+        progress=lambda message: click.echo(message, err=True),
+    )
     empty = sum(1 for text in hypotheses if not text.strip())
     if empty:
         click.echo(f"note: {empty} empty prediction(s), scored as they are", err=True)

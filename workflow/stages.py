@@ -2,8 +2,8 @@
 
 Each stage declares its inputs and outputs; a stage whose outputs all exist and are newer than all
 its inputs is skipped, so a re-run resumes after the last finished stage. The first failing stage
-stops the run with its error. ``tools`` commands run in-process (no start-up cost per call); other
-programs (``axolotl``) run as subprocesses whose output streams straight to the terminal.
+stops the run with its error. A stage is any callable: `tools demo` passes ones that run ``tools``
+commands in-process (no start-up cost per call) and :func:`run_program` for other programs (``axolotl``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from typing import Callable, Sequence
 
 import click
 
+from common.errors import UserError
 
-class StageFailed(RuntimeError):
+
+class StageFailed(UserError):
     """A stage failed; the message says which and why."""
 
 
@@ -45,18 +47,6 @@ def up_to_date(stage: Stage) -> bool:
         return False
     newest_input = max((Path(path).stat().st_mtime for path in stage.inputs if Path(path).exists()), default=0.0)
     return min(path.stat().st_mtime for path in outputs) >= newest_input
-
-
-def run_tools(*args: object) -> None:
-    """Run a `tools` command in-process; a usage or data error becomes :class:`StageFailed`."""
-    from tools.cli import cli
-
-    argv = [str(arg) for arg in args]
-    click.secho(f"$ tools {' '.join(argv)}", dim=True)
-    try:
-        cli.main(args=argv, prog_name="tools", standalone_mode=False)
-    except click.ClickException as error:
-        raise StageFailed(f"tools {argv[0]}: {error.format_message()}") from None
 
 
 def run_program(*args: object, env: dict[str, str] | None = None) -> None:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-import click
+from common.checkout import sample_files
 
 # The chat template shipped with LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct and EXAONE-3.5 (verbatim).
 EXAONE_CHAT_TEMPLATE = (
@@ -29,7 +29,6 @@ SPECIAL_TOKENS = {
     "unk_token": "[UNK]",
 }
 ROLE_TOKENS = ["[|system|]", "[|user|]", "[|assistant|]"]
-SAMPLE_DATA = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 
 def corpus_from_nikl(paths: Iterable[Path]) -> list[str]:
@@ -88,7 +87,7 @@ def build_tiny_model(
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     output_dir = Path(output_dir)
-    data_paths = list(data_paths) if data_paths is not None else sorted(SAMPLE_DATA.glob("일상대화요약_*.json"))
+    data_paths = list(data_paths) if data_paths is not None else sample_files()
     tokenizer = build_tokenizer(corpus_from_nikl(data_paths), vocab_size=vocab_size)
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -120,23 +119,3 @@ def build_tiny_model(
                     "hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": len(tokenizer)}) + "\n"
     )
     return output_dir
-
-
-@click.command("build-tiny-model")
-@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write the model and tokenizer to.")
-@click.option("--data", "data_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL files to train the tokenizer on (default: the bundled sample data).")
-@click.option("--hidden-size", default=64, show_default=True, type=click.IntRange(min=8))
-@click.option("--num-layers", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-def build_tiny_model_command(output_dir, data_paths, hidden_size, num_layers, seed):
-    """Build a tiny random EXAONE-shaped model for CPU tests and the demo.
-
-    \b
-    Example:
-      tools build-tiny-model --output models/tiny-exaone
-    """
-    path = build_tiny_model(output_dir, data_paths=data_paths or None, hidden_size=hidden_size,
-                            num_layers=num_layers, seed=seed)
-    click.echo(f"wrote tiny EXAONE-shaped model to {path}")

@@ -1,0 +1,41 @@
+"""Loading a tokenizer and rendering chat prompts to token ids — the one place both happen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.errors import UserError
+from common.paths import looks_like_local_path
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """``AutoTokenizer.from_pretrained``; a path that is not there or a directory without tokenizer files
+    is a :class:`UserError` naming it."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    path = Path(str(name_or_path)).expanduser()
+    if looks_like_local_path(name_or_path):
+        if not path.exists():
+            raise UserError(f"tokenizer {name_or_path}: no such directory")
+        if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise UserError(f"tokenizer {name_or_path}: the directory holds no tokenizer files "
+                            f"({', '.join(TOKENIZER_FILES)}); pass the base model's directory instead")
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load tokenizer {str(name_or_path)!r}: {error}") from None
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]], *, chat_template: str | None = None,
+                    add_generation_prompt: bool = True) -> list[int]:
+    """The token ids of ``messages`` as the chat template renders them (with the assistant header)."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt,
+                                        chat_template=chat_template)
+    if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)

@@ -1,0 +1,38 @@
+"""What the model-based metrics share: their default models, the "cannot run here" error, and the checks
+made while loading them. Imported by :mod:`eval.bertscore`, :mod:`eval.bleurt` and :mod:`eval.metrics`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from common.errors import UserError
+
+BERTSCORE_MODEL = "bert-base-multilingual-cased"
+BLEURT_MODEL = "lucadiliello/BLEURT-20"
+
+
+class MetricUnavailable(UserError):
+    """A model-based metric that cannot run here; the message says which and why, on one line."""
+
+
+# ---- helpers shared by the model-based metrics ------------------------------------------------------
+
+
+def describe_load_error(metric: str, name: str, option: str, error: BaseException) -> str:
+    """One line: which metric, which model, why it did not load, what to pass instead."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline and not Path(name).expanduser().is_dir():
+        why = "not a local directory and not in the Hugging Face cache (HF_HUB_OFFLINE=1)"
+    else:
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{metric}: cannot load {name!r}: {why}; pass {option} DIR with local weights"
+
+
+def check_tokenizer(tokenize: Callable[[str], list[int]], unk_id: int | None, where: str) -> None:
+    """Refuse a tokenizer that turns text into unknown tokens only (transformers 5 builds an empty
+    WordPiece tokenizer instead of failing when the vocabulary file is missing)."""
+    probe = tokenize("두 사람은 주말에 등산을 다녀왔다. They went hiking.")
+    if not probe or (unk_id is not None and all(index == unk_id for index in probe)):
+        raise MetricUnavailable(f"{where} turns text into unknown tokens only (vocabulary missing?)")

@@ -1,0 +1,80 @@
+"""What ``--ckpt`` points at: a full checkpoint, a LoRA adapter on a base model, or a hub id.
+
+A local dir is an adapter when it holds ``adapter_config.json`` (PEFT and Axolotl both write it); a dir
+with ``config.json`` is a full model; anything that is not a local path is a hub id (itself possibly an
+adapter). The tokenizer and chat template come from the checkpoint dir, else from the adapter's base.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+from common.paths import looks_like_local_path
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where the weights, the adapter (if any) and the tokenizer come from."""
+
+    model: str
+    adapter: str | None = None
+    tokenizer: str = ""
+
+    def settings(self) -> dict[str, Any]:
+        return {"model": self.model, "adapter": self.adapter}
+
+
+def has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
+
+
+def _adapter_base(config: dict[str, Any], where: str, base_model: str | None) -> str:
+    base = base_model or config.get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{where}: adapter_config.json names no base_model_name_or_path; pass --base-model")
+    if Path(base).exists():
+        return str(Path(base).resolve())
+    if looks_like_local_path(base):
+        raise UserError(f"{where}: base model {base} not found (relative to {Path.cwd()}); pass --base-model")
+    return base
+
+
+def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Checkpoint:
+    """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights."""
+    path = Path(ckpt)
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"--ckpt {ckpt}: not a directory")
+        path = path.resolve()
+        adapter_config = path / "adapter_config.json"
+        if adapter_config.is_file():
+            try:
+                config = json.loads(adapter_config.read_text(encoding="utf-8"))
+            except ValueError as error:
+                raise UserError(f"{adapter_config}: not valid JSON ({error})") from None
+            base = _adapter_base(config, str(adapter_config), base_model)
+            return Checkpoint(base, str(path), str(path) if has_tokenizer(path) else base)
+        if not (path / "config.json").is_file():
+            raise UserError(f"--ckpt {ckpt}: no config.json (full model) or adapter_config.json (LoRA adapter)")
+        return Checkpoint(str(path), None, str(path))
+    if looks_like_local_path(str(ckpt)):
+        raise UserError(f"--ckpt {ckpt}: no such directory")
+    try:  # a hub id: an adapter repo has an adapter_config.json
+        from peft import PeftConfig
+
+        config = PeftConfig.from_pretrained(str(ckpt)).to_dict()
+    except Exception:  # noqa: BLE001 - not an adapter (or unreachable): load it as a full model
+        return Checkpoint(str(ckpt), None, str(ckpt))
+    base = _adapter_base(config, str(ckpt), base_model)
+    return Checkpoint(base, str(ckpt), base)
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto``: bfloat16 on CUDA, float32 elsewhere (CPU half precision is slow and inexact)."""
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return dtype

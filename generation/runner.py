@@ -1,0 +1,141 @@
+"""A whole run: prompts → length-sorted batches (halved on out-of-memory) → sidecar → the output file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from common.errors import UserError
+from dataset_builders.io import write_json, write_jsonl
+from dataset_builders.nikl import Example
+from dataset_builders.prompt import PromptBuilder
+from generation.jobs import Engine, Job, prepare_jobs
+from generation.sidecar import Sidecar
+
+
+def generate_all(
+    jobs: Sequence[Job],
+    generate: Callable[[Sequence[Job]], list[list[str]]],
+    *,
+    batch_size: int,
+    on_batch: Callable[[Sequence[Job], list[list[str]]], None] = lambda jobs, results: None,
+    progress: bool = True,
+    initial: int = 0,
+    total: int | None = None,
+) -> int:
+    """Generate for all jobs, longest prompts first, in batches; returns the batch size it ended with.
+
+    A CUDA out-of-memory error halves the batch size and retries the same jobs (the smaller size is
+    kept for the rest of the run); at batch size 1 it is a :class:`UserError`.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    ordered = sorted(jobs, key=lambda job: len(job.prompt_ids), reverse=True)
+    bar = tqdm(total=total if total is not None else len(ordered), initial=initial, unit="ex",
+               desc="infer", disable=not progress, dynamic_ncols=True)
+    start = 0
+    with bar:
+        while start < len(ordered):
+            batch = ordered[start:start + batch_size]
+            try:
+                results = generate(batch)
+            except torch.cuda.OutOfMemoryError:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if batch_size == 1:
+                    raise UserError("CUDA out of memory even at batch size 1: lower --max-new-tokens or "
+                                    "--max-prompt-tokens, or use a smaller --dtype") from None
+                batch_size //= 2
+                bar.write(f"CUDA out of memory: retrying with --batch-size {batch_size}")
+                continue
+            on_batch(batch, results)
+            bar.update(len(batch))
+            start += len(batch)
+    return batch_size
+
+
+@dataclass
+class RunReport:
+    total: int
+    resumed: int = 0
+    generated: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
+    batch_size: int = 0
+    sidecar: Path | None = None
+
+    def summary(self) -> list[str]:
+        rate = self.generated / self.seconds if self.seconds > 0 else 0.0
+        return [
+            f"examples: {self.total} ({self.resumed} resumed from {self.sidecar}, {self.generated} generated)"
+            if self.resumed else f"examples: {self.total}",
+            f"generation: {self.seconds:.1f} s, {rate:.2f} examples/s, final batch size {self.batch_size}",
+            f"prompts truncated: {self.truncated}",
+        ]
+
+
+def examples_digest(examples: Sequence[Example]) -> str:
+    """Content hash of the input (not its path): a resume must read the same data."""
+    text = json.dumps([example.raw for example in examples], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_header(engine: Engine, builder: PromptBuilder, examples: Sequence[Example]) -> dict[str, Any]:
+    return {
+        **engine.settings(),
+        "decoding": engine.decoding.settings(),
+        "prompt": {"system_prompt": builder.system_prompt, "clean": list(builder.clean_rules),
+                   "max_prompt_tokens": builder.max_prompt_tokens},
+        "input_sha256": examples_digest(examples),
+    }
+
+
+def result_row(example_id: str, texts: list[str], sampling: bool) -> dict[str, Any]:
+    return {"id": example_id, "candidates": texts} if sampling else {"id": example_id, "output": texts[0]}
+
+
+def write_results(output: Path | str, examples: Sequence[Example], rows: dict[str, dict[str, Any]], sampling: bool) -> None:
+    """Candidates: JSONL ``{"id", "candidates"}``. Submission: the input's examples, every field and the
+    order kept, ``output`` filled — the file the leaderboard takes."""
+    if sampling:
+        write_jsonl(output, ({"id": e.id, "candidates": rows[e.id]["candidates"]} for e in examples))
+    else:
+        write_json(output, [{**example.raw, "output": rows[example.id]["output"]} for example in examples])
+
+
+def run_to_file(
+    engine: Engine,
+    examples: Sequence[Example],
+    builder: PromptBuilder,
+    output: Path | str,
+    *,
+    batch_size: int = 16,
+    restart: bool = False,
+    progress: bool = True,
+) -> RunReport:
+    """Generate for every example not already in the sidecar, then write ``output`` atomically."""
+    sampling = engine.decoding.sampling
+    sidecar = Sidecar(output, run_header(engine, builder, examples))
+    done = sidecar.open(restart=restart)
+    done = {key: row for key, row in done.items() if key in {e.id for e in examples}}
+    todo = prepare_jobs([e for e in examples if e.id not in done], builder, engine.tokenizer)
+    report = RunReport(total=len(examples), resumed=len(done), generated=len(todo),
+                       truncated=sum(job.truncated for job in todo), sidecar=sidecar.path)
+
+    def on_batch(jobs: Sequence[Job], results: list[list[str]]) -> None:
+        rows = [result_row(job.id, texts, sampling) for job, texts in zip(jobs, results)]
+        sidecar.append(rows)
+        done.update((row["id"], row) for row in rows)
+
+    start = time.perf_counter()
+    report.batch_size = generate_all(todo, engine.generate, batch_size=batch_size, on_batch=on_batch,
+                                     progress=progress, initial=len(done), total=len(examples))
+    report.seconds = time.perf_counter() - start
+    write_results(output, examples, done, sampling)
+    sidecar.remove()
+    return report

@@ -1,0 +1,144 @@
+"""The demo pipeline (`tools demo`, what `make demo` runs): the whole chain on CPU, for real, with a tiny model.
+
+Stages — each one the command a GPU user runs on the real model, with only the recipe overlay and the
+paths changed:
+
+ 1. build a tiny random EXAONE-shaped model (`tools build-tiny-model`);
+ 2. SFT data from the bundled sample files (`tools build-sft-data`);
+ 3. LoRA SFT with `recipes/exaone_lora.yml` through the real Axolotl (CPU overlay), then merge;
+ 4. `tools infer` on dev → `tools score`;
+ 5. `tools infer --num-candidates` on train → `tools build-dpo-data` → DPO with
+    `recipes/exaone_dpo.yml` (CPU overlay) → `tools infer` + `tools score` on dev;
+ 6. `tools infer --num-candidates` on dev → `tools rerank` → `tools score`;
+ 7. one table: stage, time, output, score.
+
+A re-run skips stages whose outputs are newer than their inputs. The tiny model's scores are
+meaningless: the point is that every stage runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from common.checkout import RECIPES, require, sample_files
+from common.env import offline_env
+from workflow.stages import Pipeline, Stage, run_program
+
+# Runs one `tools` command (its arguments, without the leading "tools"); raises StageFailed on error.
+ToolsRunner = Callable[..., None]
+
+
+def axolotl(*args: object) -> None:
+    """Run the Axolotl CLI of this environment (the same one the README's GPU commands use)."""
+    run_program(Path(sys.executable).parent / "axolotl", *args, env=offline_env())
+
+
+def score_of(report: Path) -> str:
+    data = json.loads(report.read_text(encoding="utf-8"))
+    official = data.get("official")
+    text = f"ROUGE-1 {data['rouge1']:.2f}"
+    return text + (f", official {official:.2f}" if official is not None else "")
+
+
+def record_settings(path: Path, settings: dict[str, object]) -> Path:
+    """Write the run's settings, touching the file only when they change: stages that take it as an
+    input re-run after ``--fast``/``--full`` is switched, and stay skipped otherwise."""
+    text = json.dumps(settings, sort_keys=True) + "\n"
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipeline:
+    """The demo's stages in ``workdir``; ``run_tools`` runs a `tools` command (the click layer passes it in)."""
+    require(RECIPES, "recipes/")
+    w = workdir
+    sample = dict(zip(("train", "dev", "test"), sample_files()))
+    model = w / "models" / "tiny-exaone"
+    sft_data = {split: w / "data" / "sft" / f"{split}.jsonl" for split in ("train", "dev")}
+    sft_config, dpo_config = w / "configs" / "exaone_lora.cpu.yml", w / "configs" / "exaone_dpo.cpu.yml"
+    sft_dir, dpo_dir = w / "outputs" / "exaone-lora", w / "outputs" / "exaone-dpo"
+    merged = sft_dir / "merged"  # where `axolotl merge-lora` writes
+    dpo_adapter = dpo_dir / "adapter_model.safetensors"  # recipes/exaone_dpo.yml is LoRA DPO
+    results, candidates = w / "results", w / "candidates"
+    dpo_data = w / "data" / "dpo" / "train.jsonl"
+    steps = 2 if fast else 8
+    generation = ["--max-new-tokens", 24 if fast else 64, "--batch-size", 8]
+    sampling = ["--num-candidates", 4, "--temperature", 1.0, "--top-p", 0.95, "--seed", 0]
+    # Every stage from SFT on depends (directly or through its inputs) on these settings.
+    settings = record_settings(w / "demo_settings.json", {"steps": steps, "generation": generation, "sampling": sampling})
+
+    pipeline = Pipeline()
+    pipeline.add(Stage("tiny model", lambda: run_tools("build-tiny-model", "--output", model),
+                       outputs=[model / "config.json"]))
+
+    def build_sft_data() -> None:
+        for split, path in sft_data.items():
+            run_tools("build-sft-data", "--input", sample[split], "--output", path)
+
+    pipeline.add(Stage("SFT data", build_sft_data, outputs=list(sft_data.values()), inputs=list(sample.values())))
+
+    def train(recipe: Path, config: Path, base: Path, train_data: Path, eval_data: Path | None, out: Path) -> None:
+        overlay = ["cpu-overlay", recipe, "--base-model", base, "--train-data", train_data,
+                   "--output-dir", out, "--max-steps", steps, "--config-out", config]
+        run_tools(*overlay, *(["--eval-data", eval_data] if eval_data else []))
+        axolotl("preprocess", config)
+        axolotl("train", config, "--launcher", "python")
+
+    pipeline.add(Stage(
+        "SFT (LoRA, axolotl)",
+        lambda: train(RECIPES / "exaone_lora.yml", sft_config, model, sft_data["train"], sft_data["dev"], sft_dir),
+        outputs=[sft_dir / "adapter_model.safetensors"],
+        inputs=[model / "config.json", *sft_data.values(), RECIPES / "exaone_lora.yml", settings],
+    ))
+    pipeline.add(Stage("merge LoRA (axolotl)", lambda: axolotl("merge-lora", sft_config),
+                       outputs=[merged / "config.json"], inputs=[sft_dir / "adapter_model.safetensors"]))
+
+    def infer_and_score(label: str, ckpt: Path, marker: Path, tag: str) -> None:
+        prediction, report = results / f"dev_{tag}.json", results / f"dev_{tag}.score.json"
+        pipeline.add(Stage(f"infer dev ({label})",
+                           lambda: run_tools("infer", "--ckpt", ckpt, "--input", sample["dev"], "--output", prediction, *generation),
+                           outputs=[prediction], inputs=[marker, sample["dev"]]))
+        add_score(f"score dev ({label})", prediction, report)
+
+    def add_score(name: str, prediction: Path, report: Path) -> None:
+        pipeline.add(Stage(name,
+                           lambda: run_tools("score", "--predictions", prediction, "--references", sample["dev"],
+                                             "--metrics", "rouge", "--report", report),
+                           outputs=[report], inputs=[prediction], score=lambda: score_of(report)))
+
+    infer_and_score("SFT", merged, merged / "config.json", "sft")
+
+    train_candidates = candidates / "train_sft.jsonl"
+    pipeline.add(Stage("sample train candidates (SFT)",
+                       lambda: run_tools("infer", "--ckpt", merged, "--input", sample["train"],
+                                         "--output", train_candidates, *generation, *sampling),
+                       outputs=[train_candidates], inputs=[merged / "config.json", sample["train"]]))
+    pipeline.add(Stage("DPO data",
+                       lambda: run_tools("build-dpo-data", "--data", sample["train"], "--candidates", train_candidates,
+                                         "--output", dpo_data, "--strategy", "ref-vs-worst"),
+                       outputs=[dpo_data], inputs=[train_candidates, sample["train"]]))
+    pipeline.add(Stage(
+        "DPO (axolotl)",
+        lambda: train(RECIPES / "exaone_dpo.yml", dpo_config, merged, dpo_data, None, dpo_dir),
+        outputs=[dpo_adapter],
+        inputs=[dpo_data, merged / "config.json", RECIPES / "exaone_dpo.yml"],
+    ))
+    infer_and_score("DPO", dpo_dir, dpo_adapter, "dpo")  # the LoRA adapter is loaded on its (merged SFT) base
+
+    dev_candidates = candidates / "dev_dpo.jsonl"
+    reranked = results / "dev_rerank.json"
+    pipeline.add(Stage("sample dev candidates (DPO)",
+                       lambda: run_tools("infer", "--ckpt", dpo_dir, "--input", sample["dev"],
+                                         "--output", dev_candidates, *generation, *sampling),
+                       outputs=[dev_candidates], inputs=[dpo_adapter, sample["dev"]]))
+    pipeline.add(Stage("rerank dev (MBR)",
+                       lambda: run_tools("rerank", "--candidates", dev_candidates, "--input", sample["dev"],
+                                         "--output", reranked),
+                       outputs=[reranked], inputs=[dev_candidates]))
+    add_score("score dev (MBR rerank)", reranked, results / "dev_rerank.score.json")
+    return pipeline
