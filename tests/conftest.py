@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from common.env import OFFLINE_ENV
+
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
-for key, value in {
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "WANDB_MODE": "disabled",
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
+for key, value in OFFLINE_ENV.items():
     os.environ.setdefault(key, value)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +19,19 @@ FIXTURES = REPO / "tests" / "fixtures"
 TRAIN = FIXTURES / "일상대화요약_train.json"
 DEV = FIXTURES / "일상대화요약_dev.json"
 TEST = FIXTURES / "일상대화요약_test.json"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch)")
+        for item in gpu_tests:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

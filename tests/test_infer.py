@@ -21,6 +21,7 @@ from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli
+from common.env import offline_env
 from common.errors import UserError
 from generation.decoding import Decoding, postprocess, trim_at_stop
 from generation.hf import HFEngine
@@ -145,7 +146,7 @@ def test_resume_after_kill(tmp_path, tiny_model, write_nikl):
     sidecar = Path(str(out) + SIDECAR_SUFFIX)
     args = ["infer", "--no-progress", "--ckpt", str(tiny_model), "--input", str(data), "--output", str(out),
             "--max-new-tokens", "32", "--batch-size", "1"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env = {**offline_env(), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(tools_command() + args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

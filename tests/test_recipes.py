@@ -24,6 +24,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from common.env import offline_env
 from conftest import DEV, REPO, TRAIN
 from dataset_builders import io
 from dataset_builders.io import read_jsonl
@@ -155,8 +156,7 @@ def axolotl_run(tiny_model, sft_data, dpo_data, tmp_path_factory):
     """Run a recipe through `axolotl preprocess` + `axolotl train` once per session; later calls reuse it."""
     runs: dict[str, Run] = {}
     failures: dict[str, str] = {}  # a failed run fails every test that needs it, without running again
-    env = {**os.environ, "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = offline_env()
 
     def run(recipe_path: Path, *, key: str | None = None, overrides: tuple[str, ...] = ()) -> Run:
         key = key or recipe_path.name
