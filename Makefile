@@ -8,11 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 DEMO_WORKDIR ?= demo_out
 
-export AXOLOTL_DO_NOT_TRACK := 1
-export WANDB_MODE := disabled
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := false
+# The offline environment of tests and demo is set by tests/conftest.py and `tools demo` (common/env.py).
+# DeepSpeed installs without compiling its CUDA ops.
 export DS_BUILD_OPS := 0
 
 .PHONY: install test demo bench clean

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from common.env import OFFLINE_ENV
 from workflow.demo import build_pipeline
 from workflow.stages import StageFailed, results_table
 
@@ -40,6 +41,7 @@ def demo(workdir, fast):
     """
     if fast is None:
         fast = os.environ.get("DEMO_FAST", "") not in ("", "0")
+    os.environ.update(OFFLINE_ENV)  # everything the demo needs is local: no hub, no telemetry, no tracking
     root = click.get_current_context().find_root().command
     pipeline = build_pipeline(Path(workdir), fast=fast, run_tools=tools_runner(root))
     results = pipeline.run()

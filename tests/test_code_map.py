@@ -1,0 +1,109 @@
+"""The README's code map is the import graph: every package is listed, imports only what its row allows, no
+library module imports the click layer, library code never raises click errors, and no two modules import
+each other (directly or around a loop)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def code_map() -> dict[str, set[str]]:
+    """package → the project packages its README row allows it to import."""
+    section = README[README.index("## Code map"):]
+    rows = re.findall(r"^\| `(\w+)/`(?:, `\w+/`)* \| .*? \| (.*?) \|$", section, flags=re.MULTILINE)
+    allowed = {}
+    for name, imports in rows:
+        allowed[name] = set(re.findall(r"`(\w+)(?:\.\w+)?`", imports))
+        if "everything above" in imports:
+            allowed[name] = set(allowed)
+    return allowed
+
+
+def project_packages() -> list[str]:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    return config["tool"]["setuptools"]["packages"]
+
+
+def module_imports(path) -> list[tuple[str, int]]:
+    """Every absolute import in a file (module name, line), including those inside functions."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.module, node.lineno)]
+            found += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names]
+    return found
+
+
+def modules() -> dict[str, object]:
+    out = {}
+    for package in project_packages():
+        for path in sorted((REPO / package).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            out[name] = path
+    return out
+
+
+def test_every_package_has_a_row_and_every_row_a_package():
+    assert set(code_map()) - {"benchmarks"} == set(project_packages())
+    for package in code_map():
+        assert (REPO / package).is_dir(), f"README's code map names {package}/, which does not exist"
+
+
+def test_imports_follow_the_code_map():
+    allowed = code_map()
+    known = set(project_packages())
+    problems = []
+    for name, path in modules().items():
+        package = name.split(".")[0]
+        for imported, line in module_imports(path):
+            target = imported.split(".")[0]
+            if target in known and target != package and target not in allowed[package]:
+                problems.append(f"{path.relative_to(REPO)}:{line} imports {imported} ({package} may import "
+                                f"{', '.join(sorted(allowed[package])) or 'nothing of the project'})")
+    assert not problems, "\n".join(problems)
+
+
+def test_library_code_never_touches_the_click_layer_or_raises_click_errors():
+    for name, path in modules().items():
+        if name.startswith("tools"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "ClickException" not in text and "UsageError" not in text, f"{path}: library code raises click errors"
+        assert not any(imported.split(".")[0] == "tools" for imported, _ in module_imports(path)), path
+
+
+def test_no_import_loops():
+    graph = {name: set() for name in modules()}
+    for name, path in modules().items():
+        for imported, _ in module_imports(path):
+            if imported in graph and imported != name:
+                graph[name].add(imported)
+    loops = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        for nxt in graph[node]:
+            if nxt in stack:
+                loops.append(" → ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in done:
+                visit(nxt, stack + [nxt])
+        done.add(node)
+
+    done: set[str] = set()
+    for start in graph:
+        if start not in done:
+            visit(start, [start])
+    assert not loops, "import loops:\n" + "\n".join(sorted(set(loops)))
+
+
+def test_one_place_turns_user_errors_into_click_errors():
+    sites = [path for name, path in modules().items() if "except UserError" in path.read_text(encoding="utf-8")]
+    assert [path.relative_to(REPO).as_posix() for path in sites] == ["tools/cli.py"]
