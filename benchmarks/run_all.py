@@ -21,6 +21,7 @@ BENCHMARKS = {
     "build_data_speed": "SFT data building (`tools build-sft-data`)",
     "rouge_speed": "Scoring: ROUGE with Mecab morphemes (`tools score`)",
     "infer_throughput": "Inference: sequential vs batched greedy (`tools infer`)",
+    "full_size": "Full-size data: the synthetic set's 506 train / 408 test dialogues (`build-sft-data`, `tools infer`)",
 }
 REPORT = REPO / "docs" / "benchmarks.md"
 NO_GPU_NOTE = (

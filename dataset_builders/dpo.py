@@ -176,8 +176,13 @@ def build_dpo_rows(
     human: dict[str, list[tuple[str, str]]] | None = None,
     stats: DpoStats | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda items: items,
+    max_seq_len: int | None = None,
 ) -> tuple[list[dict[str, Any]], DpoStats]:
-    """All DPO rows, in example order. Scores every text of every prompt in one batched call."""
+    """All DPO rows, in example order. Scores every text of every prompt in one batched call.
+
+    With ``max_seq_len`` the prompt of each example is truncated so that prompt + the longer of chosen and
+    rejected fits (as Axolotl counts DPO lengths); a pair whose answers alone do not fit is dropped and
+    counted, never left for Axolotl to drop silently."""
     stats = stats or DpoStats()
     human = human or {}
     if strategy not in STRATEGIES:
@@ -224,14 +229,34 @@ def build_dpo_rows(
                 min_margin=min_margin,
                 max_pairs_per_prompt=max_pairs_per_prompt,
             )
-        if not pairs:
+        fitted = _fit(builder, example, pairs, max_seq_len, stats)
+        if fitted is None:
             continue
-        messages = builder.build(example).messages
+        messages, pairs = fitted
         stats.prompts_with_pairs += 1
         for pair in pairs:
             stats.margins.append(pair.margin)
             rows.append(dpo_row(example.id, messages, pair))
     return rows, stats
+
+
+def _fit(builder: PromptBuilder, example: Example, pairs: list[Pair], max_seq_len: int | None,
+         stats: DpoStats) -> tuple[list[dict[str, str]], list[Pair]] | None:
+    """The prompt messages for ``pairs`` within ``max_seq_len``, and the pairs that fit (all of them, unless
+    some pair's answers alone are too long: those are dropped and counted)."""
+    if not pairs:
+        return None
+
+    def fit(chosen: list[Pair]):
+        return builder.fit(example, [text for pair in chosen for text in (pair.chosen, pair.rejected)], max_seq_len)
+
+    fitted = fit(pairs)
+    if fitted is None:
+        kept = [pair for pair in pairs if fit([pair]) is not None]
+        stats.dropped["pair longer than --max-seq-len"] += len(pairs) - len(kept)
+        fitted = fit(kept) if kept else None
+        pairs = kept
+    return None if fitted is None else (fitted[0].messages, pairs)
 
 
 def _known_id(row: dict[str, Any], where: str, known_ids: set[str]) -> str:

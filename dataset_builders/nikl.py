@@ -55,7 +55,10 @@ def _check_str(value: Any, where: str, name: str, *, allow_empty: bool = True) -
     return value
 
 
-def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_output: bool = False) -> Example:
+TRAINING_NEEDS_OUTPUT = "a training split needs reference summaries"
+
+
+def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_output: bool | str = False) -> Example:
     """Validate one raw example and return it as an :class:`Example`."""
     if not isinstance(raw, dict):
         raise NiklDataError(f"{_where(path, index, None)}: must be an object, got {type(raw).__name__}")
@@ -108,15 +111,17 @@ def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_
         raise NiklDataError(f"{where}: missing field 'output'")
     output = _check_str(raw["output"], where, "output")
     if require_output and not output.strip():
-        raise NiklDataError(f"{where}: field 'output' is empty (a training split needs reference summaries)")
+        why = require_output if isinstance(require_output, str) else TRAINING_NEEDS_OUTPUT
+        raise NiklDataError(f"{where}: field 'output' is empty ({why})")
 
     return Example(example_id, tuple(turns), tuple(keywords), output, raw)
 
 
-def load_nikl(path: Path | str, *, require_output: bool = False) -> list[Example]:
+def load_nikl(path: Path | str, *, require_output: bool | str = False) -> list[Example]:
     """Load and validate a whole task file.
 
-    ``require_output`` is for training splits: an empty ``output`` is then an error.
+    ``require_output`` is for files that must carry reference summaries (training splits, references to
+    score against): an empty ``output`` is then an error; a string says why in the message.
     Raises :class:`NiklDataError` on the first problem found.
     """
     path = Path(path)

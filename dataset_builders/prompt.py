@@ -9,9 +9,13 @@ The strings reproduce the 2024 reference system byte for byte::
     [Question]
     위 여행, 음식 주제에 대한 대화를 요약해주세요.
 
-Truncation (optional, needs a tokenizer) drops tokens from the end of the conversation block only,
-so the ``[Question]`` line always survives — the reference system truncated the whole prompt and
-lost the question on long dialogues.
+Truncation (optional, needs a tokenizer) makes the prompt, as the chat template renders it, fit a token
+budget by dropping whole utterances from the *middle* of the conversation — never the ``[Question]``
+line, which the reference system lost on long dialogues. The middle goes first because the opening
+(who is talking, about what) and the closing (what they settled on) are what summaries lean on most,
+while the middle of a long daily conversation is where it wanders and repeats. Dropped utterances that
+turn out not to be needed are put back, so the prompt uses its budget; only if not even one utterance
+fits is the conversation cut inside an utterance, at a token boundary.
 """
 
 from __future__ import annotations
@@ -45,8 +49,12 @@ def resolve_system_prompt(name_or_text: str | None) -> str:
     return SYSTEM_PROMPTS.get(name_or_text, name_or_text)
 
 
+def conversation_lines(conversation: Sequence[Utterance]) -> list[str]:
+    return [f"화자{turn.speaker}: {turn.utterance}" for turn in conversation]
+
+
 def conversation_text(conversation: Sequence[Utterance]) -> str:
-    return "\n".join(f"화자{turn.speaker}: {turn.utterance}" for turn in conversation)
+    return "\n".join(conversation_lines(conversation))
 
 
 def question_text(subject_keyword: Sequence[str]) -> str:
@@ -57,6 +65,10 @@ def user_message(conversation: Sequence[Utterance], subject_keyword: Sequence[st
     return CONVERSATION_HEADER + conversation_text(conversation) + question_text(subject_keyword)
 
 
+class BudgetTooSmall(UserError):
+    """Not even the prompt without any conversation fits the token budget."""
+
+
 @dataclass(frozen=True)
 class Prompt:
     """Prompt turns for one example, plus what was done to them. With a tokenizer, ``token_ids`` is the
@@ -65,17 +77,24 @@ class Prompt:
     messages: list[dict[str, str]]
     truncated: bool = False
     token_ids: list[int] | None = None
+    dropped_utterances: int = 0
 
     @property
     def prompt_tokens(self) -> int | None:
         return None if self.token_ids is None else len(self.token_ids)
 
 
+def middle_out(count: int) -> list[int]:
+    """Utterance indices in the order truncation drops them: the middle first, the first and last last."""
+    return sorted(range(count), key=lambda index: (abs(index - (count - 1) / 2), index))
+
+
 class PromptBuilder:
     """Renders examples into chat messages, with optional cleaning and token-budget truncation.
 
-    ``tokenizer`` and ``max_prompt_tokens`` go together: the budget is measured on the prompt as the
-    tokenizer's chat template renders it (system + user + assistant header).
+    ``tokenizer`` and ``max_prompt_tokens`` go together: the budget is measured on the prompt as the chat
+    template renders it (system + user + assistant header) — the tokenizer's own template, or
+    ``chat_template`` (a Jinja string, e.g. the one an Axolotl recipe names) when given.
     """
 
     def __init__(
@@ -84,6 +103,7 @@ class PromptBuilder:
         clean_rules: Sequence[str] = (),
         tokenizer: "PreTrainedTokenizerBase | None" = None,
         max_prompt_tokens: int | None = None,
+        chat_template: str | None = None,
     ) -> None:
         if max_prompt_tokens is not None and tokenizer is None:
             raise UserError("--max-prompt-tokens needs --tokenizer to count tokens with")
@@ -93,52 +113,121 @@ class PromptBuilder:
         self.clean_rules = tuple(clean_rules)
         self.tokenizer = tokenizer
         self.max_prompt_tokens = max_prompt_tokens
+        self.chat_template = chat_template
         self.cleaning = CleaningReport(self.clean_rules)
 
     def messages(self, user: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
 
-    def render(self, messages: list[dict[str, str]]) -> list[int]:
-        """Token ids of the prompt as the tokenizer's chat template renders it (with the assistant header)."""
-        assert self.tokenizer is not None
-        return chat_prompt_ids(self.tokenizer, messages)
+    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of ``messages`` as the chat template renders them (with the assistant header unless
+        the last message is the answer)."""
+        if self.tokenizer is None:
+            raise UserError("counting prompt tokens needs a tokenizer (--tokenizer)")
+        return chat_prompt_ids(self.tokenizer, messages, chat_template=self.chat_template,
+                               add_generation_prompt=add_generation_prompt)
 
-    def build(self, example: Example) -> Prompt:
+    def completion_tokens(self, prompt: "Prompt", completion: str) -> int:
+        """Tokens the answer adds to ``prompt`` in a training row: the text and the template's closing
+        tokens (``[|endofturn|]`` …) — what Axolotl counts beyond the prompt."""
+        row = self.render([*prompt.messages, {"role": "assistant", "content": completion}],
+                          add_generation_prompt=False)
+        return len(row) - len(prompt.token_ids if prompt.token_ids is not None else self.render(prompt.messages))
+
+    def build(self, example: Example, budget: int | None = None) -> Prompt:
+        """The prompt of ``example``; with a tokenizer and a budget (``budget``, else ``max_prompt_tokens``)
+        it fits in that many tokens."""
+        budget = self.max_prompt_tokens if budget is None else budget
         conversation = example.conversation
         if self.clean_rules:
             conversation = clean_conversation(conversation, self.clean_rules, self.cleaning)
-        conversation_block = conversation_text(conversation)
+        lines = conversation_lines(conversation)
         question = question_text(example.subject_keyword)
-        messages = self.messages(CONVERSATION_HEADER + conversation_block + question)
+        messages = self._messages(lines, question)
         if self.tokenizer is None:
             return Prompt(messages)
         ids = self.render(messages)
-        if self.max_prompt_tokens is None or len(ids) <= self.max_prompt_tokens:
+        if budget is None or len(ids) <= budget:
             return Prompt(messages, token_ids=ids)
-        return self._truncate(conversation_block, question, len(ids))
+        return self._truncate(lines, question, len(ids), budget)
 
-    def _truncate(self, conversation_block: str, question: str, length: int) -> Prompt:
-        """Cut the conversation block at a token boundary until the rendered prompt fits.
+    def fit(self, example: Example, completions: Sequence[str],
+            max_seq_len: int | None) -> "tuple[Prompt, int | None] | None":
+        """The prompt of ``example`` such that prompt + the longest of ``completions`` (with the template's
+        closing tokens) fits in ``max_seq_len`` tokens, and that row's length; ``None`` when no prompt can
+        (the answer alone is too long). Without ``max_seq_len``: :meth:`build`'s prompt and ``None``."""
+        prompt = self.build(example)
+        if max_seq_len is None:
+            return prompt, None
+        completion = max(self.completion_tokens(prompt, text) for text in completions)
+        for _ in range(3):  # one re-build fits; the closing tokens do not depend on the prompt, re-measured anyway
+            if prompt.prompt_tokens + completion <= max_seq_len:
+                return prompt, prompt.prompt_tokens + completion
+            budget = max_seq_len - completion
+            if self.max_prompt_tokens is not None:
+                budget = min(budget, self.max_prompt_tokens)
+            try:
+                prompt = self.build(example, budget=budget)
+            except BudgetTooSmall:
+                return None
+            completion = max(self.completion_tokens(prompt, text) for text in completions)
+        return None
 
-        Cutting by character offsets of the conversation's own tokens avoids decode artefacts; the
-        rendered length is re-measured because merges across the cut can shift it by a token or two.
-        """
-        assert self.tokenizer is not None and self.max_prompt_tokens is not None
-        encoding = self.tokenizer(
-            conversation_block, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
-        ends = [end for _, end in encoding["offset_mapping"]]
-        keep = max(0, len(ends) - (length - self.max_prompt_tokens))
-        while True:
-            cut = ends[keep - 1] if keep > 0 else 0
-            messages = self.messages(CONVERSATION_HEADER + conversation_block[:cut].rstrip() + question)
+    def _messages(self, lines: Sequence[str], question: str) -> list[dict[str, str]]:
+        return self.messages(CONVERSATION_HEADER + "\n".join(lines) + question)
+
+    def _truncate(self, lines: list[str], question: str, length: int, budget: int) -> Prompt:
+        """Drop whole utterances, middle first, until the rendered prompt fits ``budget``; then put back
+        (outermost first) those that still fit. Token costs per line are estimates; every candidate is
+        re-rendered, so the result is exact."""
+        assert self.tokenizer is not None
+        costs = [len(ids) for ids in self.tokenizer([line + "\n" for line in lines], add_special_tokens=False,
+                                                   verbose=False)["input_ids"]]
+        order = middle_out(len(lines))
+        removed: list[int] = []
+        excess = length - budget
+        for index in order:
+            if excess <= 0:
+                break
+            removed.append(index)
+            excess -= costs[index]
+
+        def attempt(dropped: set[int]) -> tuple[list[dict[str, str]], list[int]]:
+            messages = self._messages([line for i, line in enumerate(lines) if i not in dropped], question)
+            return messages, self.render(messages)
+
+        messages, ids = attempt(set(removed))
+        while len(ids) > budget and len(removed) < len(lines):  # the estimate was short: drop one more
+            removed.append(order[len(removed)])
+            messages, ids = attempt(set(removed))
+        if len(ids) > budget:
+            raise BudgetTooSmall(f"a prompt budget of {budget} tokens is too small: the prompt without any "
+                            f"conversation already takes {len(ids)} tokens")
+        if len(removed) == len(lines):  # not one whole utterance fits: keep the start, cut at a token boundary
+            return self._cut_inside(lines, question, budget)
+        dropped = set(removed)
+        for index in reversed(removed):  # put back what still fits, outermost first
+            if len(ids) + costs[index] <= budget:
+                trial_messages, trial_ids = attempt(dropped - {index})
+                if len(trial_ids) <= budget:
+                    dropped.discard(index)
+                    messages, ids = trial_messages, trial_ids
+        return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(dropped))
+
+    def _cut_inside(self, lines: list[str], question: str, budget: int) -> Prompt:
+        """The conversation block cut at a token boundary (character offsets of its own tokens, so no decode
+        artefacts); re-measured because merges across the cut can shift the length by a token or two."""
+        assert self.tokenizer is not None
+        block = "\n".join(lines)
+        ends = [end for _, end in self.tokenizer(block, add_special_tokens=False, return_offsets_mapping=True,
+                                                verbose=False)["offset_mapping"]]
+        keep = len(ends)
+        while keep > 0:
+            cut = ends[keep - 1]
+            messages = self.messages(CONVERSATION_HEADER + block[:cut].rstrip() + question)
             ids = self.render(messages)
-            length = len(ids)
-            if length <= self.max_prompt_tokens:
-                return Prompt(messages, truncated=True, token_ids=ids)
-            if keep == 0:
-                raise UserError(
-                    f"max_prompt_tokens={self.max_prompt_tokens} is too small: the prompt without any "
-                    f"conversation already takes {length} tokens"
-                )
-            keep = max(0, keep - max(1, length - self.max_prompt_tokens))
+            if len(ids) <= budget:
+                kept_lines = block[:cut].count("\n") + 1
+                return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(lines) - kept_lines)
+            keep = max(0, keep - max(1, len(ids) - budget))
+        raise AssertionError("unreachable: an empty conversation fits, checked by the caller")

@@ -78,3 +78,14 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bfloat16" if device.startswith("cuda") else "float32"
     return dtype
+
+
+def model_context_length(config: Any, tokenizer: Any = None) -> int | None:
+    """The model's context in tokens: ``max_position_embeddings`` of its config, else the tokenizer's
+    ``model_max_length`` when that is a real limit (transformers uses a huge number for "none")."""
+    for owner, key in ((config, "max_position_embeddings"), (getattr(config, "text_config", None), "max_position_embeddings"),
+                       (tokenizer, "model_max_length")):
+        value = getattr(owner, key, None) if owner is not None else None
+        if isinstance(value, int) and 0 < value < 10**7:
+            return value
+    return None

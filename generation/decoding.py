@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
 CHAT_TEMPLATE_TOKENS = ("[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]")
+# U+FFFD (what a broken byte sequence decodes to) and the C0/C1 control characters other than the
+# whitespace ones (tab, newline, carriage return), which the whitespace rule below turns into spaces.
+_UNPRINTABLE = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,12 @@ def row_seed(seed: int, example_id: str, candidate: int) -> int:
 
 
 def postprocess(text: str, special_tokens: Iterable[str] = ()) -> str:
-    """The reference clean-up: echoed chat-template/special tokens removed, whitespace runs (newlines
-    included) collapsed to one space, ends stripped."""
+    """The reference clean-up: echoed chat-template/special tokens removed, U+FFFD and control characters
+    removed, whitespace runs (newlines included) collapsed to one space, ends stripped. Hangul, Latin,
+    digits and punctuation are kept as they are."""
     for token in sorted({*CHAT_TEMPLATE_TOKENS, *special_tokens} - {""}, key=len, reverse=True):
         text = text.replace(token, " ")
-    return re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+", " ", _UNPRINTABLE.sub("", text)).strip()
 
 
 def decode_text(tokenizer: Any, token_ids: Sequence[int]) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-from generation.checkpoints import Checkpoint
+from generation.checkpoints import Checkpoint, model_context_length
 from generation.decoding import Decoding, GumbelSampler, decode_text, row_seed, stop_token_ids, trim_at_stop
 from generation.jobs import Job
 
@@ -27,6 +27,11 @@ class HFEngine:
         generation_config = getattr(model, "generation_config", None)
         self.stop_ids = stop_token_ids(tokenizer, getattr(generation_config, "eos_token_id", None))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model was trained for (prompt + generated tokens must fit)."""
+        return model_context_length(self.model.config, self.tokenizer)
 
     def settings(self) -> dict[str, Any]:
         checkpoint = self.checkpoint.settings() if self.checkpoint else {}

@@ -17,11 +17,13 @@ class Job:
     id: str
     prompt_ids: list[int]
     truncated: bool = False
+    dropped_utterances: int = 0
 
 
 class Engine(Protocol):
     tokenizer: Any
     decoding: Any
+    context_length: int | None
 
     def settings(self) -> dict[str, Any]: ...
 
@@ -36,5 +38,5 @@ def prepare_jobs(examples: Sequence[Example], builder: PromptBuilder, tokenizer:
         prompt = builder.build(example)
         ids = prompt.token_ids if builder.tokenizer is tokenizer and prompt.token_ids is not None else None
         jobs.append(Job(example.id, ids if ids is not None else chat_prompt_ids(tokenizer, prompt.messages),
-                        prompt.truncated))
+                        prompt.truncated, prompt.dropped_utterances))
     return jobs

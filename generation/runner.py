@@ -59,23 +59,47 @@ def generate_all(
     return batch_size
 
 
+def prompt_budget(context_length: int | None, max_new_tokens: int, max_prompt_tokens: int | None) -> int | None:
+    """The prompt's token budget: ``max_prompt_tokens`` when given, else the model's context minus the new
+    tokens — so prompt + summary always fit the positions the model has. Asking for more than fits is a
+    :class:`UserError`."""
+    if context_length is None:
+        return max_prompt_tokens
+    if max_prompt_tokens is None:
+        if max_new_tokens >= context_length:
+            raise UserError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the model's "
+                            f"context of {context_length} tokens")
+        return context_length - max_new_tokens
+    if max_prompt_tokens + max_new_tokens > context_length:
+        raise UserError(f"--max-prompt-tokens {max_prompt_tokens} + --max-new-tokens {max_new_tokens} = "
+                        f"{max_prompt_tokens + max_new_tokens} tokens do not fit the model's context of "
+                        f"{context_length}; lower one of them")
+    return max_prompt_tokens
+
+
 @dataclass
 class RunReport:
     total: int
     resumed: int = 0
     generated: int = 0
     truncated: int = 0
+    dropped_utterances: int = 0
+    budget: int | None = None
     seconds: float = 0.0
     batch_size: int = 0
     sidecar: Path | None = None
 
     def summary(self) -> list[str]:
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
+        truncated = f"prompts truncated: {self.truncated}"
+        if self.budget is not None:
+            truncated += f" (budget {self.budget} tokens"
+            truncated += f"; {self.dropped_utterances} utterances dropped from the middle)" if self.truncated else ")"
         return [
             f"examples: {self.total} ({self.resumed} resumed from {self.sidecar}, {self.generated} generated)"
             if self.resumed else f"examples: {self.total}",
             f"generation: {self.seconds:.1f} s, {rate:.2f} examples/s, final batch size {self.batch_size}",
-            f"prompts truncated: {self.truncated}",
+            truncated,
         ]
 
 
@@ -125,7 +149,9 @@ def run_to_file(
     done = {key: row for key, row in done.items() if key in {e.id for e in examples}}
     todo = prepare_jobs([e for e in examples if e.id not in done], builder, engine.tokenizer)
     report = RunReport(total=len(examples), resumed=len(done), generated=len(todo),
-                       truncated=sum(job.truncated for job in todo), sidecar=sidecar.path)
+                       truncated=sum(job.truncated for job in todo),
+                       dropped_utterances=sum(job.dropped_utterances for job in todo),
+                       budget=builder.max_prompt_tokens, sidecar=sidecar.path)
 
     def on_batch(jobs: Sequence[Job], results: list[list[str]]) -> None:
         rows = [result_row(job.id, texts, sampling) for job, texts in zip(jobs, results)]

@@ -169,7 +169,7 @@ def test_resume_after_kill(tmp_path, tiny_model, write_nikl):
     # Other settings never mix with the saved results: refused, sidecar untouched.
     refused = CliRunner().invoke(cli, [*args[:-4], "--max-new-tokens", "8", "--batch-size", "1"])
     message = one_line_error(refused)
-    assert "different settings (decoding)" in message and "--restart" in message
+    assert "different settings (decoding, prompt)" in message and "--restart" in message  # budget = context - new tokens
     assert len(sidecar.read_text(encoding="utf-8").splitlines()) == len(lines)
 
     resumed = ok(CliRunner().invoke(cli, args))  # the same command again

@@ -122,6 +122,8 @@ def test_duplicate_ids(write_nikl):
 def test_references_need_summaries():
     result = run("--predictions", DEV, "--references", TEST, "--metrics", "rouge")
     assert result.exit_code == 1 and "field 'output' is empty" in result.output
+    assert "--references needs reference summaries to score against" in result.output
+    assert "training split" not in result.output  # its own words, not the training-data message
 
 
 def test_bad_metrics_option():

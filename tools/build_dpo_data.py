@@ -9,7 +9,7 @@ import click
 from common.errors import UserError
 from dataset_builders.dpo import STRATEGIES
 from eval.metrics import PAIR_METRICS
-from tools.options import clean_option, prompt_budget_options, system_prompt_option
+from tools.options import clean_option, prompt_budget_option, recipe_length_options, system_prompt_option
 
 
 @click.command("build-dpo-data")
@@ -34,11 +34,13 @@ from tools.options import clean_option, prompt_budget_options, system_prompt_opt
               help="JSONL {id, chosen, rejected} pairs given by people; they replace the automatic pairs of their prompt.")
 @system_prompt_option
 @clean_option
-@click.option("--tokenizer", default=None, help="Tokenizer for --max-prompt-tokens truncation.")
-@prompt_budget_options
+@click.option("--tokenizer", default=None,
+              help="Tokenizer for truncation (default with --recipe: its base_model).")
+@prompt_budget_option()
+@recipe_length_options
 def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, bertscore_model, bleurt_model,
                    min_margin, max_pairs_per_prompt, human_path, system_prompt, clean_rules, tokenizer,
-                   max_prompt_tokens):
+                   max_prompt_tokens, recipe, max_seq_len):
     """Build DPO preference pairs from the SFT model's own samples, ranked by the task metric.
 
     \b
@@ -53,22 +55,21 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
     from dataset_builders.io import read_jsonl, write_jsonl
     from dataset_builders.nikl import load_nikl
-    from dataset_builders.prompt import PromptBuilder
-    from dataset_builders.tokenizer import load_tokenizer
     from eval.metrics import pair_scorer
+    from tools.options import length_rules_builder
 
     examples = load_nikl(data_path, require_output=True)
     ids = {example.id for example in examples}
     candidates = load_candidates(candidate_paths, ids)
     human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
-    builder = PromptBuilder(system_prompt, clean_rules, load_tokenizer(tokenizer) if tokenizer else None,
-                            max_prompt_tokens)
+    builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
+                                                max_seq_len)
     score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model)
     click.echo(f"scoring candidates with {metric} …")
     rows, stats = build_dpo_rows(
         examples, candidates, score_fn, builder, strategy=strategy, min_margin=min_margin,
         max_pairs_per_prompt=max_pairs_per_prompt, human=human,
-        progress=lambda items: tqdm(items, desc="pairs", unit="prompt"),
+        progress=lambda items: tqdm(items, desc="pairs", unit="prompt"), max_seq_len=max_seq_len,
     )
     if not rows:
         raise UserError(f"no preference pair survived ({'; '.join(stats.drop_lines())}); nothing written")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import clean_option, input_option, prompt_budget_options, system_prompt_option
+from tools.options import clean_option, input_option, prompt_budget_option, recipe_length_options, system_prompt_option
 
 
 @click.command("build-sft-data")
@@ -15,34 +15,39 @@ from tools.options import clean_option, input_option, prompt_budget_options, sys
               help="JSONL to write (atomically), e.g. data/sft/train.jsonl.")
 @system_prompt_option
 @clean_option
-@click.option("--tokenizer", default=None, help="Tokenizer path or hub id; needed for token statistics and truncation.")
-@prompt_budget_options
+@click.option("--tokenizer", default=None,
+              help="Tokenizer path or hub id; needed for token statistics and truncation (default with --recipe: "
+                   "its base_model).")
+@prompt_budget_option()
+@recipe_length_options
 @click.option("--trust-remote-code", is_flag=True, help="Allow the tokenizer's own code to run.")
-def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenizer, max_prompt_tokens, trust_remote_code):
+def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
+                   max_seq_len, trust_remote_code):
     """Convert a NIKL task file into Axolotl chat-template SFT JSONL.
+
+    With --recipe (or --max-seq-len and --tokenizer) every row fits the recipe's sequence_len — prompt,
+    summary and template tokens, counted as Axolotl counts them — by dropping utterances from the middle
+    of long conversations (never the [Question] line). Axolotl would drop longer rows silently; a row
+    whose summary alone does not fit is kept out and named.
 
     \b
     Example:
-      tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl
       tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl \\
-          --tokenizer LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --max-prompt-tokens 2048 --clean fillers
+          --recipe recipes/exaone_lora.yml
+      tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl \\
+          --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama --max-seq-len 4096 --clean fillers
     """
     from dataset_builders.io import write_jsonl
     from dataset_builders.nikl import load_nikl
-    from dataset_builders.prompt import PromptBuilder
     from dataset_builders.sft import BuildStats, sft_rows
-    from dataset_builders.tokenizer import load_tokenizer
+    from tools.options import length_rules_builder
 
     examples = load_nikl(input_path, require_output=True)
-    builder = PromptBuilder(
-        system_prompt=system_prompt,
-        clean_rules=clean_rules,
-        tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,
-        max_prompt_tokens=max_prompt_tokens,
-    )
+    builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
+                                                max_seq_len, trust_remote_code)
     stats = BuildStats()
-    rows = sft_rows(examples, builder, stats)
+    rows = sft_rows(examples, builder, stats, max_seq_len)
     write_jsonl(output_path, rows)
     click.echo(f"wrote {output_path}")
-    for line in stats.lines(builder):
+    for line in stats.lines(builder, max_seq_len):
         click.echo(line)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from generation.loader import BACKENDS
-from tools.options import clean_option, input_option, prompt_budget_options, system_prompt_option
+from tools.options import clean_option, input_option, prompt_budget_option, system_prompt_option
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -28,7 +28,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run.")
 @system_prompt_option
 @clean_option
-@prompt_budget_options
+@prompt_budget_option("the model's context minus --max-new-tokens")
 @click.option("--max-new-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
               help="Longest summary, in tokens (the reference system's setting).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
@@ -66,7 +66,7 @@ def infer(ckpt, input_path, output_path, base_model, merge_lora, backend, trust_
     from dataset_builders.prompt import PromptBuilder
     from generation.decoding import Decoding
     from generation.loader import load_engine
-    from generation.runner import run_to_file
+    from generation.runner import prompt_budget, run_to_file
 
     sampling_flags = {"--temperature": temperature, "--top-p": top_p, "--seed": seed}
     if num_candidates is None and any(value is not None for value in sampling_flags.values()):
@@ -82,8 +82,9 @@ def infer(ckpt, input_path, output_path, base_model, merge_lora, backend, trust_
         transformers_logging.disable_progress_bar()
     engine = load_engine(ckpt, decoding, backend=backend, base_model=base_model, merge_lora=merge_lora,
                          dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    budget = prompt_budget(engine.context_length, max_new_tokens, max_prompt_tokens)
     builder = PromptBuilder(system_prompt=system_prompt, clean_rules=clean_rules, tokenizer=engine.tokenizer,
-                            max_prompt_tokens=max_prompt_tokens)
+                            max_prompt_tokens=budget)
     if batch_size is None:
         batch_size = 256 if backend == "vllm" else 16
     report = run_to_file(engine, examples, builder, output_path, batch_size=batch_size, restart=restart,

@@ -55,7 +55,8 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
     from eval.metrics import align_by_id, score_pairs
 
     predictions = load_nikl(predictions_path)
-    references = load_nikl(references_path, require_output=True)
+    references = load_nikl(references_path, require_output="--references needs reference summaries to score "
+                                                            "against, e.g. 일상대화요약_dev.json; test files have none")
     ids, hypotheses, targets = align_by_id(
         [(example.id, example.output) for example in predictions],
         [(example.id, example.output) for example in references],
