@@ -1,19 +1,27 @@
-"""A tiny, randomly initialised EXAONE-shaped model for CPU tests and the demo.
+"""Tiny, randomly initialised EXAONE 3.x checkpoints for CPU tests and the demo, in EXAONE's own hub layout.
 
-EXAONE 3.x is Llama-shaped, so this is a ``LlamaForCausalLM`` with a byte-level BPE tokenizer
-trained locally on the bundled sample dialogues, carrying EXAONE's special tokens (``[BOS]``,
-``[PAD]``, ``[UNK]``, ``[|system|]``, ``[|user|]``, ``[|assistant|]``, ``[|endofturn|]`` as EOS)
-and EXAONE 3.x's chat template, so ``[|endofturn|]`` handling is exercised for real. Nothing is
-downloaded; everything loads back with ``from_pretrained(path)``.
+:func:`build_tiny_exaone` writes what a user downloads from the hub, at toy size: ``config.json`` with
+``model_type: exaone``, ``auto_map`` and EXAONE's key names, ``transformer.h.N.…`` tensors sharded over
+several safetensors files with ``model.safetensors.index.json``, and the byte-level BPE tokenizer as the
+hub ships it (``tokenizer.json``, ``vocab.json``, ``merges.txt``, ``tokenizer_config.json`` with
+``tokenizer_class: GPT2Tokenizer`` and the chat template inside, ``special_tokens_map.json``). The
+tokenizer is trained locally on the bundled sample dialogues, and its special tokens sit at ids as
+awkward as EXAONE-3.0's (pad 0, bos 1, a decoy ``[EOS]`` at 2, the real end of turn ``[|endofturn|]``
+at 361), so nothing can get away with assuming a conventional EOS.
+
+:func:`build_tiny_model` is what tests and benchmarks load: that checkpoint turned into the Llama layout
+by :func:`exaone.convert.convert`, exactly as a user's download is. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from common.checkout import sample_files
+from exaone.convert import INDEX, convert, staged_directory, write_json
+from exaone.layout import ARCHITECTURES, EXAONE, EXAONE_AUTO_MAP, tensor_shapes
 
 # The chat template shipped with LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct and EXAONE-3.5 (verbatim).
 EXAONE_CHAT_TEMPLATE = (
@@ -29,12 +37,31 @@ SPECIAL_TOKENS = {
     "unk_token": "[UNK]",
 }
 ROLE_TOKENS = ["[|system|]", "[|user|]", "[|assistant|]"]
+# Where every special token sits. pad 0, bos 1 and [|endofturn|] 361 are EXAONE-3.0's own ids; "[EOS]"
+# (a pretraining end-of-text, not the chat one) takes the id 2 that conventional tokenizers give EOS.
+TOKEN_IDS = {"[PAD]": 0, "[BOS]": 1, "[EOS]": 2, "[UNK]": 3,
+             "[|system|]": 358, "[|user|]": 359, "[|assistant|]": 360, "[|endofturn|]": 361}
+MIN_VOCAB = 512
+
+# EXAONE 3.5's published llama3-style RoPE scaling (32k positions from an 8k pretraining context).
+LLAMA3_ROPE_SCALING = {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                       "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+# Config values that tell the released models apart (everything else: see exaone_config).
+SHAPES: dict[str, dict[str, Any]] = {
+    "3.0": {"rope_theta": 500000.0, "rope_scaling": None, "tie_word_embeddings": False,
+            "max_position_embeddings": 4096},                       # EXAONE-3.0-7.8B-Instruct
+    "3.5": {"rope_theta": 1000000.0, "rope_scaling": LLAMA3_ROPE_SCALING, "tie_word_embeddings": False,
+            "max_position_embeddings": 32768},                      # EXAONE-3.5-7.8B / 32B-Instruct
+    "tied": {"rope_theta": 1000000.0, "rope_scaling": LLAMA3_ROPE_SCALING, "tie_word_embeddings": True,
+             "max_position_embeddings": 32768},                     # EXAONE-3.5-2.4B-Instruct: no lm_head
+}
+TINY_MARKER = "TINY_MODEL.json"
 
 
 def corpus_from_nikl(paths: Iterable[Path]) -> list[str]:
     """Every utterance, keyword and summary of the given NIKL files, plus the prompt scaffolding."""
-    from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
     from dataset_builders.nikl import load_nikl
+    from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
 
     texts = list(SYSTEM_PROMPTS.values())
     for path in paths:
@@ -46,26 +73,22 @@ def corpus_from_nikl(paths: Iterable[Path]) -> list[str]:
 
 
 def build_tokenizer(texts: list[str], vocab_size: int = 2000):
+    """A byte-level BPE tokenizer trained on ``texts``, with EXAONE's special tokens at :data:`TOKEN_IDS`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = [SPECIAL_TOKENS["pad_token"], SPECIAL_TOKENS["bos_token"], SPECIAL_TOKENS["eos_token"],
-                SPECIAL_TOKENS["unk_token"], *ROLE_TOKENS]
+    if vocab_size < MIN_VOCAB:
+        raise ValueError(f"vocab_size {vocab_size}: at least {MIN_VOCAB}, so [|endofturn|] can sit at id 361")
     backend = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(TOKEN_IDS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     backend.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
+        tokenizer_object=Tokenizer.from_str(_move_special_tokens(backend.to_str())),
         additional_special_tokens=ROLE_TOKENS,
         model_max_length=4096,
-        padding_side="left",
         clean_up_tokenization_spaces=False,
         **SPECIAL_TOKENS,
     )
@@ -73,49 +96,145 @@ def build_tokenizer(texts: list[str], vocab_size: int = 2000):
     return tokenizer
 
 
-def build_tiny_model(
+def _move_special_tokens(tokenizer_json: str) -> str:
+    """The trainer puts special tokens first (ids 0–7); renumber the vocabulary so they sit at TOKEN_IDS.
+    BPE merges name tokens by text, so only the ids change."""
+    data = json.loads(tokenizer_json)
+    vocab = data["model"]["vocab"]
+    others = iter(sorted((token for token in vocab if token not in TOKEN_IDS), key=vocab.__getitem__))
+    by_id = {index: token for token, index in TOKEN_IDS.items()}
+    data["model"]["vocab"] = {by_id.get(index) or next(others): index for index in range(len(vocab))}
+    for entry in data["added_tokens"]:
+        entry["id"] = TOKEN_IDS[entry["content"]]
+    return json.dumps(data, ensure_ascii=False)
+
+
+def save_hub_tokenizer(tokenizer, directory: Path, *, model_max_length: int) -> None:
+    """Write the tokenizer files the EXAONE 3.x hub repos ship (not what ``save_pretrained`` writes today)."""
+    backend = tokenizer.backend_tokenizer
+    backend.save(str(directory / "tokenizer.json"))
+    backend.model.save(str(directory))  # vocab.json + merges.txt
+    added = {str(index): {"content": token, "lstrip": False, "normalized": False, "rstrip": False,
+                          "single_word": False, "special": True}
+             for token, index in sorted(TOKEN_IDS.items(), key=lambda item: item[1])}
+    special_map = {**SPECIAL_TOKENS, "additional_special_tokens": ROLE_TOKENS}
+    write_json(directory / "tokenizer_config.json", {
+        "add_bos_token": False, "added_tokens_decoder": added, **special_map,
+        "chat_template": EXAONE_CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length, "tokenizer_class": "GPT2Tokenizer",
+    })
+    write_json(directory / "special_tokens_map.json", special_map)
+
+
+def exaone_config(shape: str, *, vocab_size: int, hidden_size: int, num_layers: int,
+                  max_position_embeddings: int | None = None, head_dim: int | None = None,
+                  initializer_range: float = 0.02) -> dict[str, Any]:
+    """A ``config.json`` as EXAONE 3.x's hub repos have it, at toy size."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape {shape!r}: choose from {', '.join(SHAPES)}")
+    config = {
+        **SHAPES[shape],
+        "activation_function": "silu", "architectures": ARCHITECTURES[EXAONE], "attention_dropout": 0.0,
+        "auto_map": EXAONE_AUTO_MAP, "embed_dropout": 0.0, "hidden_size": hidden_size,
+        "initializer_range": initializer_range, "intermediate_size": hidden_size * 2, "layer_norm_epsilon": 1e-5,
+        "model_type": EXAONE, "num_attention_heads": 4, "num_key_value_heads": 2, "num_layers": num_layers,
+        "torch_dtype": "float32", "transformers_version": "4.45.2", "use_cache": True, "vocab_size": vocab_size,
+        "pad_token_id": TOKEN_IDS["[PAD]"], "bos_token_id": TOKEN_IDS["[BOS]"],
+        "eos_token_id": TOKEN_IDS["[|endofturn|]"],
+    }
+    if max_position_embeddings is not None:
+        config["max_position_embeddings"] = max_position_embeddings
+    if head_dim is not None:  # only when it is not hidden_size / num_attention_heads
+        config["head_dim"] = head_dim
+    return config
+
+
+def random_weights(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Every tensor of ``config``'s EXAONE checkpoint, EXAONE names, in module order: N(0, initializer_range)
+    matrices, RMSNorm weights around 1 (not exactly 1, so a swapped norm would show), the [PAD] embedding zero."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    tied = config["tie_word_embeddings"]
+    weights = {}
+    for name, shape in tensor_shapes(config, tied=tied, where="tiny model").items():
+        if len(shape) == 1:
+            weights[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            weights[name] = config["initializer_range"] * torch.randn(shape, generator=generator)
+    weights["transformer.wte.weight"][config["pad_token_id"]] = 0.0
+    return weights
+
+
+def write_sharded(weights: dict[str, Any], directory: Path, num_shards: int) -> None:
+    """``weights`` over ``num_shards`` files of similar size, named and indexed as the hub names them."""
+    from safetensors.torch import save_file
+
+    sizes = {name: tensor.numel() * tensor.element_size() for name, tensor in weights.items()}
+    total, names = sum(sizes.values()), list(weights)
+    if not 1 <= num_shards <= len(names):
+        raise ValueError(f"num_shards {num_shards}: between 1 and {len(names)}")
+    groups: list[list[str]] = [[]]
+    filled = 0
+    for position, name in enumerate(names):
+        groups[-1].append(name)
+        filled += sizes[name]
+        left = len(names) - position - 1
+        if left and len(groups) < num_shards and (filled >= total * len(groups) / num_shards
+                                                  or left == num_shards - len(groups)):
+            groups.append([])
+    weight_map = {}
+    for number, group in enumerate(groups, 1):
+        file = f"model-{number:05d}-of-{num_shards:05d}.safetensors"
+        save_file({name: weights[name] for name in group}, str(directory / file), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(group, file))
+    write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def build_tiny_exaone(
     output_dir: Path | str,
     *,
+    shape: str = "3.0",
     data_paths: Iterable[Path] | None = None,
     hidden_size: int = 64,
     num_layers: int = 2,
     vocab_size: int = 2000,
     seed: int = 0,
+    max_position_embeddings: int | None = None,
+    head_dim: int | None = None,
+    initializer_range: float = 0.02,
+    num_shards: int = 2,
 ) -> Path:
-    """Write a tiny random EXAONE-shaped model + tokenizer to ``output_dir`` and return the path."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
+    """Write a tiny random EXAONE 3.x checkpoint in its own hub layout to ``output_dir`` (replacing it) and
+    return the path. ``shape``: ``3.0`` (default), ``3.5`` (llama3 RoPE scaling, 32k positions) or ``tied``.
+    ``initializer_range`` is the weights' standard deviation: tests raise it so that attention (and with it
+    every position encoding detail) moves the logits far more than their tolerance."""
     output_dir = Path(output_dir)
     data_paths = list(data_paths) if data_paths is not None else sample_files()
     tokenizer = build_tokenizer(corpus_from_nikl(data_paths), vocab_size=vocab_size)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        rope_theta=500000.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        do_sample=False,
-    )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    (output_dir / "TINY_MODEL.json").write_text(
-        json.dumps({"what": "tiny random EXAONE-shaped test model", "seed": seed,
-                    "hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": len(tokenizer)}) + "\n"
-    )
+    config = exaone_config(shape, vocab_size=len(tokenizer), hidden_size=hidden_size, num_layers=num_layers,
+                           max_position_embeddings=max_position_embeddings, head_dim=head_dim,
+                           initializer_range=initializer_range)
+    with staged_directory(output_dir) as staging:
+        write_sharded(random_weights(config, seed), staging, num_shards)
+        write_json(staging / "config.json", config)
+        save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
+        write_json(staging / TINY_MARKER, {"what": "tiny random EXAONE 3.x checkpoint in its hub layout",
+                                           "shape": shape, "seed": seed, "hidden_size": hidden_size,
+                                           "num_layers": num_layers, "vocab_size": len(tokenizer)})
     return output_dir
+
+
+def exaone_layout_sibling(output_dir: Path | str) -> Path:
+    """Where :func:`build_tiny_model` keeps the EXAONE-layout original of ``output_dir``."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + "-exaone-layout")
+
+
+def build_tiny_model(output_dir: Path | str, **options: Any) -> Path:
+    """A tiny EXAONE 3.x checkpoint converted to the Llama layout in ``output_dir`` (loadable by
+    ``AutoModelForCausalLM`` natively); returns the path. The EXAONE-layout original it was converted from
+    stays next to it (:func:`exaone_layout_sibling`). ``options``: those of :func:`build_tiny_exaone`."""
+    original = build_tiny_exaone(exaone_layout_sibling(output_dir), **options)
+    convert(original, output_dir, force=True, progress=False)
+    return Path(output_dir)

@@ -1,0 +1,299 @@
+"""Convert an EXAONE 3.x checkpoint to the Llama layout (and back), streamed, never the whole model in memory.
+
+The two layouts differ only in tensor names and config keys (:mod:`exaone.layout`), so each output
+shard is its input shard with a rewritten safetensors header: the tensor bytes are copied through a
+16 MiB buffer without being decoded. Memory stays flat whatever the model size, the copy runs at disk
+speed, and the result is bit-identical by construction. Before a byte is written every shard header is
+checked against the config (names, shapes, nothing missing); each written shard is re-opened with
+``safetensors.safe_open`` as a check of the writer. The output is built in a temporary sibling directory
+that is renamed into place at the end, so an interrupted run leaves no half-written checkpoint.
+
+Also written: ``config.json`` in the target layout, a ``generation_config.json`` that stops at
+``[|endofturn|]``, and the tokenizer files unchanged (byte-level BPE with the chat template inside,
+loadable by ``AutoTokenizer`` without ``trust_remote_code``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from common.errors import UserError
+from common.paths import looks_like_local_path
+from exaone.layout import (
+    EXAONE,
+    LLAMA,
+    LAYOUTS,
+    model_type_problem,
+    read_config,
+    rename,
+    tensor_shapes,
+    to_exaone_config,
+    to_llama_config,
+)
+
+INDEX = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                   "merges.txt", "added_tokens.json", "tokenizer.model", "chat_template.jinja")
+# What a hub download fetches: config, weights and tokenizer; never the repo's Python code.
+HUB_PATTERNS = ["config.json", INDEX, "*.safetensors", *TOKENIZER_FILES]
+ENDOFTURN = "[|endofturn|]"
+COPY_BUFFER = 16 * 2**20
+MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One safetensors file as its header describes it (nothing of the data is read)."""
+
+    path: Path
+    header_size: int               # bytes of the JSON header after the 8-byte length
+    tensors: dict[str, dict]       # name → {"dtype", "shape", "data_offsets"}
+    metadata: dict[str, str] | None
+    data_size: int                 # bytes after the header: the tensors' buffer
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`convert` wrote."""
+
+    output: Path
+    layout: str
+    tensors: int
+    shards: int
+    size_bytes: int
+
+
+def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision: str | None = None,
+            force: bool = False, progress: bool = True) -> Conversion:
+    """Convert ``model`` (a local directory or a hub id) to layout ``to`` in directory ``output``.
+
+    ``to="llama"`` takes an EXAONE 3.x checkpoint (``model_type: exaone``); ``to="exaone"`` the reverse.
+    A non-empty ``output`` is replaced only with ``force``. Every problem is a one-line :class:`UserError`.
+    """
+    if to not in LAYOUTS:
+        raise UserError(f"--to {to}: choose from {', '.join(LAYOUTS)}")
+    source_layout = EXAONE if to == LLAMA else LLAMA
+    output = Path(output).expanduser().absolute()
+    check_output(output, force)
+    source = fetch(model, revision)
+    if source == output.resolve() or output.resolve() in source.parents:
+        raise UserError(f"--output {output}: would overwrite the input checkpoint {source}")
+    config = read_config(source)
+    if problem := model_type_problem(config, source_layout, str(model)):
+        raise UserError(problem)
+    shards = read_shards(source)
+    names = {name for shard in shards for name in shard.tensors}
+    if to == LLAMA:
+        tied = bool(config.get("tie_word_embeddings", "lm_head.weight" not in names))
+        exaone_config = config
+        new_config = to_llama_config(config, tied=tied, where=str(model))
+    else:
+        new_config = exaone_config = to_exaone_config(config, where=str(model))
+        tied = bool(new_config["tie_word_embeddings"])
+    renamed = plan(shards, tensor_shapes(exaone_config, tied=tied, where=str(model)), source_layout, source)
+
+    with staged_directory(output) as staging:
+        for number, shard in enumerate(shards, 1):
+            write_shard(shard, staging / shard.name, renamed,
+                        label=f"{number}/{len(shards)} {shard.name}" if progress else None)
+        if (source / INDEX).is_file():
+            index = json.loads((source / INDEX).read_text(encoding="utf-8"))
+            weight_map = {renamed[name]: shard.name for shard in shards for name in shard.tensors}
+            write_json(staging / INDEX, {"metadata": index.get("metadata", {}),
+                                         "weight_map": dict(sorted(weight_map.items()))})
+        write_json(staging / "config.json", new_config)
+        write_json(staging / "generation_config.json", generation_config(new_config, source))
+        for name in TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
+    return Conversion(output, to, len(renamed), len(shards), sum(shard.data_size for shard in shards))
+
+
+def check_output(output: Path, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output}: exists and is not a directory")
+    if output.is_dir() and any(output.iterdir()) and not force:
+        raise UserError(f"--output {output}: exists and is not empty; pass --force to replace it")
+
+
+def fetch(model: str | Path, revision: str | None) -> Path:
+    """The checkpoint directory: ``model`` itself, or a hub snapshot of its config, tokenizer and weights."""
+    if looks_like_local_path(model):
+        path = Path(model).expanduser()
+        if not path.is_dir():
+            raise UserError(f"--model {model}: no such directory")
+        if revision:
+            raise UserError(f"--revision {revision}: only applies to a hub id, and {model} is a local directory")
+        return path.resolve()
+    from huggingface_hub import snapshot_download
+
+    try:  # the token comes from HF_TOKEN or `huggingface-cli login`, as for every hub download
+        return Path(snapshot_download(str(model), revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as error:  # noqa: BLE001 - offline, gated, no such repo or revision: all fixable by the user
+        raise UserError(f"cannot download {model}{'@' + revision if revision else ''} from the hub: "
+                        f"{type(error).__name__}: {error}") from None
+
+
+def read_shards(source: Path) -> list[Shard]:
+    """The checkpoint's safetensors files (from the index, or the single file), headers read and checked."""
+    if (source / INDEX).is_file():
+        try:
+            weight_map = json.loads((source / INDEX).read_text(encoding="utf-8"))["weight_map"]
+            files = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise UserError(f"{source / INDEX}: not a safetensors index ({error!r})") from None
+        for name in files:
+            if not (source / name).is_file():
+                raise UserError(f"{source}: missing shard {name} (listed in {INDEX})")
+    elif (source / SINGLE_FILE).is_file():
+        files = [SINGLE_FILE]
+    else:
+        raise UserError(f"{source}: no {SINGLE_FILE} or {INDEX} (only safetensors checkpoints are converted)")
+    return [read_shard(source / name) for name in files]
+
+
+def read_shard(path: Path) -> Shard:
+    """Parse a safetensors header: 8 bytes little-endian length, then that many bytes of JSON."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        length = int.from_bytes(file.read(8), "little") if size >= 8 else -1
+        if not 0 < length <= min(MAX_HEADER, size - 8):
+            raise UserError(f"{path}: not a safetensors file (bad header length)")
+        try:
+            header = json.loads(file.read(length))
+        except ValueError:
+            raise UserError(f"{path}: not a safetensors file (header is not JSON)") from None
+    metadata = header.pop("__metadata__", None)
+    data_size = size - 8 - length
+    for name, entry in header.items():
+        begin, end = entry.get("data_offsets", (-1, -1)) if isinstance(entry, dict) else (-1, -1)
+        if not 0 <= begin <= end <= data_size:
+            raise UserError(f"{path}: tensor {name} lies outside the file (truncated download?)")
+    return Shard(path, length, header, metadata, data_size)
+
+
+def plan(shards: list[Shard], expected: dict[str, list[int]], source_layout: str, source: Path) -> dict[str, str]:
+    """Source name → target name for every tensor, after checking names and shapes against the config."""
+    renamed: dict[str, str] = {}
+    found: set[str] = set()
+    for shard in shards:
+        for name, entry in sorted(shard.tensors.items()):
+            exaone_name = name if source_layout == EXAONE else rename(name, LLAMA)
+            if exaone_name not in expected:
+                raise UserError(f"{shard.path}: unexpected tensor {name} (not in an EXAONE 3.x checkpoint with "
+                                "this config.json)")
+            if list(entry["shape"]) != expected[exaone_name]:
+                raise UserError(f"{shard.path}: tensor {name} has shape {list(entry['shape'])}, but config.json "
+                                f"implies {expected[exaone_name]}")
+            if exaone_name in found:
+                raise UserError(f"{shard.path}: tensor {name} appears in more than one shard")
+            found.add(exaone_name)
+            renamed[name] = rename(name, source_layout)
+    missing = [name for name in expected if name not in found]
+    if missing:
+        shown = missing[0] if source_layout == EXAONE else rename(missing[0], EXAONE)
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise UserError(f"{source}: missing tensor {shown}{more} (config.json implies it)")
+    return renamed
+
+
+def write_shard(shard: Shard, target: Path, renamed: dict[str, str], *, label: str | None) -> None:
+    """``shard`` with its tensors renamed: a new header, then the tensor buffer copied byte for byte."""
+    header: dict[str, Any] = {renamed[name]: entry for name, entry in shard.tensors.items()}
+    if shard.metadata is not None:
+        header["__metadata__"] = shard.metadata
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-(8 + len(blob)) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    buffer = memoryview(bytearray(COPY_BUFFER))
+    with shard.path.open("rb") as source, target.open("wb") as out, progress_bar(shard.data_size, label) as bar:
+        out.write(len(blob).to_bytes(8, "little"))
+        out.write(blob)
+        source.seek(8 + shard.header_size)
+        remaining = shard.data_size
+        while remaining:
+            got = source.readinto(buffer[:min(remaining, COPY_BUFFER)])
+            if not got:
+                raise UserError(f"{shard.path}: ended early while copying (file changed during conversion?)")
+            out.write(buffer[:got])
+            remaining -= got
+            bar.update(got)
+    verify_shard(target, {renamed[name]: entry["shape"] for name, entry in shard.tensors.items()})
+
+
+def verify_shard(path: Path, shapes: dict[str, list[int]]) -> None:
+    """Re-open a written shard with safetensors itself (header only): same tensors, same shapes."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as written:
+        got = {name: list(written.get_slice(name).get_shape()) for name in written.keys()}
+    if got != shapes:  # pragma: no cover - a bug in write_shard, not a user error
+        raise AssertionError(f"{path}: written shard does not hold the planned tensors")
+
+
+def progress_bar(total: int, label: str | None):
+    """A tqdm bar over ``total`` bytes (stderr); switched off when ``label`` is None."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=label is None)
+
+
+@contextmanager
+def staged_directory(output: Path) -> Iterator[Path]:
+    """A fresh sibling directory of ``output`` to write into; renamed to ``output`` (replacing it) when the
+    block succeeds, removed when it fails."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        output.rename(old)
+        staging.rename(output)
+        shutil.rmtree(old)
+    else:
+        staging.rename(output)
+
+
+def generation_config(config: dict[str, Any], source: Path) -> dict[str, Any]:
+    """Greedy-generation defaults that stop at ``[|endofturn|]`` (EXAONE ends every turn with it)."""
+    eos = special_token_id(source, ENDOFTURN)
+    settings = {"bos_token_id": config.get("bos_token_id"),
+                "eos_token_id": eos if eos is not None else config.get("eos_token_id"),
+                "pad_token_id": config.get("pad_token_id")}
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def special_token_id(source: Path, token: str) -> int | None:
+    """The id of an added token, from ``tokenizer.json`` or ``tokenizer_config.json`` (``None`` if neither has it)."""
+    try:
+        for entry in json.loads((source / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", []):
+            if entry.get("content") == token:
+                return int(entry["id"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        config = json.loads((source / "tokenizer_config.json").read_text(encoding="utf-8"))
+        decoder = config.get("added_tokens_decoder", {})
+        return next((int(key) for key, entry in decoder.items() if entry.get("content") == token), None)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
