@@ -1,35 +1,59 @@
-"""Atomic file writing and JSONL reading shared by every command.
+"""Writing and reading files safely: what every command that writes or reads data goes through.
 
-Outputs are written to a temporary file beside the target and renamed over it, so a crash or a
-validation error never leaves a partial file behind.
+* Outputs are written to a temporary file beside the target and renamed over it: a crash, a full disk or
+  a validation error never leaves a partial file, and the temporary file is removed on every error
+  (SIGTERM and Ctrl-C included, see ``tools/cli.py``). The written file gets the permissions a plain
+  ``open()`` would give (the umask; an existing file keeps its mode), and an output path that is a
+  symlink is written *through*: its target gets the new content.
+* :func:`refuse_overwriting_inputs` stops a command before any work when an output is one of its inputs.
+* JSONL reading names the file and line of every problem, and recognises a JSON list given by mistake.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator, Mapping
 
 from common.errors import UserError
 
 
+def _cannot_write(path: Path | str, error: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {error.strerror or error}")
+
+
 @contextmanager
 def atomic_open(path: Path | str) -> Iterator[IO[str]]:
-    """Open a temporary file for writing text; on success it replaces ``path``, on error it vanishes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Open a temporary file for writing text; on success it replaces ``path``, on error it vanishes.
+    An :class:`OSError` (no permission, no space left, a directory in the way) becomes a :class:`UserError`
+    naming ``path``."""
+    target = Path(os.path.realpath(path))  # through a symlinked output: write its target
+    if target.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory; give a file name")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(path, error) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -49,18 +73,53 @@ def write_json(path: Path | str, data: Any) -> None:
         file.write("\n")
 
 
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """True when ``a`` and ``b`` are one file: after symlinks and relative parts, or as hard links."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def refuse_overwriting_inputs(outputs: Mapping[str, Path | str | None], inputs: Mapping[str, Any]) -> None:
+    """Raise a :class:`UserError` when an output (``{"--output": path}``) is the same file as an input
+    (``{"--input": path}``, or a list of paths for a repeatable option). Called before any work, so the
+    input is never touched."""
+    for out_option, output in outputs.items():
+        if output is None:
+            continue
+        for in_option, value in inputs.items():
+            for path in value if isinstance(value, (list, tuple)) else [value]:
+                if path is not None and same_file(output, path):
+                    raise UserError(f"{out_option} {output} is the same file as {in_option} {path}: refusing to "
+                                    "overwrite an input; choose another output path")
+
+
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number."""
+    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number (a JSON list
+    or a file that is not UTF-8 is named as such)."""
     rows = []
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {number}: must be a JSON object")
-            rows.append(row)
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path}: line {number}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        if not line.strip():
+            continue
+        if number == 1 and line.lstrip().startswith("["):
+            raise UserError(f"{path}: a JSON list, not JSONL (one JSON object per line); is it a submission or "
+                            "NIKL task file given where JSONL is expected?")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}: line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {number}: must be a JSON object")
+        rows.append(row)
     return rows

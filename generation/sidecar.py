@@ -1,46 +1,81 @@
-"""``<output>.partial.jsonl``: finished results of a run, so a killed run resumes where it stopped."""
+"""``<output>.partial.jsonl``: finished results of a run, so a killed run resumes where it stopped; and
+``<output>.lock``, so two runs never write the same output at once."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from common.errors import UserError
+from dataset_builders.io import write_jsonl
 
 SIDECAR_SUFFIX = ".partial.jsonl"
+LOCK_SUFFIX = ".lock"
+
+# Checks one finished row (a dict with an "id" string); returns what is wrong with it, or None.
+RowCheck = Callable[[dict], "str | None"]
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ between two JSON values (``weights.model.config.json``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted({*old, *new}):
+            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".") or "header"]
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The top-level settings that differ; for the weights, which files changed."""
+    parts = []
+    for key in sorted({*old, *new}):
+        if old.get(key) == new.get(key):
+            continue
+        if key == "weights":
+            files = changed_keys(old.get(key), new.get(key))
+            parts.append("weights changed: " + ", ".join(files[:3]) + (" …" if len(files) > 3 else ""))
+        else:
+            parts.append(key)
+    return ", ".join(parts)
 
 
 class Sidecar:
-    """A header line with the run's settings, then one line per finished example (``{"id", "output"}`` or
-    ``{"id", "candidates"}``), flushed and fsynced per batch.
+    """A header line with the run's settings (and what the weights are), then one line per finished example
+    (``{"id", "output"}`` or ``{"id", "candidates"}``), flushed and fsynced per batch.
 
-    A line cut short by a kill is dropped on reopen; a header that differs from this run's settings
-    is refused, so results from different checkpoints or decoding settings never mix.
+    On reopen: a line cut short by a kill is dropped; a line that is not a valid result row (not UTF-8, not
+    JSON, the wrong shape or type for this run) is reported by line number and regenerated, and the good
+    rows are kept; a header that differs from this run's — other settings, or a checkpoint whose files
+    changed — is refused, naming what changed, so results of two runs never mix.
     """
 
-    def __init__(self, output: Path | str, header: dict[str, Any]):
+    def __init__(self, output: Path | str, header: dict[str, Any], check_row: RowCheck = lambda row: None):
         output = Path(output)
         self.path = output.with_name(output.name + SIDECAR_SUFFIX)
         self.header = json.loads(json.dumps(header))  # normalised as it will read back
+        self.check_row = check_row
+        self.problems: list[str] = []  # bad lines found on open, each already explained
 
     def open(self, *, restart: bool = False) -> dict[str, dict[str, Any]]:
-        """Start or resume; returns the finished rows by id."""
+        """Start or resume; returns the finished rows by id (``problems`` says what was not kept)."""
         if restart:
             self.path.unlink(missing_ok=True)
-        header, rows = self._read() if self.path.exists() else (None, [])
+        header, rows = self._read() if self.path.exists() else (None, {})
         if header is None:  # a new run (or one killed before its header was written)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write_lines([{"header": self.header}], mode="w")
             return {}
         if header != self.header:
-            changed = sorted(key for key in {*header, *self.header} if header.get(key) != self.header.get(key))
-            raise UserError(
-                f"{self.path} holds results of a run with different settings ({', '.join(changed)}); "
-                f"delete it or pass --restart to start over"
-            )
-        return {row["id"]: row for row in rows}
+            raise UserError(f"{self.path} holds results of a run with different settings ({describe_change(header, self.header)}); "
+                            "delete it or pass --restart to start over")
+        if self.problems:  # rewrite without the bad lines, so they are reported once
+            write_jsonl(self.path, [{"header": self.header}, *rows.values()])
+        return rows
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         self._write_lines(rows, mode="a")
@@ -49,25 +84,82 @@ class Sidecar:
         self.path.unlink(missing_ok=True)
 
     def _write_lines(self, rows: Sequence[dict[str, Any]], mode: str) -> None:
-        with open(self.path, mode, encoding="utf-8") as file:
-            file.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            with open(self.path, mode, encoding="utf-8") as file:
+                file.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
 
-    def _read(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def _read(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]
         if len(complete) != len(data):  # killed mid-line: drop the torn tail before appending again
             with open(self.path, "r+b") as file:
                 file.truncate(len(complete))
-        lines = complete.decode("utf-8", errors="replace").splitlines()
+        lines = complete.splitlines()
         if not lines:  # killed before the header was complete: nothing to resume
-            return None, []
+            return None, {}
         try:
-            header = json.loads(lines[0])["header"]
-            rows = [json.loads(line) for line in lines[1:] if line.strip()]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            header = rows = None
-        if not isinstance(header, dict) or not all(isinstance(row, dict) and "id" in row for row in rows or ()):
-            raise UserError(f"{self.path} is not a results sidecar of `tools infer`; delete it or pass --restart")
+            header = json.loads(lines[0].decode("utf-8"))["header"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            header = None
+        if not isinstance(header, dict):
+            raise UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
+                            "delete it or pass --restart")
+        rows: dict[str, dict[str, Any]] = {}
+        for number, raw in enumerate(lines[1:], 2):
+            if not raw.strip():
+                continue
+            problem = None
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                problem = "not UTF-8 text"
+            except json.JSONDecodeError as error:
+                problem = f"not JSON ({error.msg})"
+            else:
+                problem = ("not a result row (no 'id' string)" if not isinstance(row, dict)
+                           or not isinstance(row.get("id"), str) or not row["id"] else self.check_row(row))
+            if problem is None and row["id"] in rows:
+                problem = f"a second result for id {row['id']!r}"
+            if problem:
+                self.problems.append(f"{self.path}: line {number}: {problem}; that example is generated again")
+            else:
+                rows[row["id"]] = row
         return header, rows
+
+
+_HELD: set[str] = set()  # locks this process holds (so nested callers do not lock themselves out)
+
+
+@contextmanager
+def output_lock(output: Path | str) -> Iterator[None]:
+    """Hold ``<output>.lock`` (an OS file lock, released even if the process is killed) for the run; a second
+    run on the same output stops at once with a :class:`UserError`."""
+    path = Path(output).with_name(Path(output).name + LOCK_SUFFIX)
+    key = os.path.realpath(path)
+    if key in _HELD:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise UserError(f"{output} is being written by another run (it holds {path}); wait for it to finish "
+                        "or stop it, then re-run to resume") from None
+    _HELD.add(key)
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        _HELD.discard(key)
+        path.unlink(missing_ok=True)
+        os.close(handle)
