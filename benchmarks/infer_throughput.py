@@ -11,13 +11,20 @@ length-sorted batches, sidecar, submission file), model loading excluded. Two se
 
 The random model never emits EOS, so every example costs exactly ``MAX_NEW_TOKENS`` = 64 decoding
 steps; that keeps the whole run well under two minutes on 2 CPU cores. Every batched run must
-reproduce the sequential outputs exactly. Run: `python benchmarks/infer_throughput.py`.
+reproduce the sequential outputs exactly.
+
+A last set of cases times the default batch on the fixtures with one torch thread and with the default
+thread count (`tools infer --threads`: the CPUs this process may use), on an idle machine and with a
+competing process that keeps one core busy — why `--threads` exists. Run:
+`python benchmarks/infer_throughput.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +49,47 @@ def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
     return [dataclasses.replace(base[i % len(base)], id=f"bench-{i:03d}",
                                 conversation=base[i % len(base)].conversation * repeat)
             for i in range(count)]
+
+
+@contextlib.contextmanager
+def competing_load(busy: bool):
+    """A process that keeps one CPU core busy (spinning) while the block runs, when ``busy``."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        time.sleep(0.5 if busy else 0)
+        yield
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
+
+
+def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
+    """Default batch, 1 thread vs the default thread count, idle and with one core taken."""
+    import torch
+
+    from common.devices import available_cpus
+    from generation.runner import run_to_file
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for busy in (False, True):
+            for threads in sorted({1, available_cpus()}):
+                torch.set_num_threads(threads)
+                with competing_load(busy):
+                    start = time.perf_counter()
+                    run_to_file(engine, examples, builder, Path(tmp) / f"t{threads}{busy}.json", batch_size=16,
+                                progress=False)
+                    seconds = time.perf_counter() - start
+                rows.append({
+                    "benchmark": "infer threads (tiny model, CPU)",
+                    "case": f"fixtures, batch 16, {threads} thread{'s' if threads > 1 else ''}"
+                            + (" (default)" if threads == available_cpus() else "")
+                            + (", one core busy" if busy else ", idle"),
+                    "examples": len(examples), "seconds": round(seconds, 2),
+                    "examples/s": round(len(examples) / seconds, 1),
+                })
+    return rows
 
 
 def main() -> list[dict[str, object]]:
@@ -84,6 +132,7 @@ def main() -> list[dict[str, object]]:
                         "vs sequential": f"{reference[1] / seconds:.1f}×",
                         "outputs": "reference" if batch_size == 1 else "identical",
                     })
+            rows += thread_rows(engine, builder, fixture_dialogues())
     finally:
         torch.set_num_threads(threads)
     return rows

@@ -22,8 +22,12 @@ BENCHMARKS = {
     "rouge_speed": "Scoring: ROUGE with Mecab morphemes (`tools score`)",
     "infer_throughput": "Inference: sequential vs batched greedy (`tools infer`)",
     "full_size": "Full-size data: the synthetic set's 506 train / 408 test dialogues (`build-sft-data`, `tools infer`)",
+    "convert_speed": "Conversion: EXAONE 3.x → Llama layout (`tools convert-exaone`)",
 }
 REPORT = REPO / "docs" / "benchmarks.md"
+# The GPU section: written by hand and by `benchmarks/gpu_bench.py --docs` (it needs a GPU, so `make bench`
+# does not run it); every report ends with it, so regenerating docs/benchmarks.md keeps it.
+GPU_SECTION = REPO / "docs" / "gpu_benchmarks.md"
 NO_GPU_NOTE = (
     "No GPU on this machine: these are CPU numbers for the tiny local model. GPU throughput with an "
     "EXAONE-3.0-7.8B-shaped model has not been measured yet (no GPU was available to the project so far)."
@@ -32,10 +36,17 @@ NO_GPU_NOTE = (
 
 def summary_row(row: Row) -> Row:
     """The columns every benchmark shares, for the one summary table."""
-    unit = next((key for key in ("examples/s", "pairs/s") if key in row), None)
-    count = next((row[key] for key in ("examples", "pairs") if key in row), "")
+    unit = next((key for key in ("examples/s", "pairs/s", "GB/s") if key in row), None)
+    count = next((row[key] for key in ("examples", "pairs", "shards") if key in row), "")
     return {"benchmark": row["benchmark"], "case": row["case"], "items": count, "seconds": row.get("seconds", ""),
             "throughput": f"{row[unit]} {unit}" if unit else "", "vs sequential": row.get("vs sequential", "")}
+
+
+def gpu_section() -> list[str]:
+    """docs/gpu_benchmarks.md as report lines (none if the file is missing)."""
+    if not GPU_SECTION.is_file():
+        return []
+    return [GPU_SECTION.read_text(encoding="utf-8").strip("\n"), ""]
 
 
 def run(names: list[str]) -> str:
@@ -60,6 +71,7 @@ def run(names: list[str]) -> str:
 
     if not torch.cuda.is_available():
         sections += [NO_GPU_NOTE, ""]
+    sections += gpu_section()
     return "\n".join(sections)
 
 

@@ -21,7 +21,6 @@ automatic pairs of their prompt. Output rows are Axolotl ``chat_template.default
 from __future__ import annotations
 
 import itertools
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,24 +31,10 @@ from common.errors import UserError
 from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
+from eval.candidates import unusable_reason
 from eval.metrics import ScoreFn
 
 STRATEGIES = ("ref-vs-worst", "best-vs-worst", "all-pairs-margin")
-
-
-_CHAR_LOOP = re.compile(r"(.{3,}?)\1{4,}", re.DOTALL)
-
-
-def is_degenerate(text: str, *, min_words: int = 12, min_distinct_trigrams: float = 0.5) -> bool:
-    """True for repetition loops: a short span repeated 5+ times back to back, or a text whose word
-    trigrams are mostly repeats (fewer than half distinct once it has ``min_words`` words)."""
-    if _CHAR_LOOP.search(text):
-        return True
-    words = text.split()
-    if len(words) < min_words:
-        return False
-    trigrams = list(zip(words, words[1:], words[2:]))
-    return len(set(trigrams)) / len(trigrams) < min_distinct_trigrams
 
 
 @dataclass(frozen=True)
@@ -92,10 +77,9 @@ def usable_candidates(candidates: Iterable[str], stats: DpoStats) -> list[str]:
     kept: list[str] = []
     for candidate in candidates:
         text = candidate.strip()
-        if not text:
-            stats.dropped["empty candidate"] += 1
-        elif is_degenerate(text):
-            stats.dropped["degenerate candidate"] += 1
+        reason = unusable_reason(text)
+        if reason:
+            stats.dropped[f"{reason} candidate"] += 1
         elif text in kept:
             stats.dropped["duplicate candidate"] += 1
         else:

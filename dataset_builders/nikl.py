@@ -58,6 +58,20 @@ def _check_str(value: Any, where: str, name: str, *, allow_empty: bool = True) -
 TRAINING_NEEDS_OUTPUT = "a training split needs reference summaries"
 
 
+# What may not appear in a speaker id or a keyword: each is written into one line of the prompt, so a line
+# break or a section marker would change the prompt's structure (a forged "[Question]" line, a new turn).
+_MARKERS = ("[Conversation]", "[Question]", "[|")
+
+
+def _check_prompt_safe(value: str, where: str, name: str) -> str:
+    if any(char in value for char in "\n\r\x0b\x0c\x85\u2028\u2029") or any(ord(char) < 32 for char in value):
+        raise NiklDataError(f"{where}: field '{name}' contains a line break or control character: {value!r}")
+    marker = next((marker for marker in _MARKERS if marker in value), None)
+    if marker:
+        raise NiklDataError(f"{where}: field '{name}' contains the prompt marker {marker!r}: {value!r}")
+    return value
+
+
 def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_output: bool | str = False) -> Example:
     """Validate one raw example and return it as an :class:`Example`."""
     if not isinstance(raw, dict):
@@ -91,7 +105,8 @@ def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_
         for key in ("speaker", "utterance"):
             if key not in turn:
                 raise NiklDataError(f"{where}: missing field '{name}.{key}'")
-        speaker = _check_str(turn["speaker"], where, f"{name}.speaker", allow_empty=False)
+        speaker = _check_prompt_safe(_check_str(turn["speaker"], where, f"{name}.speaker", allow_empty=False),
+                                     where, f"{name}.speaker")
         utterance = _check_str(turn["utterance"], where, f"{name}.utterance")  # empty utterances are real
         turns.append(Utterance(speaker, utterance))
 
@@ -105,7 +120,8 @@ def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_
     if not keywords:
         raise NiklDataError(f"{where}: field 'input.subject_keyword' is empty")
     for keyword_index, keyword in enumerate(keywords):
-        _check_str(keyword, where, f"input.subject_keyword[{keyword_index}]", allow_empty=False)
+        name = f"input.subject_keyword[{keyword_index}]"
+        _check_prompt_safe(_check_str(keyword, where, name, allow_empty=False), where, name)
 
     if "output" not in raw:
         raise NiklDataError(f"{where}: missing field 'output'")
@@ -115,6 +131,13 @@ def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_
         raise NiklDataError(f"{where}: field 'output' is empty ({why})")
 
     return Example(example_id, tuple(turns), tuple(keywords), output, raw)
+
+
+def _first_line_is_an_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text.lstrip().split("\n", 1)[0]), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def load_nikl(path: Path | str, *, require_output: bool | str = False) -> list[Example]:
@@ -134,7 +157,10 @@ def load_nikl(path: Path | str, *, require_output: bool | str = False) -> list[E
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise NiklDataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        if error.msg == "Extra data" and _first_line_is_an_object(text):
+            raise NiklDataError(f"{path}: JSONL (one JSON object per line), not a NIKL task file (one JSON list of "
+                                "examples); candidates from `tools infer --num-candidates` go to --candidates") from None
+        raise NiklDataError(f"{path}: not valid JSON ({error.msg}: line {error.lineno}, column {error.colno})") from None
     if not isinstance(data, list):
         raise NiklDataError(f"{path}: top level must be a JSON list of examples, got {type(data).__name__}")
     if not data:

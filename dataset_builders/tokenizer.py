@@ -33,9 +33,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]], *, chat_template: str | None = None,
                     add_generation_prompt: bool = True) -> list[int]:
-    """The token ids of ``messages`` as the chat template renders them (with the assistant header)."""
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt,
-                                        chat_template=chat_template)
-    if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
-        ids = ids["input_ids"]
-    return list(ids)
+    """The token ids of ``messages`` as the chat template renders them (with the assistant header) — what
+    ``apply_chat_template(tokenize=True)`` gives, without its "longer than the maximum sequence length"
+    warning: measuring an over-long prompt is how it gets cut to fit, not a mistake."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         chat_template=chat_template)
+    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

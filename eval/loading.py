@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import UserError
+from common.paths import looks_like_local_path
 
 BERTSCORE_MODEL = "bert-base-multilingual-cased"
 BLEURT_MODEL = "lucadiliello/BLEURT-20"
@@ -23,7 +24,9 @@ class MetricUnavailable(UserError):
 def describe_load_error(metric: str, name: str, option: str, error: BaseException) -> str:
     """One line: which metric, which model, why it did not load, what to pass instead."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if offline and not Path(name).expanduser().is_dir():
+    if looks_like_local_path(name) and not Path(name).expanduser().exists():
+        why = "no such directory"
+    elif offline and not Path(name).expanduser().is_dir():
         why = "not a local directory and not in the Hugging Face cache (HF_HUB_OFFLINE=1)"
     else:
         why = (str(error).strip().splitlines() or [type(error).__name__])[0]

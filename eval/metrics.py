@@ -187,11 +187,14 @@ def score_pairs(predictions: Sequence[str], references: Sequence[str], metrics: 
                 ids: Sequence[str] | None = None, bertscore_model: str = BERTSCORE_MODEL,
                 bertscore_layers: int | None = None, bleurt_model: str = BLEURT_MODEL,
                 device: str | None = None, batch_size: int | None = None,
-                progress: Callable[[str], None] = lambda message: None) -> ScoreReport:
+                progress: Callable[[str], None] = lambda message: None,
+                required: Sequence[str] = ()) -> ScoreReport:
     """Score aligned prediction/reference lists with any of ``rouge``, ``bertscore``, ``bleurt``.
 
     A model metric whose weights cannot be loaded is recorded in ``skipped`` with the reason and the
-    others are still computed; so is every metric not asked for, and ``official`` when a part is missing.
+    others are still computed — unless it is in ``required`` (its model was named explicitly): then it
+    raises :class:`MetricUnavailable`. Every metric not asked for is in ``skipped`` too, and ``official``
+    when a part is missing.
     """
     unknown = [metric for metric in metrics if metric not in METRICS]
     if unknown:
@@ -214,6 +217,8 @@ def score_pairs(predictions: Sequence[str], references: Sequence[str], metrics: 
             scorer, model = _load(metric, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
                                   bleurt_model=bleurt_model, device=device, batch_size=batch_size)
         except MetricUnavailable as error:
+            if metric in required:
+                raise
             report.skipped[metric] = str(error).removeprefix(f"{metric}: ")
             continue
         report.values.update(scorer(list(predictions), list(references)))

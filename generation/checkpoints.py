@@ -25,7 +25,41 @@ class Checkpoint:
     tokenizer: str = ""
 
     def settings(self) -> dict[str, Any]:
-        return {"model": self.model, "adapter": self.adapter}
+        """Where the weights are and what they are (:func:`fingerprint`): a sidecar of a run on other
+        weights in the same folder is refused."""
+        weights = {"model": fingerprint(self.model)}
+        if self.adapter:
+            weights["adapter"] = fingerprint(self.adapter)
+        if self.tokenizer not in (self.model, self.adapter):
+            weights["tokenizer"] = fingerprint(self.tokenizer)
+        return {"model": self.model, "adapter": self.adapter, "weights": weights}
+
+
+# Small files whose content defines a checkpoint (hashed); weight files are identified by size and time.
+_DEFINING_FILES = ("config.json", "adapter_config.json", "generation_config.json", "tokenizer_config.json",
+                   "tokenizer.json", "special_tokens_map.json", "chat_template.jinja")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def fingerprint(name_or_path: str) -> dict[str, Any]:
+    """What a checkpoint directory *is*, cheaply even for 15 GB: a SHA-256 of each small defining file
+    (configs, weight index, tokenizer) and the size and modification time of each weight file. A hub id
+    that is not a local directory is recorded as itself (a cached snapshot cannot be told apart cheaply)."""
+    import hashlib
+
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return {"hub": str(name_or_path)}
+    out: dict[str, Any] = {}
+    for file in sorted(path.iterdir()):
+        if not file.is_file():
+            continue
+        if file.name in _DEFINING_FILES or file.name.endswith(".index.json"):
+            out[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+        elif file.name.endswith(_WEIGHT_SUFFIXES):
+            info = file.stat()
+            out[file.name] = f"{info.st_size} bytes, mtime {info.st_mtime_ns}"
+    return out
 
 
 def has_tokenizer(path: Path) -> bool:

@@ -4,7 +4,7 @@
 * :func:`row_seed` / :class:`GumbelSampler` — each (dialogue, candidate) row samples from its own
   generator, so candidates do not depend on batching.
 * :func:`stop_token_ids` / :func:`trim_at_stop` — where a row ends.
-* :func:`decode_text` / :func:`postprocess` — the one decode both backends use.
+* :func:`finish_text` / :func:`postprocess` — the one decode both backends use.
 """
 
 from __future__ import annotations
@@ -68,9 +68,12 @@ def postprocess(text: str, special_tokens: Iterable[str] = ()) -> str:
     return re.sub(r"\s+", " ", _UNPRINTABLE.sub("", text)).strip()
 
 
-def decode_text(tokenizer: Any, token_ids: Sequence[int]) -> str:
-    """Generated token ids → the submission text, the same way on every backend."""
-    return postprocess(tokenizer.decode(list(token_ids), skip_special_tokens=True), tokenizer.all_special_tokens)
+def finish_text(tokenizer: Any, token_ids: Sequence[int], stop_ids: Iterable[int]) -> str:
+    """Generated token ids → the submission text: cut at the first stop token, decoded by our tokenizer
+    (``clean_up_tokenization_spaces`` as the tokenizer says), post-processed. Both backends call this, so the
+    same tokens always give the same string."""
+    ids = trim_at_stop(list(token_ids), stop_ids)
+    return postprocess(tokenizer.decode(ids, skip_special_tokens=True), tokenizer.all_special_tokens)
 
 
 def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None) -> list[int]:

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from generation.checkpoints import Checkpoint, model_context_length
-from generation.decoding import Decoding, GumbelSampler, decode_text, row_seed, stop_token_ids, trim_at_stop
+from generation.decoding import Decoding, GumbelSampler, finish_text, row_seed, stop_token_ids, trim_at_stop
 from generation.jobs import Job
 
 
@@ -72,7 +72,7 @@ class HFEngine:
         prompts = [job.prompt_ids for job in jobs for _ in range(n)]
         seeds = ([row_seed(self.decoding.seed, job.id, k) for job in jobs for k in range(n)]
                  if self.decoding.sampling else None)
-        texts = [decode_text(self.tokenizer, ids) for ids in self.generate_ids(prompts, seeds)]
+        texts = [finish_text(self.tokenizer, ids, self.stop_ids) for ids in self.generate_ids(prompts, seeds)]
         return [texts[i * n:(i + 1) * n] for i in range(len(jobs))]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,7 +14,17 @@ from dataset_builders.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
 from generation.jobs import Engine, Job, prepare_jobs
-from generation.sidecar import Sidecar
+from generation.sidecar import Sidecar, output_lock
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's out-of-memory error, Python's MemoryError, or torch's CPU allocator failing."""
+    import torch
+
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def generate_all(
@@ -29,8 +39,9 @@ def generate_all(
 ) -> int:
     """Generate for all jobs, longest prompts first, in batches; returns the batch size it ended with.
 
-    A CUDA out-of-memory error halves the batch size and retries the same jobs (the smaller size is
-    kept for the rest of the run); at batch size 1 it is a :class:`UserError`.
+    Running out of memory (on the GPU or the CPU) halves the batch size and retries the same jobs (the
+    smaller size is kept for the rest of the run); at batch size 1 it is a :class:`UserError` naming the
+    dialogue and its prompt length.
     """
     import torch
     from tqdm.auto import tqdm
@@ -44,14 +55,19 @@ def generate_all(
             batch = ordered[start:start + batch_size]
             try:
                 results = generate(batch)
-            except torch.cuda.OutOfMemoryError:
+            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; the rest is re-raised
+                if not is_out_of_memory(error):
+                    raise
+                where = "CUDA" if isinstance(error, torch.cuda.OutOfMemoryError) else "CPU"
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if batch_size == 1:
-                    raise UserError("CUDA out of memory even at batch size 1: lower --max-new-tokens or "
+                    raise UserError(f"{where} out of memory even at batch size 1, on dialogue {batch[0].id!r} "
+                                    f"({len(batch[0].prompt_ids)} prompt tokens): lower --max-new-tokens or "
                                     "--max-prompt-tokens, or use a smaller --dtype") from None
                 batch_size //= 2
-                bar.write(f"CUDA out of memory: retrying with --batch-size {batch_size}")
+                bar.write(f"{where} out of memory on a batch of {len(batch)} (longest prompt "
+                          f"{len(batch[0].prompt_ids)} tokens): retrying with --batch-size {batch_size}")
                 continue
             on_batch(batch, results)
             bar.update(len(batch))
@@ -88,6 +104,7 @@ class RunReport:
     seconds: float = 0.0
     batch_size: int = 0
     sidecar: Path | None = None
+    notes: list[str] = field(default_factory=list)  # sidecar lines that were not kept, each explained
 
     def summary(self) -> list[str]:
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
@@ -123,6 +140,21 @@ def result_row(example_id: str, texts: list[str], sampling: bool) -> dict[str, A
     return {"id": example_id, "candidates": texts} if sampling else {"id": example_id, "output": texts[0]}
 
 
+def result_row_check(sampling: bool, per_prompt: int) -> Callable[[dict], str | None]:
+    """What a finished row of this run must look like (for reading the sidecar back)."""
+
+    def check(row: dict) -> str | None:
+        if sampling:
+            texts = row.get("candidates")
+            if not (isinstance(texts, list) and len(texts) == per_prompt and all(isinstance(t, str) for t in texts)):
+                return f"'candidates' is not a list of {per_prompt} strings"
+        elif not isinstance(row.get("output"), str):
+            return "'output' is not a string"
+        return None
+
+    return check
+
+
 def write_results(output: Path | str, examples: Sequence[Example], rows: dict[str, dict[str, Any]], sampling: bool) -> None:
     """Candidates: JSONL ``{"id", "candidates"}``. Submission: the input's examples, every field and the
     order kept, ``output`` filled — the file the leaderboard takes."""
@@ -141,17 +173,34 @@ def run_to_file(
     batch_size: int = 16,
     restart: bool = False,
     progress: bool = True,
+    notify: Callable[[str], None] = lambda message: None,
+    announce: str | None = None,
 ) -> RunReport:
-    """Generate for every example not already in the sidecar, then write ``output`` atomically."""
+    """Generate for every example not already in the sidecar, then write ``output`` atomically; holds
+    ``output``'s lock throughout. ``notify`` hears ``announce`` once the sidecar is accepted, then about any
+    sidecar line that could not be kept."""
+    with output_lock(output):
+        return _run_to_file(engine, examples, builder, output, batch_size=batch_size, restart=restart,
+                            progress=progress, notify=notify, announce=announce)
+
+
+def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBuilder, output: Path | str, *,
+                 batch_size: int, restart: bool, progress: bool, notify: Callable[[str], None],
+                 announce: str | None) -> RunReport:
     sampling = engine.decoding.sampling
-    sidecar = Sidecar(output, run_header(engine, builder, examples))
+    sidecar = Sidecar(output, run_header(engine, builder, examples),
+                      result_row_check(sampling, engine.decoding.per_prompt))
     done = sidecar.open(restart=restart)
+    if announce:
+        notify(announce)
+    for problem in sidecar.problems:
+        notify(problem)
     done = {key: row for key, row in done.items() if key in {e.id for e in examples}}
     todo = prepare_jobs([e for e in examples if e.id not in done], builder, engine.tokenizer)
     report = RunReport(total=len(examples), resumed=len(done), generated=len(todo),
                        truncated=sum(job.truncated for job in todo),
                        dropped_utterances=sum(job.dropped_utterances for job in todo),
-                       budget=builder.max_prompt_tokens, sidecar=sidecar.path)
+                       budget=builder.max_prompt_tokens, sidecar=sidecar.path, notes=list(sidecar.problems))
 
     def on_batch(jobs: Sequence[Job], results: list[list[str]]) -> None:
         rows = [result_row(job.id, texts, sampling) for job, texts in zip(jobs, results)]

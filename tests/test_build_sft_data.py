@@ -43,8 +43,18 @@ def test_system_prompt_by_name_and_custom(tmp_path):
     out = tmp_path / "a.jsonl"
     assert run("--input", TRAIN, "--output", out, "--system-prompt", "reference").exit_code == 0
     assert json.loads(out.read_text().splitlines()[0])["messages"][0]["content"] == SYSTEM_PROMPTS["reference"]
-    assert run("--input", TRAIN, "--output", out, "--system-prompt", "대화를 요약하세요.").exit_code == 0
+    assert run("--input", TRAIN, "--output", out, "--system-prompt-text", "대화를 요약하세요.").exit_code == 0
     assert json.loads(out.read_text().splitlines()[0])["messages"][0]["content"] == "대화를 요약하세요."
+    assert run("--input", TRAIN, "--output", out, "--system-prompt", "EXAONE").exit_code == 0  # a preset, any case
+    assert json.loads(out.read_text().splitlines()[0])["messages"][0]["content"] == SYSTEM_PROMPTS["exaone"]
+
+
+def test_a_preset_typo_is_an_error_not_a_prompt(tmp_path):
+    result = run("--input", TRAIN, "--output", tmp_path / "a.jsonl", "--system-prompt", "exaon")
+    assert result.exit_code == 2 and "'exaon' is not one of 'exaone', 'reference'" in result.output
+    result = run("--input", TRAIN, "--output", tmp_path / "a.jsonl", "--system-prompt", "reference",
+                 "--system-prompt-text", "x")
+    assert result.exit_code == 2 and "not both" in result.output
 
 
 def test_cleaning_summary(tmp_path):

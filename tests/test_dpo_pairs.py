@@ -7,13 +7,13 @@ from common.errors import UserError
 from dataset_builders.dpo import (
     DpoStats,
     build_dpo_rows,
-    is_degenerate,
     make_pairs,
     parse_candidates,
     parse_human_pairs,
     usable_candidates,
 )
 from dataset_builders.nikl import Example, Utterance
+from eval.candidates import is_degenerate
 from dataset_builders.prompt import PromptBuilder
 
 EXAMPLES = [

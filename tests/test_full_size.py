@@ -68,7 +68,7 @@ def test_synthetic_set_has_the_real_shape():
 def test_infer_never_overflows_the_context(short_context_model, long_test_file):
     """Default options: the prompt budget is the context minus --max-new-tokens; long conversations are cut
     in the middle, the [Question] line survives, and the summary line says how many were cut."""
-    result = run("infer", "--no-progress", "--ckpt", short_context_model, "--input", long_test_file,
+    result = run("infer", "--no-progress", "--threads", 1, "--ckpt", short_context_model, "--input", long_test_file,
                  "--output", long_test_file.with_name("result.json"), "--max-new-tokens", 16)
     assert result.exit_code == 0, result.output
     budget = SMALL_CONTEXT - 16

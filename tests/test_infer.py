@@ -44,7 +44,7 @@ def one_thread():
 
 
 def infer(*args):
-    return CliRunner().invoke(cli, ["infer", "--no-progress", *map(str, args)])
+    return CliRunner().invoke(cli, ["infer", "--no-progress", "--threads", "1", *map(str, args)])
 
 
 def ok(result):
@@ -144,7 +144,7 @@ def test_resume_after_kill(tmp_path, tiny_model, write_nikl):
     data = write_nikl(raw)
     out = tmp_path / "result.json"
     sidecar = Path(str(out) + SIDECAR_SUFFIX)
-    args = ["infer", "--no-progress", "--ckpt", str(tiny_model), "--input", str(data), "--output", str(out),
+    args = ["infer", "--no-progress", "--threads", "1", "--ckpt", str(tiny_model), "--input", str(data), "--output", str(out),
             "--max-new-tokens", "32", "--batch-size", "1"]
     env = {**offline_env(), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(tools_command() + args, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -287,7 +287,7 @@ def test_candidates_are_seeded_and_independent_of_batch_size(tmp_path, tiny_mode
 
 def test_sampling_flags_need_num_candidates(tmp_path, tiny_model):
     result = infer("--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json", "--temperature", 0.7)
-    assert result.exit_code == 2 and "only apply with --num-candidates" in result.output
+    assert result.exit_code == 2 and "--temperature applies only with --num-candidates" in result.output
 
 
 # --------------------------------------------------------------------------- prompts

@@ -1,6 +1,7 @@
 """`make demo` end to end (the reduced DEMO_FAST=1 variant): the real chain on CPU with the tiny model.
 
-SFT data → `axolotl train recipes/exaone_lora.yml` (CPU overlay) → merge → `tools infer` + `tools score`
+EXAONE-layout tiny model → `tools convert-exaone` → SFT data → `axolotl train recipes/exaone_lora.yml` (CPU
+overlay, a checkpoint per step) → `tools select-checkpoint` → merge the selected one → `tools infer` + `tools score`
 → `tools infer --num-candidates 4` → `tools build-dpo-data` → `axolotl train recipes/exaone_dpo.yml`
 (CPU overlay) → a DPO adapter is saved → infer + score → `tools rerank` → score; then a re-run skips
 every stage.
@@ -19,7 +20,7 @@ from dataset_builders.io import read_jsonl
 
 pytestmark = pytest.mark.axolotl
 
-STAGES = 14
+STAGES = 16
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,32 @@ def test_every_stage_ran_and_the_table_is_written(demo_run):
     # the re-run's table (all skipped, same scores) is what demo_results.md holds now
     assert (workdir / "demo_results.md").read_text(encoding="utf-8").splitlines() == table_of(rerun)
     scored = [row for row in table if "ROUGE-1" in row]
-    assert len(scored) == 3  # SFT, DPO, MBR rerank
+    assert len(scored) == 4  # checkpoint selection, SFT, DPO, MBR rerank
     assert "The tiny random model's scores are meaningless" in output
+
+
+def test_the_output_is_one_line_per_stage_and_the_logs_hold_the_rest(demo_run):
+    workdir, output, _ = demo_run
+    lines = output.splitlines()
+    assert len(lines) <= 48, output  # two screens
+    assert sum(line.startswith("[") for line in lines) == STAGES
+    for noise in ("Failed to load", "_pytree", "Setting accelerator", "kernels-community", "Traceback", "axolotl."):
+        assert noise not in output, noise
+    logs = sorted((workdir / "logs").glob("*.log"))
+    assert len(logs) == STAGES and all(log.stat().st_size > 0 for log in logs)
+    assert "$ tools select-checkpoint" in next(log for log in logs if "select-checkpoint" in log.name).read_text()
+
+
+def test_the_checkpoint_is_selected_by_the_task_score(demo_run):
+    workdir, _, _ = demo_run
+    run = workdir / "outputs" / "exaone-lora"
+    selection = json.loads((run / "selection.json").read_text(encoding="utf-8"))
+    assert [row["name"] for row in selection["rows"]][:3] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert all(row["eval_loss"] is not None for row in selection["rows"][:3])  # dev loss at every checkpoint
+    best = max(selection["rows"], key=lambda row: row["metrics"]["rouge1"])
+    assert selection["best"] == best["name"] and (run / "best").resolve() == Path(best["path"]).resolve()
+    assert (workdir / "selection.md").read_text(encoding="utf-8") == (run / "selection.md").read_text(encoding="utf-8")
+    assert (workdir / "selection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sft_then_dpo_checkpoints_are_saved(demo_run):

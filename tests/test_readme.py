@@ -67,3 +67,76 @@ def test_every_make_target_named_exists():
         if "make" in words:
             target = words[words.index("make") + 1]
             assert target in targets, f"README runs `make {target}`, which the Makefile lacks"
+
+
+# --------------------------------------------------------------------------- the CPU blocks run as written
+
+MARKER = "*Runs as written on CPU (checked by `tests/test_readme.py`):*"
+HUB_MODEL = "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
+GENERATING = ("tools infer", "tools select-checkpoint")
+NEW_TOKENS = 16  # the random model never ends a summary by itself
+
+
+def cpu_blocks(text: str) -> list[str]:
+    """The ```bash blocks right after the marker line (blank lines between them allowed)."""
+    pattern = re.escape(MARKER) + r"\s*\n```bash\n(.*?)```"
+    return re.findall(pattern, text, flags=re.DOTALL)
+
+
+def commands(block: str) -> list[str]:
+    """One shell command per line: backslash continuations joined, comments dropped."""
+    return shell_lines(f"```bash\n{block}```")
+
+
+def substitute(command: str, hub_model: str) -> str:
+    """The documented rule: the hub id is the tiny EXAONE-layout checkpoint; generation is capped."""
+    command = command.replace(HUB_MODEL, hub_model)
+    if command.startswith(GENERATING) and "--max-new-tokens" not in command:
+        command += f" --max-new-tokens {NEW_TOKENS}"
+    return command
+
+
+def test_marked_blocks_exist_and_name_only_cpu_commands():
+    blocks = [block for doc in DOCS for block in cpu_blocks(doc.read_text(encoding="utf-8"))]
+    assert len(cpu_blocks(README)) >= 8  # convert, data, train, select, infer, score, DPO data, rerank
+    for block in blocks:
+        for command in commands(block):
+            assert "accelerate launch" not in command and "--deepspeed" not in command, command
+            if command.startswith("axolotl "):
+                assert "configs/" in command or "outputs/" in command, f"a GPU recipe in a CPU block: {command}"
+
+
+@pytest.mark.axolotl
+def test_cpu_blocks_run_as_written(tmp_path):
+    """Every marked block of README.md, then of docs/*.md, in order, in one fresh working directory that has
+    the repository's recipes, the sample files under the corpus's names and nothing else."""
+    import os
+    import subprocess
+    import sys
+
+    from common.checkout import sample_files
+    from common.env import offline_env
+    from exaone.tiny import build_tiny_exaone
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("recipes", "deepspeed_configs"):
+        (work / name).symlink_to(REPO / name)
+    for split, path in zip(("train", "dev", "test"), sample_files()):
+        (work / f"일상대화요약_{split}.json").write_bytes(path.read_bytes())
+    hub_model = build_tiny_exaone(tmp_path / "hub" / "EXAONE-3.0-7.8B-Instruct")
+    env = {**offline_env(), "OMP_NUM_THREADS": "1",
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ran = []
+    for doc in DOCS:
+        for block in cpu_blocks(doc.read_text(encoding="utf-8")):
+            for command in commands(block):
+                line = substitute(command, str(hub_model))
+                result = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, env=env,
+                                        capture_output=True, text=True, timeout=900)
+                assert result.returncode == 0, (f"{doc.name}: `{command}` failed (exit {result.returncode}):\n"
+                                                + (result.stdout + result.stderr)[-3000:])
+                ran.append(command)
+    assert (work / "outputs" / "exaone-lora" / "best").exists() and (work / "result.json").is_file()
+    assert (work / "data" / "dpo" / "train.jsonl").is_file() and (work / "results" / "test_mbr.json").is_file()
+    assert len(ran) >= 15

@@ -49,18 +49,23 @@ _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear"
 IN_STEP = {
     ("exaone_lora.yml", "exaone_qlora.yml"): {"adapter", "load_in_4bit", "output_dir"},
     ("exaone_lora.yml", "exaone_sft.yml"): _LORA | {"gradient_accumulation_steps", "learning_rate", "deepspeed",
-                                                     "output_dir"},
+                                                     "output_dir", "save_only_model"},
     ("exaone_lora.yml", "exaone_dpo.yml"): {
         "base_model", "rl", "rl_beta", "datasets", "test_datasets", "val_set_size", "output_dir",
         "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "num_epochs", "learning_rate",
-        "eval_strategy", "evals_per_epoch", "load_best_model_at_end", "metric_for_best_model",
-        "greater_is_better", "save_total_limit",
+        "eval_strategy", "evals_per_epoch",
+        # Axolotl keeps its fused LoRA kernels off for RL trainers; DPO needs the logits, not a fused loss
+        "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "liger_fused_linear_cross_entropy",
     },
 }
+CONVERTED_BASE = "models/EXAONE-3.0-7.8B-Instruct-llama"  # `tools convert-exaone` of the hub model
+CONVERT_COMMAND = f"tools convert-exaone --model LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --output {CONVERTED_BASE}"
+LIGER = {"liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_fused_linear_cross_entropy"}
 # Hyperparameters whose line must carry a `# why` comment wherever a recipe sets them.
-MUST_EXPLAIN = {"sequence_len", "sample_packing", "micro_batch_size", "gradient_accumulation_steps", "num_epochs",
-                "optimizer", "learning_rate", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout",
-                "rl_beta", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16"}
+MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sample_packing", "micro_batch_size",
+                "gradient_accumulation_steps", "num_epochs", "optimizer", "learning_rate", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout",
+                "rl_beta", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
+                "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel", *LIGER}
 
 RUNNER = """
 import sys
@@ -346,7 +351,8 @@ def test_recipe_wiring(recipe_path):
     recipe = load_yaml(recipe_path)
     assert recipe["output_dir"] == "outputs/" + recipe_path.stem.replace("_", "-")
     assert recipe["chat_template"] == "exaone" and recipe["eot_tokens"] == [ENDOFTURN]
-    assert recipe["trust_remote_code"] is True and recipe["bf16"] is True
+    assert "trust_remote_code" not in recipe and recipe["bf16"] is True  # converted EXAONE 3.x: native Llama
+    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin"] and LIGER <= set(recipe)
     assert recipe["attn_implementation"] == "flash_attention_2" and "flash_attention" not in recipe
     assert recipe["gradient_checkpointing"] is True
     if recipe.get("deepspeed"):
@@ -359,14 +365,21 @@ def test_recipe_wiring(recipe_path):
             "messages", "chosen", "rejected")
         assert recipe["base_model"] == "outputs/exaone-lora/merged"  # what `axolotl merge-lora` writes
     else:
-        assert recipe["base_model"] == "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
+        assert recipe["base_model"] == CONVERTED_BASE
+        assert CONVERT_COMMAND in recipe_path.read_text(encoding="utf-8"), "the header shows the conversion first"
         assert dataset["path"] == "data/sft/train.jsonl" and dataset["type"] == "chat_template"
         assert dataset["roles_to_train"] == ["assistant"] and dataset["train_on_eos"] == "turn"
         (dev,) = recipe["test_datasets"]
         assert dev["path"] == "data/sft/dev.jsonl" and {**dev, "path": None, "split": None} == {
             **dataset, "path": None, "split": None}
         assert recipe["sample_packing"] is True
-        assert recipe["load_best_model_at_end"] is True and recipe["metric_for_best_model"] == "eval_loss"
+        if recipe.get("adapter"):  # native Llama: Axolotl's fused LoRA kernels apply
+            assert recipe["lora_mlp_kernel"] and recipe["lora_qkv_kernel"] and recipe["lora_o_kernel"]
+        # Every epoch's weights stay, for `tools select-checkpoint`; nothing picks or deletes by dev loss.
+        assert recipe["save_strategy"] == "epoch" and recipe["eval_strategy"] == "epoch"
+        assert not {"load_best_model_at_end", "save_total_limit", "metric_for_best_model"} & set(recipe)
+        assert recipe.get("save_only_model", False) is (recipe.get("adapter") is None)  # full SFT: weights only
+    assert recipe["excess_length_strategy"] == "raise"  # a row too long for sequence_len is an error, never dropped
 
 
 @pytest.mark.parametrize("recipe_path", RECIPE_FILES, ids=lambda path: path.stem)
@@ -377,6 +390,14 @@ def test_hyperparameters_say_why(recipe_path):
         if match and match.group(1) in MUST_EXPLAIN and "#" not in (match.group(2) or ""):
             missing.append(match.group(1))
     assert not missing, f"{recipe_path.name}: add a one-line `# why` to {missing}"
+
+
+def test_docs_convert_exaone_3_first():
+    """EXAONE 3.x is trained as the converted Llama-layout checkpoint: no remote code anywhere."""
+    text = DOCS.read_text(encoding="utf-8")
+    assert CONVERT_COMMAND in text and CONVERTED_BASE in text
+    assert "transformer_layer_cls_to_wrap: LlamaDecoderLayer" in text
+    assert "trust_remote_code" not in text and "--trust-remote-code" not in text
 
 
 def test_no_secrets_in_recipes_or_docs():

@@ -81,13 +81,27 @@ def test_default_metrics_skip_missing_models_with_reason(files, tmp_path):
 
 
 def test_local_model_paths_that_do_not_exist(files, tmp_path):
+    """A model the user named explicitly must load: a wrong path is an error, not a silently skipped metric."""
     predictions, references = files
     missing = tmp_path / "no-such-model"
     result = run("--predictions", predictions, "--references", references,
                  "--bertscore-model", missing, "--bertscore-layers", "2", "--bleurt-model", missing)
-    assert result.exit_code == 0, result.output
-    assert f"skipped bleurt: no such directory: {missing}" in result.output
-    assert f"skipped bertscore: cannot load '{missing}'" in result.output
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: bertscore: cannot load '{missing}': no such directory; pass --bertscore-model DIR with local weights")
+    result = run("--predictions", predictions, "--references", references, "--metrics", "rouge,bleurt",
+                 "--bleurt-model", missing)
+    assert result.exit_code == 1 and f"Error: bleurt: no such directory: {missing}" in result.output
+    with pytest.raises(MetricUnavailable, match="no such directory"):  # the library call says why too
+        score_pairs(["가"], ["가"], ("bleurt",), bleurt_model=str(missing), required=("bleurt",))
+    assert "no such directory" in score_pairs(["가"], ["가"], ("bleurt",), bleurt_model=str(missing)).skipped["bleurt"]
+
+
+def test_all_empty_predictions_are_an_error(write_nikl):
+    empty = write_nikl([{**item, "output": ""} for item in ITEMS], "empty.json")
+    result = run("--predictions", empty, "--references", DEV, "--metrics", "rouge")
+    assert result.exit_code == 1
+    assert f"all {len(ITEMS)} predictions are empty" in result.output.strip().splitlines()[-1]
 
 
 def test_unknown_bertscore_model_needs_a_layer():

@@ -9,7 +9,14 @@ import click
 from common.errors import UserError
 from dataset_builders.dpo import STRATEGIES
 from eval.metrics import PAIR_METRICS
-from tools.options import clean_option, prompt_budget_option, recipe_length_options, system_prompt_option
+from tools.options import (
+    clean_option,
+    metric_model_options,
+    output_file_option,
+    prompt_budget_option,
+    recipe_length_options,
+    system_prompt_option,
+)
 
 
 @click.command("build-dpo-data")
@@ -18,14 +25,12 @@ from tools.options import clean_option, prompt_budget_option, recipe_length_opti
 @click.option("--candidates", "candidate_paths", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL {id, candidates: [...]} from `tools infer --num-candidates N`; repeat to merge files.")
-@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
+@output_file_option("DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
 @click.option("--strategy", type=click.Choice(STRATEGIES),
               default="ref-vs-worst", show_default=True, help="How pairs are formed from the scored candidates.")
 @click.option("--metric", type=click.Choice(PAIR_METRICS), default="rouge1", show_default=True,
               help="Ranking metric (0–100); bertscore/bleurt/official need their local models.")
-@click.option("--bertscore-model", default=None, help="Local BERTScore model (for --metric bertscore/official).")
-@click.option("--bleurt-model", default=None, help="Local BLEURT-20 model (for --metric bleurt/official).")
+@metric_model_options
 @click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Smallest score gap (0–100 points) a pair may have.")
 @click.option("--max-pairs-per-prompt", type=click.IntRange(min=1), default=4, show_default=True,
@@ -38,8 +43,8 @@ from tools.options import clean_option, prompt_budget_option, recipe_length_opti
               help="Tokenizer for truncation (default with --recipe: its base_model).")
 @prompt_budget_option()
 @recipe_length_options
-def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, bertscore_model, bleurt_model,
-                   min_margin, max_pairs_per_prompt, human_path, system_prompt, clean_rules, tokenizer,
+def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, bertscore_model, bertscore_layers,
+                   bleurt_model, min_margin, max_pairs_per_prompt, human_path, system_prompt, clean_rules, tokenizer,
                    max_prompt_tokens, recipe, max_seq_len):
     """Build DPO preference pairs from the SFT model's own samples, ranked by the task metric.
 
@@ -53,18 +58,21 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     from tqdm import tqdm
 
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
-    from dataset_builders.io import read_jsonl, write_jsonl
+    from dataset_builders.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
     from tools.options import length_rules_builder
 
+    refuse_overwriting_inputs({"--output": output_path}, {"--data": data_path, "--candidates": candidate_paths,
+                                                          "--human": human_path, "--recipe": recipe})
     examples = load_nikl(data_path, require_output=True)
     ids = {example.id for example in examples}
     candidates = load_candidates(candidate_paths, ids)
     human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
     builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
                                                 max_seq_len)
-    score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model)
+    score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model,
+                           bertscore_layers=bertscore_layers)
     click.echo(f"scoring candidates with {metric} …")
     rows, stats = build_dpo_rows(
         examples, candidates, score_fn, builder, strategy=strategy, min_margin=min_margin,

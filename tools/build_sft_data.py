@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from tools.options import clean_option, input_option, prompt_budget_option, recipe_length_options, system_prompt_option
+from tools.options import (
+    clean_option,
+    input_option,
+    output_file_option,
+    prompt_budget_option,
+    recipe_length_options,
+    system_prompt_option,
+)
 
 
 @click.command("build-sft-data")
 @input_option
-@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSONL to write (atomically), e.g. data/sft/train.jsonl.")
+@output_file_option("JSONL to write (atomically), e.g. data/sft/train.jsonl.")
 @system_prompt_option
 @clean_option
 @click.option("--tokenizer", default=None,
@@ -37,11 +41,12 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
       tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl \\
           --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama --max-seq-len 4096 --clean fillers
     """
-    from dataset_builders.io import write_jsonl
+    from dataset_builders.io import refuse_overwriting_inputs, write_jsonl
     from dataset_builders.nikl import load_nikl
     from dataset_builders.sft import BuildStats, sft_rows
     from tools.options import length_rules_builder
 
+    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--recipe": recipe})
     examples = load_nikl(input_path, require_output=True)
     builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
                                                 max_seq_len, trust_remote_code)

@@ -3,37 +3,58 @@ is instant; library code raises :class:`common.errors.UserError`, which becomes 
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+
 import click
 
 from common.errors import UserError
+from common.quiet import silence_known_noise
 from tools.build_dpo_data import build_dpo_data
 from tools.build_sft_data import build_sft_data
 from tools.build_tiny_model import build_tiny_model_command
+from tools.convert_exaone import convert_exaone
 from tools.cpu_overlay import cpu_overlay
 from tools.demo import demo
 from tools.infer import infer
 from tools.rerank import rerank
 from tools.score import score
+from tools.select_checkpoint import select_checkpoint
+
+
+def terminate_cleanly() -> None:
+    """SIGTERM raises ``SystemExit(143)`` instead of killing the process outright, so unfinished temporary
+    files are removed (``dataset_builders.io.atomic_open``) and locks released on the way out."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 class ToolsGroup(click.Group):
-    """The one place where a :class:`UserError` becomes ``Error: <message>`` and exit code 1; any other
-    exception keeps its traceback."""
+    """The one place where a :class:`UserError` becomes ``Error: <message>`` and exit code 1; Ctrl-C exits
+    with 130 and one line; any other exception keeps its traceback."""
 
     def invoke(self, ctx: click.Context):
+        terminate_cleanly()
         try:
             return super().invoke(ctx)
         except UserError as error:
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: nothing half-written is left behind (`tools infer` resumes when re-run)",
+                       err=True)
+            raise click.exceptions.Exit(130) from None
 
 
 @click.group(cls=ToolsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nikl-dialogue-summarization")
 def cli():
     """Fine-tune Korean LLMs on NIKL 일상 대화 요약: data, inference, scoring."""
+    silence_known_noise()
 
 
-for command in (build_sft_data, build_dpo_data, build_tiny_model_command, cpu_overlay, demo, infer, rerank, score):
+for command in (build_sft_data, build_dpo_data, build_tiny_model_command, convert_exaone, cpu_overlay, demo, infer,
+                rerank, score, select_checkpoint):
     cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

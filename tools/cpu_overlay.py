@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tools.options import output_file_option
 from workflow.cpu_overlay import overlay_config, write_config
 
 
@@ -22,9 +23,12 @@ from workflow.cpu_overlay import overlay_config, write_config
               help="dataset_prepared_path for `axolotl preprocess`.")
 @click.option("--max-steps", default=2, show_default=True, type=click.IntRange(min=1),
               help="Training steps; a checkpoint is saved (and dev loss computed) at the last one.")
-@click.option("--config-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the derived YAML.")
-def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_dir, max_steps, config_out):
+@click.option("--save-every", type=click.IntRange(min=1), default=None,
+              help="Also save a checkpoint (and compute dev loss) every N steps, e.g. for "
+                   "`tools select-checkpoint`  [default: only at --max-steps]")
+@output_file_option("Where to write the derived YAML.", "--config-out", "config_out")
+def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_dir, max_steps, save_every,
+                config_out):
     """Derive a CPU config from a GPU recipe: same recipe, GPU-only keys switched off, tiny paths.
 
     \b
@@ -35,7 +39,11 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
       axolotl preprocess configs/exaone_lora.cpu.yml
       axolotl train configs/exaone_lora.cpu.yml --launcher python
     """
+    from dataset_builders.io import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs({"--config-out": config_out}, {"recipe": recipe, "--train-data": train_data,
+                                                             "--eval-data": eval_data})
     cfg = overlay_config(recipe, base_model=base_model, train_data=train_data, eval_data=eval_data,
-                         output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir)
+                         output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir, save_every=save_every)
     write_config(cfg, config_out, recipe=recipe)
     click.echo(f"wrote {config_out} (from {recipe}: CPU overlay, max_steps {max_steps})")

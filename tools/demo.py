@@ -19,9 +19,13 @@ def tools_runner(group: click.Group):
         argv = [str(arg) for arg in args]
         click.secho(f"$ tools {' '.join(argv)}", dim=True)
         try:
-            group.main(args=argv, prog_name="tools", standalone_mode=False)
+            code = group.main(args=argv, prog_name="tools", standalone_mode=False)
         except click.ClickException as error:
             raise StageFailed(f"tools {argv[0]}: {error.format_message()}") from None
+        if code == 130:  # Ctrl-C inside the command: stop the whole demo, not just this stage
+            raise KeyboardInterrupt
+        if code not in (None, 0):
+            raise StageFailed(f"tools {argv[0]} exited with code {code}")
 
     return run_tools
 
@@ -31,19 +35,31 @@ def tools_runner(group: click.Group):
               help="Where every stage writes its outputs; re-running skips stages that are up to date.")
 @click.option("--fast/--full", default=None,
               help="Fewer training steps and shorter generations (default: --fast when DEMO_FAST=1).")
-def demo(workdir, fast):
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads for torch. The tiny model gains nothing from more, and on a busy machine more "
+                   "threads made inference 20× slower (benchmarks/infer_throughput.py).")
+@click.option("--verbose", is_flag=True, help="Stream every stage's output here instead of to WORKDIR/logs/.")
+def demo(workdir, fast, threads, verbose):
     """Run the whole pipeline on CPU with the bundled sample data and a tiny model.
+
+    One line per stage; each stage's full output goes to WORKDIR/logs/NN-<stage>.log (a failing stage
+    shows its log's path and last lines).
 
     \b
     Example:
       make demo                  # = tools demo --workdir demo_out
       DEMO_FAST=1 make demo      # the reduced variant CI runs
     """
+    from common.devices import use_threads
+
     if fast is None:
         fast = os.environ.get("DEMO_FAST", "") not in ("", "0")
     os.environ.update(OFFLINE_ENV)  # everything the demo needs is local: no hub, no telemetry, no tracking
+    # One thread count for the in-process stages and, through OMP_NUM_THREADS, for Axolotl's processes.
+    os.environ["OMP_NUM_THREADS"] = str(use_threads(threads))
     root = click.get_current_context().find_root().command
     pipeline = build_pipeline(Path(workdir), fast=fast, run_tools=tools_runner(root))
+    pipeline.log_dir = None if verbose else Path(workdir) / "logs"
     results = pipeline.run()
     table = results_table(results)
     (Path(workdir) / "demo_results.md").write_text(table + "\n", encoding="utf-8")

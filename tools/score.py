@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from eval.metrics import BERTSCORE_MODEL, BLEURT_MODEL, METRICS
+from common.errors import UserError
+from eval.metrics import METRICS
+from tools.options import metric_model_options, output_file_option
 
 
 def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
@@ -26,14 +28,9 @@ def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
               help="NIKL file with reference summaries, e.g. 일상대화요약_dev.json.")
 @click.option("--metrics", default=",".join(METRICS), show_default=True, callback=_parse_metrics,
               help="Comma-separated subset of: rouge, bertscore, bleurt.")
-@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the scores (0–100) and per-example values as JSON (atomically).")
-@click.option("--bertscore-model", default=BERTSCORE_MODEL, show_default=True,
-              help="BERTScore model: a local directory or a Hugging Face id (taken from the local cache).")
-@click.option("--bertscore-layers", type=click.IntRange(min=1), default=None,
-              help="Layer whose output BERTScore uses; known for bert_score's models (9 for the default).")
-@click.option("--bleurt-model", default=BLEURT_MODEL, show_default=True,
-              help="BLEURT-20 PyTorch port (bleurt-pytorch layout): a local directory or a Hugging Face id.")
+@output_file_option("Write the scores (0–100) and per-example values as JSON (atomically).", "--report",
+                    "report_path", required=False)
+@metric_model_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Batch size for BERTScore and BLEURT (defaults: 64 and 16).")
 @click.option("--device", default=None, help="torch device for the models (default: cuda when present, else cpu).")
@@ -41,19 +38,26 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
           bleurt_model, batch_size, device):
     """Score a submission: official = mean of ROUGE-1 F, BERTScore F1 and BLEURT-20, ×100.
 
-    Predictions and references are matched by id. A model metric whose weights cannot be loaded is
-    skipped with the reason (official is then empty); the rest is still computed and the command
-    exits 0.
+    Predictions and references are matched by id. A model metric whose default weights cannot be
+    loaded (offline, not cached) is skipped with the reason (official is then empty) and the rest is
+    still computed; a model given with --bertscore-model/--bleurt-model that cannot be loaded is an
+    error. Predictions that are all empty are an error (an unfinished run, or the test file).
 
     \b
     Example:
       tools score --predictions result.json --references 일상대화요약_dev.json --report report.json
       tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
     """
-    from dataset_builders.io import write_json
+    from dataset_builders.io import refuse_overwriting_inputs, write_json
     from dataset_builders.nikl import load_nikl
     from eval.metrics import align_by_id, score_pairs
 
+    refuse_overwriting_inputs({"--report": report_path}, {"--predictions": predictions_path,
+                                                          "--references": references_path})
+
+    context = click.get_current_context()
+    required = [metric for metric, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
+                if metric in metrics and context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]
     predictions = load_nikl(predictions_path)
     references = load_nikl(references_path, require_output="--references needs reference summaries to score "
                                                             "against, e.g. 일상대화요약_dev.json; test files have none")
@@ -62,10 +66,13 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
         [(example.id, example.output) for example in references],
         str(predictions_path), str(references_path),
     )
+    if not any(text.strip() for text in hypotheses):
+        raise UserError(f"--predictions {predictions_path}: all {len(hypotheses)} predictions are empty — an "
+                        "unfinished run, or the input file instead of the submission?")
     report = score_pairs(
         hypotheses, targets, metrics, ids=ids, bertscore_model=bertscore_model,
         bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size,
-        progress=lambda message: click.echo(message, err=True),
+        progress=lambda message: click.echo(message, err=True), required=required,
     )
     empty = sum(1 for text in hypotheses if not text.strip())
     if empty:

@@ -6,7 +6,7 @@ recipe is used as it is except for:
 - :data:`CPU_OVERLAY` — the one list of what is GPU-only (or hub/tracking-only) in a recipe, with the
   reason for each key; and
 - the run-specific values :func:`overlay_config` fills in: ``base_model``, the dataset paths,
-  ``output_dir``, ``dataset_prepared_path``, ``max_steps`` and a save/eval cadence of ``max_steps``
+  ``output_dir``, ``dataset_prepared_path``, ``max_steps`` and a save/eval cadence of ``max_steps`` (or ``save_every``)
   so that a checkpoint is always written. Evaluation runs on ``--eval-data`` when given (it replaces
   the recipe's dev set); without it evaluation is turned off.
 
@@ -39,6 +39,10 @@ CPU_OVERLAY: dict[str, Any] = {
     "lora_qkv_kernel": False,
     "lora_o_kernel": False,
     "lora_embedding_kernel": False,
+    "liger_rope": False,             # Liger's kernels are Triton/CUDA only (the plugin itself loads on CPU)
+    "liger_rms_norm": False,
+    "liger_glu_activation": False,
+    "liger_fused_linear_cross_entropy": False,
     "torch_compile": REMOVE,         # compile time would dwarf a 2-step run
     "pad_to_sequence_len": False,    # fixed shapes keep CUDA memory from fragmenting; on CPU they only add tokens
     "dataset_num_proc": 1,           # no worker pool for a handful of rows
@@ -84,6 +88,29 @@ def load_recipe(recipe_path: Path | str) -> dict[str, Any]:
     return data
 
 
+def required_fields(entry: dict[str, Any]) -> tuple[str, ...]:
+    """The row fields a recipe's dataset entry reads: messages for SFT; messages, chosen, rejected for DPO."""
+    fields = [entry.get("field_messages", "messages")]
+    if str(entry.get("type", "")).startswith("chat_template."):  # the preference (DPO) variant
+        fields += [entry.get("field_chosen", "chosen"), entry.get("field_rejected", "rejected")]
+    return tuple(fields)
+
+
+def check_rows_fit(entry: dict[str, Any], data: Path | str, option: str, recipe_path: Path | str) -> None:
+    """Refuse data whose first row lacks what the recipe reads (SFT rows given to a DPO recipe, or the
+    reverse), before Axolotl fails deep inside with a KeyError."""
+    from dataset_builders.io import read_jsonl
+
+    rows = read_jsonl(data)
+    if not rows:
+        raise OverlayError(f"{option} {data}: no rows")
+    missing = [name for name in required_fields(entry) if name not in rows[0]]
+    if missing:
+        kind = "DPO pairs (tools build-dpo-data)" if len(required_fields(entry)) > 1 else "SFT rows (tools build-sft-data)"
+        raise OverlayError(f"{option} {data}: rows have no {', '.join(repr(name) for name in missing)}, but "
+                           f"{recipe_path} trains on {kind}")
+
+
 def overlay_config(
     recipe_path: Path | str,
     *,
@@ -93,10 +120,15 @@ def overlay_config(
     max_steps: int,
     eval_data: Path | str | None = None,
     prepared_dir: Path | str | None = None,
+    save_every: int | None = None,
 ) -> dict[str, Any]:
-    """Return the CPU config derived from a recipe (see the module docstring for what changes)."""
+    """Return the CPU config derived from a recipe (see the module docstring for what changes). A checkpoint
+    (and, with ``eval_data``, a dev loss) every ``save_every`` steps (default: once, at ``max_steps``)."""
     if max_steps < 1:
         raise OverlayError(f"max_steps must be ≥ 1, got {max_steps}")
+    save_every = save_every or max_steps
+    if not 1 <= save_every <= max_steps:
+        raise OverlayError(f"--save-every {save_every} must be between 1 and --max-steps {max_steps}")
     cfg = copy.deepcopy(load_recipe(recipe_path))
     for key, value in CPU_OVERLAY.items():
         if value is REMOVE:
@@ -104,6 +136,9 @@ def overlay_config(
         else:
             cfg[key] = value
 
+    check_rows_fit(cfg["datasets"][0], train_data, "--train-data", recipe_path)
+    if eval_data is not None:
+        check_rows_fit((cfg.get("test_datasets") or cfg["datasets"])[0], eval_data, "--eval-data", recipe_path)
     output_dir = Path(output_dir).resolve()
     cfg["base_model"] = local_or_hub(base_model)
     cfg["output_dir"] = str(output_dir)
@@ -111,7 +146,7 @@ def overlay_config(
     train_entry = cfg["datasets"][0]
     train_entry["path"] = str(Path(train_data).resolve())
     cfg["max_steps"] = max_steps
-    cfg["save_steps"] = max_steps
+    cfg["save_steps"] = save_every
 
     if eval_data is not None:
         # The recipe's dev set (or, for a recipe that holds out val_set_size, its training entry) on new data.
@@ -119,7 +154,7 @@ def overlay_config(
         cfg["test_datasets"] = [{**copy.deepcopy(template), "path": str(Path(eval_data).resolve()), "split": "train"}]
         cfg["val_set_size"] = 0
         cfg["eval_strategy"] = "steps"
-        cfg["eval_steps"] = max_steps
+        cfg["eval_steps"] = save_every
     else:
         cfg.pop("test_datasets", None)
         cfg["val_set_size"] = 0
@@ -133,9 +168,10 @@ def overlay_config(
 def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str) -> Path:
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# Derived from {recipe} by `tools cpu-overlay` for a CPU smoke run (tools/cpu_overlay.py).\n"
+    from dataset_builders.io import atomic_open
+
+    header = (f"# Derived from {recipe} by `tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py).\n"
               "# Not a recipe: edit the recipe, then re-run the command.\n")
-    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    with atomic_open(path) as file:
+        file.write(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return Path(path)

@@ -3,14 +3,20 @@
 Stages — each one the command a GPU user runs on the real model, with only the recipe overlay and the
 paths changed:
 
- 1. build a tiny random EXAONE-shaped model (`tools build-tiny-model`);
- 2. SFT data from the bundled sample files (`tools build-sft-data`);
- 3. LoRA SFT with `recipes/exaone_lora.yml` through the real Axolotl (CPU overlay), then merge;
- 4. `tools infer` on dev → `tools score`;
- 5. `tools infer --num-candidates` on train → `tools build-dpo-data` → DPO with
-    `recipes/exaone_dpo.yml` (CPU overlay) → `tools infer` + `tools score` on dev;
- 6. `tools infer --num-candidates` on dev → `tools rerank` → `tools score`;
- 7. one table: stage, time, output, score.
+ 1. a tiny random EXAONE 3.0 checkpoint in EXAONE's own hub layout, as a download from the hub is
+    (`tools build-tiny-model --layout exaone`);
+ 2. its conversion to the Llama layout (`tools convert-exaone`), the GPU user's first step; every later
+    stage uses the converted directory;
+ 3. SFT data from the bundled sample files, fitted to the recipe (`tools build-sft-data --recipe`);
+ 4. LoRA SFT with `recipes/exaone_lora.yml` through the real Axolotl (CPU overlay), a checkpoint (and a
+    dev loss) every few steps;
+ 5. `tools select-checkpoint`: every checkpoint generates and scores dev; the best by ROUGE-1 becomes
+    `outputs/exaone-lora/best` (its table and plot are copied to the work dir), and is merged;
+ 6. `tools infer` on dev → `tools score`;
+ 7. `tools infer --num-candidates` on train → `tools build-dpo-data` → DPO with
+    `recipes/exaone_dpo.yml` (CPU overlay) from the selected checkpoint → `tools infer` + `tools score` on dev;
+ 8. `tools infer --num-candidates` on dev → `tools rerank` → `tools score`;
+ 9. one table: stage, time, output, score.
 
 A re-run skips stages whose outputs are newer than their inputs. The tiny model's scores are
 meaningless: the point is that every stage runs.
@@ -19,6 +25,7 @@ meaningless: the point is that every stage runs.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable
@@ -43,6 +50,12 @@ def score_of(report: Path) -> str:
     return text + (f", official {official:.2f}" if official is not None else "")
 
 
+def selected_of(selection: Path) -> str:
+    data = json.loads(selection.read_text(encoding="utf-8"))
+    best = next(row for row in data["rows"] if row["name"] == data["best"])
+    return f"selected {best['name']} (ROUGE-1 {best['metrics']['rouge1']:.2f})"
+
+
 def record_settings(path: Path, settings: dict[str, object]) -> Path:
     """Write the run's settings, touching the file only when they change: stages that take it as an
     input re-run after ``--fast``/``--full`` is switched, and stay skipped otherwise."""
@@ -58,7 +71,8 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     require(RECIPES, "recipes/")
     w = workdir
     sample = dict(zip(("train", "dev", "test"), sample_files()))
-    model = w / "models" / "tiny-exaone"
+    hub_model = w / "models" / "tiny-exaone"  # EXAONE's own layout, what the hub serves
+    model = w / "models" / "tiny-exaone-llama"  # converted: what every recipe and command loads
     sft_data = {split: w / "data" / "sft" / f"{split}.jsonl" for split in ("train", "dev")}
     sft_config, dpo_config = w / "configs" / "exaone_lora.cpu.yml", w / "configs" / "exaone_dpo.cpu.yml"
     sft_dir, dpo_dir = w / "outputs" / "exaone-lora", w / "outputs" / "exaone-dpo"
@@ -66,37 +80,62 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     dpo_adapter = dpo_dir / "adapter_model.safetensors"  # recipes/exaone_dpo.yml is LoRA DPO
     results, candidates = w / "results", w / "candidates"
     dpo_data = w / "data" / "dpo" / "train.jsonl"
-    steps = 2 if fast else 8
+    steps, save_every = (3, 1) if fast else (8, 2)  # ≥ 3 checkpoints to choose from
     generation = ["--max-new-tokens", 24 if fast else 64, "--batch-size", 8]
     sampling = ["--num-candidates", 4, "--temperature", 1.0, "--top-p", 0.95, "--seed", 0]
     # Every stage from SFT on depends (directly or through its inputs) on these settings.
-    settings = record_settings(w / "demo_settings.json", {"steps": steps, "generation": generation, "sampling": sampling})
+    settings = record_settings(w / "demo_settings.json", {"steps": steps, "save_every": save_every,
+                                                           "generation": generation, "sampling": sampling})
 
     pipeline = Pipeline()
-    pipeline.add(Stage("tiny model", lambda: run_tools("build-tiny-model", "--output", model),
-                       outputs=[model / "config.json"]))
+    # The sharded checkpoint's index is an output too: an older workdir has a single-file Llama model here.
+    pipeline.add(Stage("tiny model (EXAONE layout)",
+                       lambda: run_tools("build-tiny-model", "--layout", "exaone", "--output", hub_model),
+                       outputs=[hub_model / "config.json", hub_model / "model.safetensors.index.json"]))
+    # --force: the stage only re-runs when its output is out of date, and then replaces it.
+    pipeline.add(Stage("convert to Llama layout",
+                       lambda: run_tools("convert-exaone", "--model", hub_model, "--output", model, "--force"),
+                       outputs=[model / "config.json"], inputs=[hub_model / "config.json"]))
 
     def build_sft_data() -> None:
         for split, path in sft_data.items():
-            run_tools("build-sft-data", "--input", sample[split], "--output", path)
+            run_tools("build-sft-data", "--input", sample[split], "--output", path,
+                      "--recipe", RECIPES / "exaone_lora.yml", "--tokenizer", model)
 
-    pipeline.add(Stage("SFT data", build_sft_data, outputs=list(sft_data.values()), inputs=list(sample.values())))
+    pipeline.add(Stage("SFT data", build_sft_data, outputs=list(sft_data.values()),
+                       inputs=[*sample.values(), model / "config.json"]))
 
-    def train(recipe: Path, config: Path, base: Path, train_data: Path, eval_data: Path | None, out: Path) -> None:
+    def train(recipe: Path, config: Path, base: Path, train_data: Path, eval_data: Path | None, out: Path,
+              every: int | None = None) -> None:
         overlay = ["cpu-overlay", recipe, "--base-model", base, "--train-data", train_data,
                    "--output-dir", out, "--max-steps", steps, "--config-out", config]
+        overlay += ["--save-every", every] if every else []
         run_tools(*overlay, *(["--eval-data", eval_data] if eval_data else []))
         axolotl("preprocess", config)
         axolotl("train", config, "--launcher", "python")
 
     pipeline.add(Stage(
         "SFT (LoRA, axolotl)",
-        lambda: train(RECIPES / "exaone_lora.yml", sft_config, model, sft_data["train"], sft_data["dev"], sft_dir),
+        lambda: train(RECIPES / "exaone_lora.yml", sft_config, model, sft_data["train"], sft_data["dev"], sft_dir,
+                      save_every),
         outputs=[sft_dir / "adapter_model.safetensors"],
         inputs=[model / "config.json", *sft_data.values(), RECIPES / "exaone_lora.yml", settings],
     ))
-    pipeline.add(Stage("merge LoRA (axolotl)", lambda: axolotl("merge-lora", sft_config),
-                       outputs=[merged / "config.json"], inputs=[sft_dir / "adapter_model.safetensors"]))
+
+    selection = sft_dir / "selection.json"
+
+    def select() -> None:
+        run_tools("select-checkpoint", "--run", sft_dir, "--dev", sample["dev"], *generation)
+        for name in ("selection.md", "selection.png"):  # the table and the plot, beside the demo's own table
+            shutil.copyfile(sft_dir / name, w / name)
+
+    pipeline.add(Stage("select checkpoint (ROUGE-1 on dev)", select,
+                       outputs=[selection, w / "selection.md", w / "selection.png"],
+                       inputs=[sft_dir / "adapter_model.safetensors", sample["dev"]],
+                       score=lambda: selected_of(selection)))
+    pipeline.add(Stage("merge selected LoRA (axolotl)",
+                       lambda: axolotl("merge-lora", sft_config, "--lora-model-dir", sft_dir / "best"),
+                       outputs=[merged / "config.json"], inputs=[selection]))
 
     def infer_and_score(label: str, ckpt: Path, marker: Path, tag: str) -> None:
         prediction, report = results / f"dev_{tag}.json", results / f"dev_{tag}.score.json"
@@ -120,7 +159,8 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                        outputs=[train_candidates], inputs=[merged / "config.json", sample["train"]]))
     pipeline.add(Stage("DPO data",
                        lambda: run_tools("build-dpo-data", "--data", sample["train"], "--candidates", train_candidates,
-                                         "--output", dpo_data, "--strategy", "ref-vs-worst"),
+                                         "--output", dpo_data, "--strategy", "ref-vs-worst",
+                                         "--recipe", RECIPES / "exaone_dpo.yml", "--tokenizer", merged),
                        outputs=[dpo_data], inputs=[train_candidates, sample["train"]]))
     pipeline.add(Stage(
         "DPO (axolotl)",

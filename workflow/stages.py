@@ -4,15 +4,23 @@ Each stage declares its inputs and outputs; a stage whose outputs all exist and 
 its inputs is skipped, so a re-run resumes after the last finished stage. The first failing stage
 stops the run with its error. A stage is any callable: `tools demo` passes ones that run ``tools``
 commands in-process (no start-up cost per call) and :func:`run_program` for other programs (``axolotl``).
+
+With a ``log_dir``, each stage's whole output — its commands, progress bars, library logs, the output of
+the programs it starts — goes to ``log_dir/NN-<stage>.log`` (captured at the file-descriptor level), and
+the terminal shows one line per stage; a failing stage's log path and last lines are shown.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import click
 
@@ -55,12 +63,42 @@ def run_program(*args: object, env: dict[str, str] | None = None) -> None:
     click.secho(f"$ {' '.join(argv)}", dim=True)
     result = subprocess.run(argv, env=env, check=False)
     if result.returncode != 0:
-        raise StageFailed(f"{' '.join(argv[:4])} … exited with code {result.returncode} (its output is above)")
+        raise StageFailed(f"{' '.join(argv[:4])} … exited with code {result.returncode}")
+
+
+@contextlib.contextmanager
+def captured(log_path: Path) -> Iterator[None]:
+    """Send everything written to stdout and stderr — by Python, by C libraries, by child processes — to
+    ``log_path`` while the block runs."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "w", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def tail(path: Path, lines: int = 15) -> list[str]:
+    """The last ``lines`` lines of a log, progress-bar redraws (carriage returns) reduced to their end."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()][-lines:]
 
 
 @dataclass
 class Pipeline:
     stages: list[Stage] = field(default_factory=list)
+    log_dir: Path | None = None  # each stage's output goes to a log file there (else to the terminal)
 
     def add(self, stage: Stage) -> Stage:
         self.stages.append(stage)
@@ -75,20 +113,34 @@ class Pipeline:
                 click.secho(f"{header}: up to date, skipped", fg="cyan")
                 results.append(StageResult(stage.name, 0.0, Path(stage.outputs[0]), True, self._score(stage)))
                 continue
-            click.secho(header, fg="cyan", bold=True)
+            log = self.log_path(number, stage) if self.log_dir else None
+            click.secho(f"{header} …", fg="cyan", bold=True, nl=log is None)
             start = time.perf_counter()
             try:
-                stage.run()
+                with captured(log) if log else contextlib.nullcontext():
+                    stage.run()
+                missing = [str(path) for path in stage.outputs if not Path(path).exists()]
+                if missing:
+                    raise StageFailed(f"did not write {', '.join(missing)}")
             except StageFailed as error:
-                raise StageFailed(f"stage {number}/{total} '{stage.name}' failed: {error}") from None
-            missing = [str(path) for path in stage.outputs if not Path(path).exists()]
-            if missing:
-                raise StageFailed(f"stage {number}/{total} '{stage.name}' did not write {', '.join(missing)}")
+                if log:
+                    click.secho(" failed", fg="red")
+                    for line in tail(log):
+                        click.echo(f"    {line}", err=True)
+                where = f" (full log: {log})" if log else ""
+                raise StageFailed(f"stage {number}/{total} '{stage.name}' failed: {error}{where}") from None
+            seconds = time.perf_counter() - start
+            if log:
+                click.echo(f" {seconds:.1f} s")
             for path in stage.outputs:  # mark outputs as produced now, after every input
                 Path(path).touch()
-            results.append(StageResult(stage.name, time.perf_counter() - start, Path(stage.outputs[0]), False,
-                                       self._score(stage)))
+            results.append(StageResult(stage.name, seconds, Path(stage.outputs[0]), False, self._score(stage)))
         return results
+
+    def log_path(self, number: int, stage: Stage) -> Path:
+        assert self.log_dir is not None
+        slug = re.sub(r"[^a-z0-9]+", "-", stage.name.lower()).strip("-")
+        return self.log_dir / f"{number:02d}-{slug}.log"
 
     @staticmethod
     def _score(stage: Stage) -> str:

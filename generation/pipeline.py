@@ -1,0 +1,64 @@
+"""One call from a checkpoint and a NIKL file to the output file, with every option `tools infer` has — what
+`tools infer` and `tools select-checkpoint` both run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from dataset_builders.nikl import Example
+from dataset_builders.prompt import PromptBuilder
+from generation.decoding import Decoding
+from generation.runner import RunReport, prompt_budget, run_to_file
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How to load and prompt a checkpoint (everything but the checkpoint, the data and the decoding)."""
+
+    backend: str = "hf"
+    base_model: str | None = None
+    merge_lora: bool = False
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    system_prompt: str | None = None
+    clean_rules: tuple[str, ...] = ()
+    max_prompt_tokens: int | None = None
+    batch_size: int | None = None  # default: 16 (hf) / 256 per call (vllm)
+    vllm: Any = None  # generation.vllm.VLLMSettings for --backend vllm (context, memory, parallelism)
+
+
+def describe_engine(engine: Any) -> str:
+    """One line: what was loaded, how (model, adapter, dtype, device)."""
+    settings = engine.settings()
+    adapter = settings.get("adapter")
+    device = getattr(getattr(engine, "model", None), "device", None) or settings.get("device", "")
+    merged = " (merged)" if settings.get("merged") else ""
+    parts = [f"model {settings.get('model')}", f"adapter {adapter}{merged}" if adapter else "no adapter",
+             f"{settings.get('dtype')} on {device}" if device else str(settings.get("dtype")),
+             f"{settings.get('backend')} backend"]
+    notes = "".join(f"; {note}" for note in getattr(engine, "notes", []))
+    return "loaded " + ", ".join(parts) + notes
+
+
+def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str, decoding: Decoding,
+               options: InferenceOptions = InferenceOptions(), *, restart: bool = False, progress: bool = True,
+               notify: Callable[[str], None] = lambda message: None) -> RunReport:
+    """Load ``ckpt``, budget the prompts to its context, generate for ``examples`` and write ``output``
+    (resumable; see :func:`generation.runner.run_to_file`). ``notify`` hears what was loaded and any
+    sidecar line that could not be kept."""
+    from generation.loader import load_engine
+    from generation.sidecar import output_lock
+
+    with output_lock(output):  # before loading: a second run on this output stops at once
+        engine = load_engine(ckpt, decoding, backend=options.backend, base_model=options.base_model,
+                             merge_lora=options.merge_lora, dtype=options.dtype, device=options.device,
+                             trust_remote_code=options.trust_remote_code, vllm=options.vllm)
+        budget = prompt_budget(engine.context_length, decoding.max_new_tokens, options.max_prompt_tokens)
+        builder = PromptBuilder(system_prompt=options.system_prompt, clean_rules=options.clean_rules,
+                                tokenizer=engine.tokenizer, max_prompt_tokens=budget)
+        batch_size = options.batch_size or (256 if options.backend == "vllm" else 16)
+        return run_to_file(engine, examples, builder, output, batch_size=batch_size, restart=restart,
+                           progress=progress, notify=notify, announce=describe_engine(engine))
