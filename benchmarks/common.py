@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from typing import Sequence
+from typing import Iterator, Sequence
 
 Row = dict[str, object]
 
@@ -45,3 +46,16 @@ def machine_description() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu_model()}, {os.cpu_count()} cores, {memory_gib()} RAM, {gpu}; "
             f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one CPU thread inside the block (steady numbers on a shared machine), restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import markdown  # noqa: E402
+from benchmarks.common import markdown, one_torch_thread  # noqa: E402
 from exaone.convert import INDEX, write_json  # noqa: E402
 from exaone.layout import tensor_shapes  # noqa: E402
 from exaone.tiny import exaone_config  # noqa: E402
@@ -152,17 +152,10 @@ def measure(case: str, mode: str, source: Path, output: Path, sizes: list[int], 
 
 
 def main() -> list[dict[str, object]]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # generating the random weights: stay off the other cores
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            source, output = Path(tmp) / "EXAONE-3.0-2-layers", Path(tmp) / "converted"
-            sizes = write_checkpoint(source)
-            return [measure(case, mode, source, output, sizes, evict=evict) for case, mode, evict in CASES]
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), tempfile.TemporaryDirectory() as tmp:  # generating the random weights: one core
+        source, output = Path(tmp) / "EXAONE-3.0-2-layers", Path(tmp) / "converted"
+        sizes = write_checkpoint(source)
+        return [measure(case, mode, source, output, sizes, evict=evict) for case, mode, evict in CASES]
 
 
 if __name__ == "__main__":

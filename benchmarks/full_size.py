@@ -1,8 +1,8 @@
 """Benchmark: the commands at the real task's size, on the synthetic set (`benchmarks/make_synthetic.py`).
 
-The tiny random EXAONE-shaped model (CPU, one torch thread) has EXAONE 3.0's context, 4,096 positions, and
-a tokenizer trained on the sample dialogues, so the synthetic test split's longest conversations do not fit
-with 1,024 new tokens — as on the real model. Cases:
+The tiny random EXAONE-shaped model (CPU; `tools infer` with its default thread count) has EXAONE 3.0's
+context, 4,096 positions, and a tokenizer trained on the sample dialogues, so the synthetic test split's
+longest conversations do not fit with 1,024 new tokens — as on the real model. Cases:
 
 * ``build-sft-data`` on the 506 training dialogues with ``--max-seq-len 4096`` (every row fits);
 * the prompts of ``tools infer`` on the 408 test dialogues with the default budget (context − 1,024 new
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import markdown  # noqa: E402
+from benchmarks.common import markdown, one_torch_thread  # noqa: E402
 from benchmarks.make_synthetic import write_split  # noqa: E402
 
 CONTEXT = 4096
@@ -39,7 +39,6 @@ def count(pattern: str, text: str) -> int:
 
 
 def main() -> list[dict[str, object]]:
-    import torch
     from click.testing import CliRunner
 
     from dataset_builders.nikl import load_nikl
@@ -50,10 +49,8 @@ def main() -> list[dict[str, object]]:
     from generation.runner import prompt_budget
     from tools.cli import cli
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with one_torch_thread():
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             model = build_tiny_model(tmp / "tiny")
@@ -94,8 +91,6 @@ def main() -> list[dict[str, object]]:
                          "examples": 408, "seconds": round(seconds, 1), "examples/s": round(408 / seconds, 1),
                          "truncated": count(r"prompts truncated: (\d+)", output),
                          "longest (tokens)": f"≤ {budget}"})
-    finally:
-        torch.set_num_threads(threads)
     return rows
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import markdown  # noqa: E402
+from benchmarks.common import markdown, one_torch_thread  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
 from common.checkout import SAMPLE_DATA  # noqa: E402
@@ -93,17 +93,13 @@ def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
 
 
 def main() -> list[dict[str, object]]:
-    import torch
-
     from generation.decoding import Decoding
     from generation.jobs import prepare_jobs
     from generation.loader import load_engine
     from generation.runner import run_to_file
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with one_torch_thread():
         with tempfile.TemporaryDirectory() as tmp:
             engine = load_engine(build_tiny_model(Path(tmp) / "tiny"), Decoding(max_new_tokens=MAX_NEW_TOKENS),
                                  device="cpu")
@@ -133,8 +129,6 @@ def main() -> list[dict[str, object]]:
                         "outputs": "reference" if batch_size == 1 else "identical",
                     })
             rows += thread_rows(engine, builder, fixture_dialogues())
-    finally:
-        torch.set_num_threads(threads)
     return rows
 
 
