@@ -55,3 +55,23 @@ def write_nikl(tmp_path):
 
 def load_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def random_lora(base: Path, *, seed: int, scale: float, target_modules=("q_proj", "v_proj", "o_proj"), **config):
+    """A PEFT LoRA model on ``base`` whose B matrices (and ``modules_to_save`` copies, if any) are random, so
+    the adapter changes the outputs. Save it with ``save_pretrained``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=list(target_modules), init_lora_weights=False,
+                                      task_type="CAUSAL_LM", **config))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, scale)
+            elif "modules_to_save" in name:
+                parameter.add_(torch.randn_like(parameter) * scale)
+    return model

@@ -16,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, REPO, TEST, TRAIN, load_json
+from conftest import DEV, REPO, TEST, TRAIN, load_json, random_lora
 from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
@@ -205,19 +205,11 @@ def test_restart_discards_old_results_and_torn_lines_are_dropped(tmp_path, tiny_
 @pytest.fixture(scope="module")
 def lora(tiny_model, tmp_path_factory):
     """A PEFT LoRA adapter on the tiny model (B ≠ 0, so it changes outputs) and the same model merged."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("lora")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
-                                      init_lora_weights=False, task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.5)
+    model = random_lora(tiny_model, seed=1, scale=0.5)
     adapter, merged = root / "adapter", root / "merged"
     model.save_pretrained(adapter)  # adapter_config.json + adapter_model.safetensors
     tokenizer.save_pretrained(adapter)  # as Axolotl's output dir has it

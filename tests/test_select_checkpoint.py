@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, TEST, load_json
+from conftest import DEV, TEST, load_json, random_lora
 from tools.cli import cli
 from workflow.selection import Row, find_checkpoints, winner
 
@@ -33,20 +33,12 @@ def trainer_state(step: int, epoch: float, eval_loss: float | None) -> dict:
 @pytest.fixture(scope="module")
 def lora_run(tiny_model, tmp_path_factory):
     """An Axolotl-like LoRA output_dir: checkpoint-2/4/6 (adapters that differ) and the final adapter."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("lora-run") / "exaone-lora"
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     for step, scale, loss in ((2, 0.2, 3.0), (4, 0.6, 2.5), (6, 1.0, 2.6)):
-        torch.manual_seed(step)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                               LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
-                                          init_lora_weights=False, task_type="CAUSAL_LM"))
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if "lora_B" in name:
-                    parameter.normal_(0, scale)
+        model = random_lora(tiny_model, seed=step, scale=scale)
         for folder in ([root / f"checkpoint-{step}"] + ([root] if step == 6 else [])):
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)

@@ -9,11 +9,10 @@ import json
 from types import SimpleNamespace
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from common.errors import UserError
-from conftest import DEV, TEST, load_json
+from conftest import DEV, TEST, load_json, random_lora
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from generation.checkpoints import resolve_checkpoint
@@ -98,17 +97,9 @@ def test_decoding_is_the_same_on_both_backends(tiny_model, monkeypatch):
 
 def test_an_adapter_vllm_refuses_is_merged_with_the_same_outputs(tiny_model, tmp_path):
     """The merge fallback: an adapter with modules_to_save, merged with PEFT, generates what the adapter does."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    torch.manual_seed(3)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
-                                      modules_to_save=["lm_head"], task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name or "modules_to_save" in name:
-                parameter.add_(torch.randn_like(parameter) * 0.3)
+    model = random_lora(tiny_model, seed=3, scale=0.3, target_modules=("q_proj", "v_proj"), modules_to_save=["lm_head"])
     adapter = tmp_path / "adapter"
     model.save_pretrained(adapter)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(adapter)
