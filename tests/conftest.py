@@ -75,3 +75,19 @@ def random_lora(base: Path, *, seed: int, scale: float, target_modules=("q_proj"
             elif "modules_to_save" in name:
                 parameter.add_(torch.randn_like(parameter) * scale)
     return model
+
+
+def tools_cli(*args):
+    """Run `tools ARGS…` in-process (click's test runner); returns the result (exit code and output)."""
+    from click.testing import CliRunner
+
+    from tools.cli import cli
+
+    return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+def one_line_error(result) -> str:
+    """The command failed with exactly one line, ``Error: …`` (exit code 1), which is returned."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]

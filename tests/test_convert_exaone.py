@@ -18,7 +18,7 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from conftest import TEST, TRAIN
+from conftest import TEST, TRAIN, one_line_error
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
 from dataset_builders.tokenizer import chat_prompt_ids
@@ -41,12 +41,6 @@ def convert(*args) -> object:
     result = tools("convert-exaone", "--no-progress", *args)
     assert result.exit_code == 0, result.output
     return result
-
-
-def one_line_error(result) -> str:
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(autouse=True, scope="module")

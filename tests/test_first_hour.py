@@ -10,22 +10,10 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from common.env import offline_env
-from conftest import DEV, TEST, TRAIN, load_json
+from conftest import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
 from tools.cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def test_infer_prints_what_it_loaded_and_no_library_noise(tiny_model, tmp_path):
@@ -58,7 +46,7 @@ def test_infer_mistakes(tiny_model, tmp_path, args, expected):
     args = [arg.format(tmp=tmp_path) for arg in args]
     if "--output" not in args:
         args += ["--output", str(tmp_path / "r.json")]
-    message = one_line_error(run("infer", "--ckpt", tiny_model, "--input", TEST, *args))
+    message = one_line_error(tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, *args))
     assert expected in message
     assert not any(tmp_path.iterdir())  # nothing written
 
@@ -68,12 +56,12 @@ def test_a_checkpoint_without_tokenizer_files_is_named(tiny_model, tmp_path):
     shutil.copytree(tiny_model, bare)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
         (bare / name).unlink(missing_ok=True)
-    message = one_line_error(run("infer", "--ckpt", bare, "--input", TEST, "--output", tmp_path / "r.json"))
+    message = one_line_error(tools_cli("infer", "--ckpt", bare, "--input", TEST, "--output", tmp_path / "r.json"))
     assert f"tokenizer {bare}: the directory holds no tokenizer files" in message and message.endswith("instead")
 
 
 def test_a_missing_tokenizer_path_says_so(tmp_path):
-    message = one_line_error(run("build-sft-data", "--input", TRAIN, "--output", tmp_path / "o.jsonl",
+    message = one_line_error(tools_cli("build-sft-data", "--input", TRAIN, "--output", tmp_path / "o.jsonl",
                                  "--tokenizer", "/no/such/dir", "--max-seq-len", 100))
     assert message == "Error: tokenizer /no/such/dir: no such directory"
 
@@ -81,23 +69,23 @@ def test_a_missing_tokenizer_path_says_so(tmp_path):
 def test_jsonl_where_a_task_file_belongs_is_named(tmp_path):
     rows = tmp_path / "train.jsonl"
     rows.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in load_json(TRAIN)), encoding="utf-8")
-    message = one_line_error(run("build-sft-data", "--input", rows, "--output", tmp_path / "o.jsonl"))
+    message = one_line_error(tools_cli("build-sft-data", "--input", rows, "--output", tmp_path / "o.jsonl"))
     assert "JSONL (one JSON object per line), not a NIKL task file (one JSON list of examples)" in message
 
 
 def test_a_submission_where_candidates_belong_is_named(tmp_path):
-    message = one_line_error(run("rerank", "--candidates", DEV, "--input", DEV, "--output", tmp_path / "r.json"))
+    message = one_line_error(tools_cli("rerank", "--candidates", DEV, "--input", DEV, "--output", tmp_path / "r.json"))
     assert f"{DEV}: a JSON list, not JSONL" in message
 
 
 def test_candidates_that_are_not_utf8_name_the_file_and_line(tmp_path):
     bad = tmp_path / "c.jsonl"
     bad.write_bytes(json.dumps({"id": load_json(DEV)[0]["id"], "candidates": ["a"]}).encode() + b'\n{"id": "\xff"}\n')
-    message = one_line_error(run("rerank", "--candidates", bad, "--input", DEV, "--output", tmp_path / "r.json"))
+    message = one_line_error(tools_cli("rerank", "--candidates", bad, "--input", DEV, "--output", tmp_path / "r.json"))
     assert f"{bad}: line 2: not UTF-8 text" in message
 
 
 def test_an_unwritable_output_is_one_line(tmp_path):
     (tmp_path / "a-file").write_text("x")
-    message = one_line_error(run("build-sft-data", "--input", TRAIN, "--output", tmp_path / "a-file" / "o.jsonl"))
+    message = one_line_error(tools_cli("build-sft-data", "--input", TRAIN, "--output", tmp_path / "a-file" / "o.jsonl"))
     assert f"cannot write {tmp_path / 'a-file' / 'o.jsonl'}" in message

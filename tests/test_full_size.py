@@ -8,10 +8,9 @@ import shutil
 import statistics
 
 import pytest
-from click.testing import CliRunner
 
 from benchmarks.make_synthetic import SIZES, make_split, write_split
-from conftest import REPO, load_json
+from conftest import REPO, load_json, tools_cli
 from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, question_text
@@ -19,14 +18,9 @@ from dataset_builders.tokenizer import chat_prompt_ids, load_tokenizer
 from generation.decoding import postprocess
 from generation.jobs import prepare_jobs
 from generation.runner import prompt_budget
-from tools.cli import cli
 from workflow.recipes import length_rules
 
 SMALL_CONTEXT = 512
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def test_synthetic_set_has_the_real_shape():
 def test_infer_never_overflows_the_context(short_context_model, long_test_file):
     """Default options: the prompt budget is the context minus --max-new-tokens; long conversations are cut
     in the middle, the [Question] line survives, and the summary line says how many were cut."""
-    result = run("infer", "--no-progress", "--threads", 1, "--ckpt", short_context_model, "--input", long_test_file,
+    result = tools_cli("infer", "--no-progress", "--threads", 1, "--ckpt", short_context_model, "--input", long_test_file,
                  "--output", long_test_file.with_name("result.json"), "--max-new-tokens", 16)
     assert result.exit_code == 0, result.output
     budget = SMALL_CONTEXT - 16
@@ -86,11 +80,11 @@ def test_infer_never_overflows_the_context(short_context_model, long_test_file):
 
 
 def test_asking_for_more_than_fits_is_an_error(short_context_model, long_test_file, tmp_path):
-    result = run("infer", "--ckpt", short_context_model, "--input", long_test_file, "--output", tmp_path / "r.json",
+    result = tools_cli("infer", "--ckpt", short_context_model, "--input", long_test_file, "--output", tmp_path / "r.json",
                  "--max-prompt-tokens", 500, "--max-new-tokens", 100)
     assert result.exit_code == 1
     assert "--max-prompt-tokens 500 + --max-new-tokens 100 = 600 tokens do not fit the model's context of 512" in result.output
-    result = run("infer", "--ckpt", short_context_model, "--input", long_test_file, "--output", tmp_path / "r.json",
+    result = tools_cli("infer", "--ckpt", short_context_model, "--input", long_test_file, "--output", tmp_path / "r.json",
                  "--max-new-tokens", 600)
     assert result.exit_code == 1 and "leaves no room for a prompt" in result.output
     assert not (tmp_path / "r.json").exists()
@@ -101,7 +95,7 @@ def test_sft_rows_fit_the_recipe_sequence_len(tiny_model, tmp_path, max_seq_len)
     """Every written row, tokenized with the chat template Axolotl uses (the recipe's `exaone`), fits."""
     data = write_split(tmp_path, "train", count=12)
     out = tmp_path / "train.jsonl"
-    result = run("build-sft-data", "--input", data, "--output", out, "--recipe", REPO / "recipes" / "exaone_lora.yml",
+    result = tools_cli("build-sft-data", "--input", data, "--output", out, "--recipe", REPO / "recipes" / "exaone_lora.yml",
                  "--tokenizer", tiny_model, "--max-seq-len", max_seq_len)
     assert result.exit_code == 0, result.output
     tokenizer = load_tokenizer(str(tiny_model))
@@ -123,7 +117,7 @@ def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_pa
     items = load_json(REPO / "tests" / "fixtures" / "일상대화요약_train.json")[:3]
     items[1] = {**items[1], "output": "아주 긴 요약입니다. " * 80}
     out = tmp_path / "train.jsonl"
-    result = run("build-sft-data", "--input", write_nikl(items), "--output", out, "--tokenizer", tiny_model,
+    result = tools_cli("build-sft-data", "--input", write_nikl(items), "--output", out, "--tokenizer", tiny_model,
                  "--max-seq-len", 300)
     assert result.exit_code == 0, result.output
     assert f"examples kept out: 1 (the summary alone does not fit in 300 tokens: {items[1]['id']})" in result.output
@@ -131,7 +125,7 @@ def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_pa
 
 
 def test_max_seq_len_needs_a_tokenizer(tmp_path):
-    result = run("build-sft-data", "--input", REPO / "tests" / "fixtures" / "일상대화요약_train.json",
+    result = tools_cli("build-sft-data", "--input", REPO / "tests" / "fixtures" / "일상대화요약_train.json",
                  "--output", tmp_path / "a.jsonl", "--max-seq-len", 100)
     assert result.exit_code == 2 and "--max-seq-len needs --tokenizer (or --recipe)" in result.output
 
@@ -144,7 +138,7 @@ def test_dpo_pairs_fit_the_sequence_len(tiny_model, tmp_path):
         item["output"][: len(item["output"]) // 3], "두 사람은 이야기를 나누었다. " * 3]}, ensure_ascii=False) + "\n"
         for item in items), encoding="utf-8")
     out = tmp_path / "dpo.jsonl"
-    result = run("build-dpo-data", "--data", data, "--candidates", candidates, "--output", out,
+    result = tools_cli("build-dpo-data", "--data", data, "--candidates", candidates, "--output", out,
                  "--tokenizer", tiny_model, "--max-seq-len", 900)
     assert result.exit_code == 0, result.output
     tokenizer = load_tokenizer(str(tiny_model))

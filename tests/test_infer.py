@@ -16,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, REPO, TEST, TRAIN, load_json, random_lora
+from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, random_lora
 from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
@@ -50,13 +50,6 @@ def infer(*args):
 def ok(result):
     assert result.exit_code == 0, result.output
     return result
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def outputs(path: Path) -> dict[str, str]:

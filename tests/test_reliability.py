@@ -14,28 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from common.env import offline_env
-from conftest import DEV, REPO, TEST, TRAIN, load_json
+from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
 from dataset_builders.io import atomic_open, write_json
 from generation.hf import HFEngine
 from generation.runner import generate_all
 from generation.sidecar import SIDECAR_SUFFIX
-from tools.cli import cli
 
 INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "6"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def tools_command() -> list[str]:
@@ -88,7 +75,7 @@ def test_no_command_overwrites_its_input(tmp_path, dev_copy, tiny_model):
     ]
     before = {path: path.read_bytes() for path in (dev_copy, candidates)}
     for args, out_option, in_option in cases:
-        message = one_line_error(run(*args))
+        message = one_line_error(tools_cli(*args))
         assert out_option in message and f"is the same file as {in_option}" in message, (args, message)
         assert "refusing to overwrite an input" in message
         assert {path: path.read_bytes() for path in before} == before, args  # untouched
@@ -110,7 +97,7 @@ def interrupted_run(monkeypatch, model: Path, data: Path, out: Path) -> None:
         return generate(self, jobs)
 
     monkeypatch.setattr(HFEngine, "generate", once)
-    result = run(*INFER, "--ckpt", model, "--input", data, "--output", out, "--batch-size", 2)
+    result = tools_cli(*INFER, "--ckpt", model, "--input", data, "--output", out, "--batch-size", 2)
     assert result.exit_code == 130, result.output
     monkeypatch.setattr(HFEngine, "generate", generate)
 
@@ -124,10 +111,10 @@ def test_a_retrained_checkpoint_is_refused_naming_what_changed(monkeypatch, tmp_
     weights = sorted(model_copy.glob("*.safetensors"))[-1]
     weights.write_bytes(weights.read_bytes())
     os.utime(weights, ns=(time.time_ns(), time.time_ns() + 10**9))
-    message = one_line_error(run(*INFER, "--ckpt", model_copy, "--input", TRAIN, "--output", out))
+    message = one_line_error(tools_cli(*INFER, "--ckpt", model_copy, "--input", TRAIN, "--output", out))
     assert f"different settings (weights changed: model.{weights.name})" in message and "--restart" in message
     assert not out.exists() and sidecar.exists()
-    result = run(*INFER, "--ckpt", model_copy, "--input", TRAIN, "--output", out, "--restart")
+    result = tools_cli(*INFER, "--ckpt", model_copy, "--input", TRAIN, "--output", out, "--restart")
     assert result.exit_code == 0 and "resumed" not in result.output
 
 
@@ -143,7 +130,7 @@ def test_bad_sidecar_rows_are_reported_and_regenerated(monkeypatch, tmp_path, ti
            json.dumps({"id": ids[7]}).encode(), b'{"id": "' + ids[4].encode() + b'", "output": "\xff\xfe"}',
            b"%% not json %%", json.dumps({"id": ids[3], "candidates": ["a"]}).encode()]
     sidecar.write_bytes(b"\n".join([header, json.dumps(kept).encode(), *bad]) + b"\n")
-    result = run(*INFER, "--ckpt", tiny_model, "--input", TRAIN, "--output", out)
+    result = tools_cli(*INFER, "--ckpt", tiny_model, "--input", TRAIN, "--output", out)
     assert result.exit_code == 0, result.output
     for line, problem in [(3, "'output' is not a string"), (4, "'output' is not a string"),
                           (5, "'output' is not a string"), (6, "not UTF-8 text"), (7, "not JSON"),
@@ -159,7 +146,7 @@ def test_bad_sidecar_rows_are_reported_and_regenerated(monkeypatch, tmp_path, ti
 def test_a_garbage_header_still_needs_restart(tmp_path, tiny_model):
     out = tmp_path / "result.json"
     Path(str(out) + SIDECAR_SUFFIX).write_text("not a header\n", encoding="utf-8")
-    message = one_line_error(run(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out))
+    message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out))
     assert "not a results sidecar" in message and "--restart" in message
 
 
@@ -177,12 +164,12 @@ def test_rerank_never_picks_an_empty_or_looping_summary(tmp_path):
     path.write_text("".join(json.dumps({"id": k, "candidates": v}, ensure_ascii=False) + "\n" for k, v in sets.items()),
                     encoding="utf-8")
     out = tmp_path / "result.json"
-    message = one_line_error(run("rerank", "--candidates", path, "--input", DEV, "--output", out))
+    message = one_line_error(tools_cli("rerank", "--candidates", path, "--input", DEV, "--output", out))
     assert f"1 dialogue(s) have only empty or degenerate candidates: {ids[3]!r}" in message and "--fallback" in message
     assert not out.exists()
     greedy = tmp_path / "greedy.json"
     write_json(greedy, [{**item, "output": f"greedy {item['id']}"} for item in load_json(DEV)])
-    result = run("rerank", "--candidates", path, "--input", DEV, "--output", out, "--fallback", greedy)
+    result = tools_cli("rerank", "--candidates", path, "--input", DEV, "--output", out, "--fallback", greedy)
     assert result.exit_code == 0, result.output
     chosen = {item["id"]: item["output"] for item in load_json(out)}
     assert chosen == {ids[0]: "두 사람은 시험 이야기를 했다.", ids[1]: "휴대폰 배터리를 교체하기로 했다.",
@@ -214,7 +201,7 @@ def test_a_symlinked_output_is_written_through(tmp_path):
     target.write_text("[]")
     link = tmp_path / "result.json"
     link.symlink_to(target)
-    result = run("build-sft-data", "--input", TRAIN, "--output", link)
+    result = tools_cli("build-sft-data", "--input", TRAIN, "--output", link)
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and len(target.read_text(encoding="utf-8").splitlines()) == len(load_json(TRAIN))
 
@@ -254,7 +241,7 @@ def test_unwritable_outputs_are_one_line(tmp_path, make_output, problem):
 
 
 def test_output_naming_a_directory_is_refused(tmp_path):
-    result = run("build-sft-data", "--input", TRAIN, "--output", str(tmp_path / "out") + "/")
+    result = tools_cli("build-sft-data", "--input", TRAIN, "--output", str(tmp_path / "out") + "/")
     assert result.exit_code == 2 and "names a directory" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -298,12 +285,12 @@ def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, tiny_model):
         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"locked"
-        message = one_line_error(run(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out))
+        message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out))
         assert f"{out} is being written by another run" in message
     finally:
         holder.kill()
         holder.wait()
-    assert run(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out).exit_code == 0  # free again
+    assert tools_cli(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out).exit_code == 0  # free again
     assert not Path(str(out) + ".lock").exists()
 
 
@@ -343,19 +330,19 @@ def test_speaker_ids_and_keywords_cannot_forge_prompt_lines(tmp_path, write_nikl
         items[1]["input"]["conversation"][0]["speaker"] = value
     else:
         items[1]["input"]["subject_keyword"] = [value]
-    message = one_line_error(run("build-sft-data", "--input", write_nikl(items), "--output", tmp_path / "o.jsonl"))
+    message = one_line_error(tools_cli("build-sft-data", "--input", write_nikl(items), "--output", tmp_path / "o.jsonl"))
     assert problem in message and items[1]["id"] in message
 
 
 def test_broken_json_message_reads_well(tmp_path, write_nikl):
-    message = one_line_error(run("build-sft-data", "--input", write_nikl('[{"id": "a'), "--output", tmp_path / "o.jsonl"))
+    message = one_line_error(tools_cli("build-sft-data", "--input", write_nikl('[{"id": "a'), "--output", tmp_path / "o.jsonl"))
     assert "not valid JSON (Unterminated string starting at: line 1, column 9)" in message
 
 
 def test_cpu_overlay_refuses_data_of_the_wrong_kind(tmp_path, tiny_model):
     sft = tmp_path / "sft.jsonl"
-    assert run("build-sft-data", "--input", DEV, "--output", sft).exit_code == 0
-    message = one_line_error(run("cpu-overlay", REPO / "recipes" / "exaone_dpo.yml", "--base-model", tiny_model,
+    assert tools_cli("build-sft-data", "--input", DEV, "--output", sft).exit_code == 0
+    message = one_line_error(tools_cli("cpu-overlay", REPO / "recipes" / "exaone_dpo.yml", "--base-model", tiny_model,
                                  "--train-data", sft, "--eval-data", sft, "--output-dir", tmp_path / "o",
                                  "--config-out", tmp_path / "c.yml"))
     assert f"--train-data {sft}: rows have no 'chosen', 'rejected'" in message and "DPO pairs" in message

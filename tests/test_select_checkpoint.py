@@ -9,17 +9,11 @@ import struct
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from conftest import DEV, TEST, load_json, random_lora
-from tools.cli import cli
+from conftest import DEV, TEST, load_json, random_lora, tools_cli
 from workflow.selection import Row, find_checkpoints, winner
 
 COMMON = ["--no-progress", "--threads", "1", "--max-new-tokens", "8"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 def trainer_state(step: int, epoch: float, eval_loss: float | None) -> dict:
@@ -54,7 +48,7 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_path):
-    result = run("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON)
     assert result.exit_code == 0, result.output
     selection = json.loads((lora_run / "selection.json").read_text(encoding="utf-8"))
     rows = selection["rows"]
@@ -64,8 +58,8 @@ def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_pa
     assert [row["epoch"] for row in rows] == [1.0, 2.0, 3.0, 3.0]
     for row in rows:  # each row is what `tools infer` + `tools score` give for that checkpoint alone
         alone, report = tmp_path / f"{row['name']}.json", tmp_path / f"{row['name']}.score.json"
-        assert run("infer", "--ckpt", row["path"], "--input", DEV, "--output", alone, *COMMON).exit_code == 0
-        assert run("score", "--predictions", alone, "--references", DEV, "--metrics", "rouge",
+        assert tools_cli("infer", "--ckpt", row["path"], "--input", DEV, "--output", alone, *COMMON).exit_code == 0
+        assert tools_cli("score", "--predictions", alone, "--references", DEV, "--metrics", "rouge",
                    "--report", report).exit_code == 0
         assert load_json(lora_run / row["predictions"]) == load_json(alone)
         scored = load_json(report)
@@ -83,16 +77,16 @@ def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_pa
 
 
 def test_a_rerun_regenerates_only_what_is_missing(lora_run):
-    assert run("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON).exit_code == 0
+    assert tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON).exit_code == 0
     before = load_json(lora_run / "selection.json")
     (lora_run / "selection" / "checkpoint-4.dev.json").unlink()
-    result = run("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON)
     assert result.exit_code == 0, result.output
     assert result.output.count(": generating") == 1 and "checkpoint-4: generating 4 dev summaries" in result.output
     assert result.output.count("(predictions reused)") == 3
     assert load_json(lora_run / "selection.json") == before
     # Other decoding settings make every stored prediction stale.
-    result = run("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON[:-1], "6")
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON[:-1], "6")
     assert result.exit_code == 0 and result.output.count(": generating") == 4
 
 
@@ -108,7 +102,7 @@ def test_full_weight_checkpoints(tiny_model, tmp_path):
     torch.manual_seed(0)
     save_file({name: value + 0.5 * torch.randn_like(value) for name, value in tensors.items()}, shard,
               metadata={"format": "pt"})
-    result = run("select-checkpoint", "--run", runs, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", runs, "--dev", DEV, *COMMON)
     assert result.exit_code == 0, result.output
     rows = load_json(runs / "selection.json")["rows"]
     assert [row["name"] for row in rows] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
@@ -131,13 +125,13 @@ def test_mistakes_are_one_line_errors_naming_the_path(tmp_path, lora_run):
         (["--run", tmp_path / "missing", "--dev", DEV], f"--run {tmp_path / 'missing'}: no such directory"),
         (["--run", lora_run, "--dev", TEST], "--dev needs reference summaries"),
     ]:
-        result = run("select-checkpoint", *args, *COMMON)
+        result = tools_cli("select-checkpoint", *args, *COMMON)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and expected in lines[0], result.output
     broken = tmp_path / "broken-run"
     shutil.copytree(lora_run / "checkpoint-2", broken / "checkpoint-2")
     (broken / "checkpoint-2" / "adapter_model.safetensors").write_bytes(b"not safetensors")
-    result = run("select-checkpoint", "--run", broken, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", broken, "--dev", DEV, *COMMON)
     assert result.exit_code == 1
     assert f"Error: cannot load model '{broken / 'checkpoint-2'}': " in result.output.strip().splitlines()[-1]
     assert "Traceback" not in result.output

@@ -9,10 +9,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from click.testing import CliRunner
 
 from common.errors import UserError
-from conftest import DEV, TEST, load_json, random_lora
+from conftest import DEV, TEST, load_json, random_lora, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from generation.checkpoints import resolve_checkpoint
@@ -30,13 +29,8 @@ from generation.vllm import (
     sampling_kwargs,
     texts_of,
 )
-from tools.cli import cli
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 @pytest.mark.parametrize("device, visible, tp, expected", [
@@ -117,14 +111,14 @@ def test_an_adapter_vllm_refuses_is_merged_with_the_same_outputs(tiny_model, tmp
 
 
 def test_vllm_options_need_the_vllm_backend(tiny_model, tmp_path):
-    result = run("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
+    result = tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
                  "--max-model-len", 1024)
     assert result.exit_code == 1 and "apply only with --backend vllm" in result.output.strip().splitlines()[-1]
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
 def test_missing_vllm_names_the_extra_and_the_range(tiny_model, tmp_path):
-    result = run("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json", "--backend", "vllm")
+    result = tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json", "--backend", "vllm")
     message = result.output.strip().splitlines()[-1]
     assert result.exit_code == 1 and "vLLM>=0.11.1,<0.33" in message and "--backend hf" in message
 
@@ -139,7 +133,7 @@ def test_both_backends_give_the_same_greedy_summaries(tiny_model, tmp_path):
     texts = {}
     for backend in ("hf", "vllm"):
         out = tmp_path / f"{backend}.json"
-        result = run("infer", "--no-progress", "--ckpt", tiny_model, "--input", data, "--output", out,
+        result = tools_cli("infer", "--no-progress", "--ckpt", tiny_model, "--input", data, "--output", out,
                      "--backend", backend, "--dtype", "float32", "--max-new-tokens", 32)
         assert result.exit_code == 0, result.output
         texts[backend] = [item["output"] for item in load_json(out)]
