@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 from common.errors import UserError
@@ -108,8 +109,7 @@ def checkpoint_context(name_or_path: str) -> int | None:
             path = Path(hf_hub_download(str(name_or_path), "config.json"))
         except Exception:  # noqa: BLE001 - unreachable or not a repo: vLLM will say so itself
             return None
-    config = json.loads(path.read_text(encoding="utf-8"))
-    return model_context_length(type("Config", (), config)())
+    return model_context_length(SimpleNamespace(**json.loads(path.read_text(encoding="utf-8"))))
 
 
 def batch_invariance_supported() -> bool:
