@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -104,7 +104,6 @@ class RunReport:
     seconds: float = 0.0
     batch_size: int = 0
     sidecar: Path | None = None
-    notes: list[str] = field(default_factory=list)  # sidecar lines that were not kept, each explained
 
     def summary(self) -> list[str]:
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
@@ -195,12 +194,13 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         notify(announce)
     for problem in sidecar.problems:
         notify(problem)
-    done = {key: row for key, row in done.items() if key in {e.id for e in examples}}
+    wanted = {e.id for e in examples}
+    done = {key: row for key, row in done.items() if key in wanted}
     todo = prepare_jobs([e for e in examples if e.id not in done], builder, engine.tokenizer)
     report = RunReport(total=len(examples), resumed=len(done), generated=len(todo),
                        truncated=sum(job.truncated for job in todo),
                        dropped_utterances=sum(job.dropped_utterances for job in todo),
-                       budget=builder.max_prompt_tokens, sidecar=sidecar.path, notes=list(sidecar.problems))
+                       budget=builder.max_prompt_tokens, sidecar=sidecar.path)
 
     def on_batch(jobs: Sequence[Job], results: list[list[str]]) -> None:
         rows = [result_row(job.id, texts, sampling) for job, texts in zip(jobs, results)]
