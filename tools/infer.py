@@ -5,12 +5,10 @@ The engine lives in :mod:`generation`; this is only the command line.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
-from common.errors import UserError
-from tools.options import generation_options, inference_options, input_option, output_file_option
+from tools.options import check_output_kind, generation_options, inference_options, input_option, output_file_option
 
 
 @click.command("infer")
@@ -71,11 +69,3 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
     for line in report.summary():
         click.echo(line)
 
-
-def check_output_kind(path: Path, *, candidates: bool) -> None:
-    """A submission is one JSON list (``.json``); candidates are JSONL (``.jsonl``): refuse the mix-up."""
-    if candidates and path.suffix == ".json":
-        raise UserError(f"--output {path}: candidates are JSONL, one row per dialogue; name the file .jsonl")
-    if not candidates and path.suffix == ".jsonl":
-        raise UserError(f"--output {path}: the submission is one JSON list, not JSONL; name the file .json "
-                        "(or add --num-candidates N to write candidates)")

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import click
 
+from common.errors import UserError
 from dataset_builders.cleaning import RULES
 from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT, SYSTEM_PROMPTS
 
@@ -211,3 +212,12 @@ def metric_model_options(function: F) -> F:
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def check_output_kind(path: Path, *, candidates: bool, submission_only: bool = False) -> None:
+    """A submission is one JSON list (``.json``); candidates are JSONL (``.jsonl``): refuse the mix-up."""
+    if candidates and path.suffix == ".json":
+        raise UserError(f"--output {path}: candidates are JSONL, one row per dialogue; name the file .jsonl")
+    if not candidates and path.suffix == ".jsonl":
+        raise UserError(f"--output {path}: the submission is one JSON list, not JSONL; name the file .json"
+                        + ("" if submission_only else " (or add --num-candidates N to write candidates)"))
