@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     vllm_dir: Path | None = None
     if "vllm" in groups and not vllm_installed:
-        skip(report, "vllm", vllm_cases, "vLLM not installed (pip install -e '.[gpu]')")
+        skip(report, "vllm", vllm_cases, "vLLM not installed here (make install-vllm; then .venv-vllm/bin/python benchmarks/gpu_bench.py)")
     elif "vllm" in groups and not device.startswith("cuda"):
         skip(report, "vllm", vllm_cases, "vLLM needs a CUDA GPU")
     elif "vllm" in groups and "model" in holder:

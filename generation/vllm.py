@@ -1,4 +1,4 @@
-"""The vLLM backend (``pip install -e ".[gpu]"``): the same prompts, stop tokens, decoding and files as the HF
+"""The vLLM backend (its own environment: ``make install-vllm``): the same prompts, stop tokens, decoding and files as the HF
 backend, on vLLM's own scheduling. Checked against vLLM's source for the range in :data:`VLLM_RANGE`.
 
 What this module does so that a first GPU run works:
@@ -158,8 +158,9 @@ class VLLMEngine:
         try:
             import vllm  # noqa: F401 - checked before any work
         except ImportError:
-            raise UserError(f"--backend vllm needs vLLM{VLLM_RANGE}, which is not installed: pip install -e "
-                            "'.[gpu]' (or use --backend hf)") from None
+            raise UserError(f"--backend vllm needs vLLM{VLLM_RANGE}, which is not installed: `make install-vllm` "
+                            "gives it its own environment, which this command then runs in (or use --backend hf)"
+                            ) from None
         os.environ.update(device_env(device, settings.tensor_parallel_size, os.environ.get("CUDA_VISIBLE_DEVICES")))
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.batch_invariant = decoding.sampling and batch_invariance_supported()

@@ -15,6 +15,9 @@ for key, value in OFFLINE_ENV.items():
     os.environ.setdefault(key, value)
 
 REPO = Path(__file__).resolve().parent.parent
+# `--backend vllm` runs itself again in vLLM's own environment when it exists (`make install-vllm`); no test
+# does so by accident because a developer has built one (tests that want it set NIKL_VLLM_VENV themselves).
+os.environ["NIKL_VLLM_VENV"] = str(REPO / "tests" / "no-vllm-environment")
 FIXTURES = REPO / "tests" / "fixtures"
 TRAIN = FIXTURES / "일상대화요약_train.json"
 DEV = FIXTURES / "일상대화요약_dev.json"

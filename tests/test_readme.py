@@ -75,6 +75,8 @@ MARKER = "*Runs as written on CPU (checked by `tests/test_readme.py`):*"
 HUB_MODEL = "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
 GENERATING = ("tools infer", "tools select-checkpoint")
 NEW_TOKENS = 16  # the random model never ends a summary by itself
+README_QUIETS = ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK")  # set by the README's `export` line, not by the test
+TELEMETRY_ERRORS = ("error uploading", "Failed to send telemetry")  # posthog's and Axolotl's, per failed upload
 
 
 def cpu_blocks(text: str) -> list[str]:
@@ -127,15 +129,23 @@ def test_cpu_blocks_run_as_written(tmp_path):
     hub_model = build_tiny_exaone(tmp_path / "hub" / "EXAONE-3.0-7.8B-Instruct")
     env = {**offline_env(), "OMP_NUM_THREADS": "1",
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for key in README_QUIETS:  # the README's own `export` line must be what keeps Axolotl quiet offline
+        env.pop(key, None)
     ran = []
     for doc in DOCS:
         for block in cpu_blocks(doc.read_text(encoding="utf-8")):
             for command in commands(block):
+                if command.startswith("export "):  # the shell the reader keeps open: later commands see it
+                    env.update(word.split("=", 1) for word in shlex.split(command)[1:])
+                    continue
                 line = substitute(command, str(hub_model))
                 result = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, env=env,
                                         capture_output=True, text=True, timeout=900)
+                output = result.stdout + result.stderr
                 assert result.returncode == 0, (f"{doc.name}: `{command}` failed (exit {result.returncode}):\n"
-                                                + (result.stdout + result.stderr)[-3000:])
+                                                + output[-3000:])
+                noise = [text for text in TELEMETRY_ERRORS if text in output]
+                assert not noise, f"{doc.name}: `{command}` printed telemetry errors ({noise}) offline"
                 ran.append(command)
     assert (work / "outputs" / "exaone-lora" / "best").exists() and (work / "result.json").is_file()
     assert (work / "data" / "dpo" / "train.jsonl").is_file() and (work / "results" / "test_mbr.json").is_file()

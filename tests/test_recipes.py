@@ -251,6 +251,10 @@ def test_recipe_trains_with_real_axolotl(recipe_path, axolotl_run):
     if run.recipe.get("load_best_model_at_end"):
         assert state["best_model_checkpoint"], "best checkpoint by dev loss was not tracked"
     if run.recipe.get("adapter"):
+        # the adapter and no second copy of the weights (Axolotl saves the LoRA-injected base after DPO;
+        # the recipes' AdapterOnlyOutput plugin removes it)
+        weights = sorted(path.name for path in run.output_dir.glob("*.safetensors"))
+        assert weights == ["adapter_model.safetensors"], f"{run.output_dir} holds {weights}"
         adapter = json.loads((run.output_dir / "adapter_config.json").read_text())
         assert adapter["r"] == run.recipe["lora_r"] and adapter["lora_alpha"] == run.recipe["lora_alpha"]
         assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(

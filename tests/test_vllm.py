@@ -124,7 +124,7 @@ def test_missing_vllm_names_the_extra_and_the_range(tiny_model, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM (pip install -e '.[gpu]')")
+@pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM here (make install-vllm, then run pytest with .venv-vllm/bin/python)")
 def test_both_backends_give_the_same_greedy_summaries(tiny_model, tmp_path):
     """The first machine with a GPU and vLLM checks this: 5 dialogues, greedy, same text on both backends."""
     items = (load_json(DEV) + load_json(TEST))[:5]
@@ -140,11 +140,11 @@ def test_both_backends_give_the_same_greedy_summaries(tiny_model, tmp_path):
     assert texts["hf"] == texts["vllm"]
 
 
-def test_the_gpu_extra_pins_the_checked_vllm_range():
+def test_the_vllm_extra_pins_the_checked_vllm_range():
     import tomllib
 
     from conftest import REPO
     from generation.vllm import VLLM_RANGE
 
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["gpu"]
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["vllm"]
     assert f"vllm{VLLM_RANGE}" in extra

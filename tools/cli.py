@@ -21,6 +21,7 @@ from tools.infer import infer
 from tools.rerank import rerank
 from tools.score import score
 from tools.select_checkpoint import select_checkpoint
+from tools.versions import versions
 
 
 def terminate_cleanly() -> None:
@@ -54,7 +55,7 @@ def cli():
 
 
 for command in (build_sft_data, build_dpo_data, build_tiny_model_command, convert_exaone, cpu_overlay, demo, infer,
-                rerank, score, select_checkpoint):
+                rerank, score, select_checkpoint, versions):
     cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

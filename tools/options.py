@@ -117,6 +117,24 @@ def threads_option(function: F) -> F:
     )(function)
 
 
+def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
+    """``--backend vllm`` where this environment has no vLLM but its own environment exists
+    (:func:`common.stack.vllm_tools`): the same command line runs there instead, said in one line."""
+    if value == "vllm":
+        import os
+        import sys
+
+        from common.stack import IN_VLLM_VENV_VARIABLE, vllm_tools
+
+        tools = vllm_tools()
+        if tools is not None:
+            click.echo(f"vLLM is installed in its own environment: running this command with {tools}", err=True)
+            sys.stdout.flush()
+            os.environ[IN_VLLM_VENV_VARIABLE] = "1"
+            os.execv(tools, [str(tools), *sys.argv[1:]])
+    return value
+
+
 def generation_options(function: F) -> F:
     """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
     `tools select-checkpoint`, so both generate the same way."""
@@ -127,7 +145,9 @@ def generation_options(function: F) -> F:
                      help="Base model of a LoRA adapter (default: from adapter_config.json)."),
         click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating."),
         click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,
-                     help="vllm needs the `gpu` extra; same output format."),
+                     callback=run_vllm_where_it_is_installed,
+                     help="vllm: from its own environment (`make install-vllm`), which the command then runs in; "
+                          "same output format."),
         click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run."),
         system_prompt_option,
         clean_option,
