@@ -98,7 +98,10 @@ def bootstrap_means(differences: np.ndarray, resamples: int = RESAMPLES, seed: i
     picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     # How often each example is drawn in each resample: a mean is then one row of counts times d, over n.
     counts = np.bincount((picks + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
-    return counts.reshape(resamples, n).astype(np.float64) @ differences / n
+    counts = counts.reshape(resamples, n).astype(np.float64)
+    # One matrix-vector product per column: a column's means do not depend on which other columns are
+    # computed with it (a matrix-matrix product may round differently with a different number of columns).
+    return np.stack([counts @ column for column in differences.T], axis=1) / n
 
 
 def interval_and_p(means: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -43,8 +43,9 @@ def compare(input_path, prediction_paths, report_dir, names, resamples, seed, ex
       tools compare --input 일상대화요약_dev.json sft.json dpo.json mbr.json --name SFT --name DPO --name MBR \\
           --report reports/dev --bertscore-model models/bert-base-multilingual-cased --bleurt-model models/BLEURT-20
     """
-    from workflow.comparison import compare_files, dialogue_texts, write_report
+    from workflow.comparison import check_report_dir, compare_files, dialogue_texts, write_report
 
+    check_report_dir(report_dir, [input_path, *prediction_paths])
     context = click.get_current_context()
     given = [metric for metric, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
              if context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import atomic_open, write_json
+from dataset_builders.io import atomic_open, refuse_overwriting_inputs, write_json
 from dataset_builders.nikl import Example, load_nikl
 from dataset_builders.prompt import conversation_lines
 from eval.compare import CONFIDENCE, RESAMPLES, SEED, Comparison, compare_systems
@@ -105,15 +105,24 @@ def markdown(comparison: Comparison, title: str, sources: dict[str, str]) -> str
     return "\n".join(lines)
 
 
+def check_report_dir(directory: Path | str, inputs: Sequence[Path | str] = ()) -> Path:
+    """The report folder, refused before any work when a file is in its place or when a file it would
+    replace is one of the ``inputs``."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--report {directory}: a file is in the way; give a directory")
+    for name in (REPORT_JSON, REPORT_MD, REPORT_HTML, *PICTURES):
+        refuse_overwriting_inputs({"--report": directory / name}, {"input": list(inputs)})
+    return directory
+
+
 def write_report(comparison: Comparison, directory: Path | str, *, title: str = "Comparison",
                  sources: dict[str, str] | None = None, dialogues: Sequence[str] | None = None,
                  examples: int = 5) -> list[Path]:
     """Write the report folder (see the module docstring); returns the files written."""
     from workflow import plots, report_html
 
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise UserError(f"--report {directory}: a file is in the way; give a directory")
+    directory = check_report_dir(directory)
     sources = sources or {}
     metric = comparison.primary
     label = LABELS[metric]
