@@ -64,7 +64,7 @@ def selection_plot(metric: str, points: Sequence[tuple[int | None, float, float 
         handles.append(score_axis.errorbar(at, centre, yerr=errors, fmt="none", ecolor="tab:blue", alpha=0.5,
                                            capsize=4, label="95 % interval of the difference to the selected"))
         handles += score_axis.plot([min(x), max(x)], [scores[best]] * 2, ":", color="tab:red", alpha=0.6,
-                                   label="selected score (a bar reaching it: within noise)")
+                                   label="selected score: a bar reaching it is within noise")
     losses = [(step, loss) for step, (_, _, loss) in zip(x, points) if loss is not None]
     if losses:
         loss_axis = score_axis.twinx()
@@ -74,7 +74,9 @@ def selection_plot(metric: str, points: Sequence[tuple[int | None, float, float 
         score_axis.patch.set_visible(False)
     handles += score_axis.plot([x[best]], [scores[best]], "*", markersize=18, color="tab:red", zorder=5,
                                linestyle="none", label=f"selected: {best_name}")
-    score_axis.legend(handles=handles, loc="best", fontsize="small")
+    score_axis.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small",
+                      frameon=False)
+    score_axis.xaxis.get_major_locator().set_params(integer=True)
     score_axis.set_title(f"Checkpoint selection by {LABELS[metric]} on dev (★ = selected)")
     score_axis.grid(alpha=0.3)
     return write_png(path, png_bytes(figure))
@@ -125,11 +127,11 @@ def pair_differences(comparison: Any, metric: str) -> bytes:
     jitter = _jitter(comparison.n)
     for index, pair in enumerate(pairs):
         delta = comparison.scores[pair.second][metric] - comparison.scores[pair.first][metric]
-        axis.scatter(delta, index + jitter, s=12, alpha=0.5, color="tab:gray")
+        axis.scatter(delta, index + 2.5 * jitter, s=12, alpha=0.4, color="tab:gray", zorder=2)
         colour_of = "tab:green" if pair.low > 0 else "tab:red" if pair.high < 0 else "tab:blue"
-        axis.plot([pair.low, pair.high], [index, index], "-", linewidth=6, alpha=0.7, color=colour_of,
-                  solid_capstyle="butt")
-        axis.plot([pair.difference], [index], "D", color="black", markersize=7)
+        axis.plot([pair.low, pair.high], [index, index], "-", linewidth=9, alpha=0.8, color=colour_of,
+                  solid_capstyle="butt", zorder=3)
+        axis.plot([pair.difference], [index], "D", color="black", markersize=5, zorder=4)
     axis.axvline(0, color="black", linewidth=1)
     axis.set_yticks(range(len(pairs)), [f"{pair.second} − {pair.first}\n{pair.verdict}" for pair in pairs])
     axis.invert_yaxis()
