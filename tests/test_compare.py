@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import warnings
 from html.parser import HTMLParser
 
 import numpy as np
@@ -300,3 +301,17 @@ def test_selection_says_when_the_winner_is_beyond_noise():
     assert selection.noise_line() == ("checkpoint-2 is best by ROUGE-1; every other checkpoint is worse beyond noise "
                                       "(95 % paired-bootstrap interval over 30 dev dialogues, 500 resamples, seed 0).")
     assert "| -3.00 [-3.00, -3.00] | 0.004 |" in selection.table()
+
+
+def test_how_many_examples_the_page_shows_and_korean_names(systems, tmp_path):
+    for count, sections in ((2, 2), (0, 0)):
+        report = tmp_path / f"r{count}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = tools_cli("compare", "--input", DEV, *systems, "--report", report, "--resamples", 200,
+                               "--name", "기본", "--name", "개선", "--examples", count)
+        assert result.exit_code == 0, result.output
+        assert not [warning for warning in caught if "Glyph" in str(warning.message)]  # not one per character
+        page = (report / "report.html").read_text(encoding="utf-8")
+        assert page.count('<section class="example">') == sections
+        assert ("Where the systems differ most" in page) == bool(count) and "개선 − 기본" in page

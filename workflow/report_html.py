@@ -111,8 +111,9 @@ def render(comparison: Comparison, images: Mapping[str, tuple[str, bytes]], *, t
     notes += [f'<p class="same">{escape(LABELS.get(key, key))} not computed: {escape(reason)}</p>'
               for key, reason in comparison.skipped.items() if reason != "not requested"]
     body = [f"<h1>{escape(title)}</h1>", *notes, systems_section(comparison, sources or {}),
-            pairs_section(comparison), figures_section(images),
-            examples_section(comparison, comparison.most_different(examples), dialogues, excerpt_chars)]
+            pairs_section(comparison), figures_section(images)]
+    if examples:
+        body.append(examples_section(comparison, comparison.most_different(examples), dialogues, excerpt_chars))
     return ("<!DOCTYPE html>\n<html lang=\"ko\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
