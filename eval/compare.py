@@ -43,6 +43,7 @@ SEED = 0
 CONFIDENCE = 0.95
 TIE_TOLERANCE = 1e-9  # points: per-example scores closer than this are a tie
 FEW_EXAMPLES = 30  # below this many examples the report warns that the intervals are rough
+_CHUNK = 1024  # resamples turned into draw counts at a time
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,19 @@ def bootstrap_means(differences: np.ndarray, resamples: int = RESAMPLES, seed: i
         raise ValueError("nothing to resample: no examples")
     if resamples < 1:
         raise ValueError(f"resamples must be ≥ 1, got {resamples}")
-    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    # How often each example is drawn in each resample: a mean is then one row of counts times d, over n.
-    counts = np.bincount((picks + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
-    counts = counts.reshape(resamples, n).astype(np.float64)
-    # One matrix-vector product per column: a column's means do not depend on which other columns are
-    # computed with it (a matrix-matrix product may round differently with a different number of columns).
-    return np.stack([counts @ column for column in differences.T], axis=1) / n
+    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # 8·resamples·n bytes
+    sums = np.empty((resamples, differences.shape[1]))
+    for start in range(0, resamples, _CHUNK):  # a block of resamples at a time: bounded extra memory
+        block = picks[start:start + _CHUNK]
+        rows = len(block)
+        # How often each example is drawn in each resample: a mean is then one row of counts times d, over n.
+        counts = np.bincount((block + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n)
+        counts = counts.reshape(rows, n).astype(np.float64)
+        # One matrix-vector product per column: a column's means do not depend on which other columns are
+        # computed with it (a matrix-matrix product may round differently with another number of columns).
+        for index, column in enumerate(differences.T):
+            sums[start:start + rows, index] = counts @ column
+    return sums / n
 
 
 def interval_and_p(means: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,14 +285,14 @@ def compare_systems(references: Sequence[str], systems: Mapping[str, Sequence[st
     if len(systems) < 2:
         raise ValueError(f"need at least two systems to compare, got {len(systems)}")
     scores: dict[str, dict[str, np.ndarray]] = {}
-    report = None
+    reports: list[ScoreReport] = []
     for name, summaries in systems.items():
         progress(f"{name}: scoring {len(summaries)} summaries")
-        report = score_pairs(list(summaries), list(references), metrics, ids=ids, **score_options)
-        scores[name] = per_example_points(report)
-    assert report is not None
-    pairs = paired_differences(scores, list(combinations(systems, 2)), [key for key in REPORT_KEYS
-                                                                        if key in scores[name]],
-                               resamples=resamples, seed=seed, confidence=confidence)
+        reports.append(score_pairs(list(summaries), list(references), metrics, ids=ids, **score_options))
+        scores[name] = per_example_points(reports[-1])
+    report = reports[0]  # every system is scored with the same metrics and models
+    computed = [key for key in REPORT_KEYS if key in scores[next(iter(systems))]]
+    pairs = paired_differences(scores, list(combinations(systems, 2)), computed, resamples=resamples, seed=seed,
+                               confidence=confidence)
     return Comparison(list(report.ids), list(references), {name: list(texts) for name, texts in systems.items()},
                       scores, pairs, resamples, seed, confidence, dict(report.skipped), dict(report.models))
