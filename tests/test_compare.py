@@ -315,3 +315,54 @@ def test_how_many_examples_the_page_shows_and_korean_names(systems, tmp_path):
         page = (report / "report.html").read_text(encoding="utf-8")
         assert page.count('<section class="example">') == sections
         assert ("Where the systems differ most" in page) == bool(count) and "개선 − 기본" in page
+
+
+# ---- the demo's table: what DPO changed, the comparison -----------------------------------------------------
+
+
+def test_dpo_rewards_are_read_from_the_last_trainer_state(tmp_path):
+    from workflow.demo import dpo_rewards_of
+
+    def state(step, history):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": history}))
+
+    assert dpo_rewards_of(tmp_path) == "no trainer_state.json"
+    # As TRL's DPOTrainer logs them: rewards/… per training step, eval_rewards/… per evaluation.
+    train = [{"step": step, "loss": 0.69, "rewards/accuracies": accuracy, "rewards/margins": margin}
+             for step, accuracy, margin in ((1, 0.0, 0.0), (2, 1.0, 0.000168), (3, 0.5, 0.000453))]
+    state(2, train[:2])
+    state(10, train)  # the highest step, not the last in name order
+    assert dpo_rewards_of(tmp_path) == "reward accuracy 0.50, margin +0.000453 (training batch, step 3)"
+    state(11, [*train, {"step": 3, "eval_loss": 0.6, "eval_rewards/accuracies": 0.75, "eval_rewards/margins": 0.02}])
+    assert dpo_rewards_of(tmp_path) == "reward accuracy 0.75, margin +0.02 (held-out pairs, step 3)"
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.7}]}))
+    assert dpo_rewards_of(tmp_path) == "no reward metrics logged"  # the run's own state comes first
+
+
+def test_the_demo_notes_changed_summaries_the_noise_and_the_comparison(write_nikl, systems, tmp_path):
+    from workflow.demo import changed_share, compared_of, selected_of
+
+    rows = [{"name": "checkpoint-1", "metrics": {"rouge1": 4.5}}, {"name": "checkpoint-2", "metrics": {"rouge1": 5.125}}]
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"best": "checkpoint-2", "rows": rows, "within_noise": ["checkpoint-1"]}))
+    assert selected_of(selection) == "selected checkpoint-2 (ROUGE-1 5.12); within noise of it: checkpoint-1"
+    selection.write_text(json.dumps({"best": "checkpoint-2", "rows": rows, "within_noise": []}))
+    assert selected_of(selection) == "selected checkpoint-2 (ROUGE-1 5.12); the others are worse beyond noise"
+
+    items = load_json(DEV)
+    same = write_nikl(items, "same.json")
+    edited = write_nikl([{**item, "output": item["output"] + (" 끝." if index % 2 else "")}
+                         for index, item in enumerate(items)], "edited.json")
+    assert changed_share(same, edited) == "2/4 dev summaries differ from SFT's"
+    assert changed_share(same, same) == "0/4 dev summaries differ from SFT's"
+    report = tmp_path / "r"
+    assert tools_cli("compare", "--input", DEV, *systems, systems[0], "--name", "SFT", "--name", "DPO", "--name",
+                     "again", "--report", report, "--resamples", 200).exit_code == 0
+    pairs = {pair["second"]: pair for pair in load_json(report / "compare.json")["pairs"]
+             if pair["first"] == "SFT" and pair["metric"] == "rouge1"}
+    dpo = pairs["DPO"]
+    assert compared_of(report / "compare.json") == (
+        f"ROUGE-1 vs SFT: DPO {dpo['difference']:+.2f} [{dpo['low']:+.2f}, {dpo['high']:+.2f}] {dpo['verdict']}; "
+        "again +0.00 [+0.00, +0.00] not distinguishable")

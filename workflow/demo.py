@@ -102,7 +102,9 @@ def compared_of(report: Path) -> str:
 def selected_of(selection: Path) -> str:
     data = json.loads(selection.read_text(encoding="utf-8"))
     best = next(row for row in data["rows"] if row["name"] == data["best"])
-    return f"selected {best['name']} (ROUGE-1 {best['metrics']['rouge1']:.2f})"
+    tied = data.get("within_noise", [])
+    noise = f"; within noise of it: {', '.join(tied)}" if tied else "; the others are worse beyond noise"
+    return f"selected {best['name']} (ROUGE-1 {best['metrics']['rouge1']:.2f}){noise}"
 
 
 def record_settings(path: Path, settings: dict[str, object]) -> Path:
