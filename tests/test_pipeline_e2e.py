@@ -20,7 +20,7 @@ from dataset_builders.io import read_jsonl
 
 pytestmark = pytest.mark.axolotl
 
-STAGES = 16
+STAGES = 17
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_every_stage_ran_and_the_table_is_written(demo_run):
     # the re-run's table (all skipped, same scores) is what demo_results.md holds now
     assert (workdir / "demo_results.md").read_text(encoding="utf-8").splitlines() == table_of(rerun)
     scored = [row for row in table if "ROUGE-1" in row]
-    assert len(scored) == 4  # checkpoint selection, SFT, DPO, MBR rerank
+    assert len(scored) == 5  # checkpoint selection, SFT, DPO, MBR rerank, the comparison
     assert "The tiny random model's scores are meaningless" in output
 
 
@@ -116,6 +116,26 @@ def test_submissions_and_reports(demo_run):
     reranked = {item["id"]: item["output"] for item in load_json(workdir / "results" / "dev_rerank.json")}
     for row in read_jsonl(workdir / "candidates" / "dev_dpo.jsonl"):
         assert reranked[row["id"]] in row["candidates"]  # MBR picks one of the candidates
+
+
+def test_the_table_says_what_dpo_changed_and_the_comparison_is_written(demo_run):
+    workdir, output, _ = demo_run
+    table = table_of(output)
+    dpo_training = next(row for row in table if row.startswith("| DPO (axolotl)"))
+    assert "reward accuracy" in dpo_training and "margin" in dpo_training, dpo_training
+    sft, dpo = (load_json(workdir / "results" / f"dev_{name}.json") for name in ("sft", "dpo"))
+    changed = sum(a["output"] != b["output"] for a, b in zip(sft, dpo))
+    assert f"{changed}/{len(dev_ids := [item['id'] for item in sft])} dev summaries differ from SFT's" in next(
+        row for row in table if row.startswith("| score dev (DPO)")) and len(dev_ids) == len(load_json(DEV))
+    report = workdir / "compare"
+    data = load_json(report / "compare.json")
+    assert [system["name"] for system in data["systems"]] == ["SFT", "DPO", "MBR"] and data["n"] == len(dev_ids)
+    assert {(pair["first"], pair["second"]) for pair in data["pairs"]} == {("SFT", "DPO"), ("SFT", "MBR"),
+                                                                          ("DPO", "MBR")}
+    assert (report / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    compared = next(row for row in table if row.startswith("| compare dev"))
+    dpo_pair = next(pair for pair in data["pairs"] if pair["second"] == "DPO" and pair["metric"] == "rouge1")
+    assert f"DPO {dpo_pair['difference']:+.2f} [{dpo_pair['low']:+.2f}, {dpo_pair['high']:+.2f}] {dpo_pair['verdict']}" in compared
 
 
 def test_rerun_skips_every_up_to_date_stage(demo_run):

@@ -234,6 +234,17 @@ def metric_model_options(function: F) -> F:
     return function
 
 
+def bootstrap_options(function: F) -> F:
+    """``--resamples`` and ``--seed`` of the paired bootstrap (:mod:`eval.compare`): shared by `compare` and
+    `select-checkpoint`."""
+    from eval.compare import RESAMPLES, SEED
+
+    function = click.option("--seed", type=int, default=SEED, show_default=True,
+                            help="Seed of the bootstrap resampling: the same seed, the same intervals.")(function)
+    return click.option("--resamples", type=click.IntRange(min=100), default=RESAMPLES, show_default=True,
+                        help="Bootstrap resamples of the examples (more: steadier interval ends, slower).")(function)
+
+
 def check_output_kind(path: Path, *, candidates: bool, submission_only: bool = False) -> None:
     """A submission is one JSON list (``.json``); candidates are JSONL (``.jsonl``): refuse the mix-up."""
     if candidates and path.suffix == ".json":

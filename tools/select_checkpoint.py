@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import generation_options, inference_options, metric_model_options
+from tools.options import bootstrap_options, generation_options, inference_options, metric_model_options
 from workflow.selection import SELECTION_METRICS
 
 
@@ -18,15 +18,18 @@ from workflow.selection import SELECTION_METRICS
 @click.option("--metric", type=click.Choice(SELECTION_METRICS), default="rouge1",
               show_default=True, help="What selects: rouge1 needs no weights; the others need their local models.")
 @metric_model_options
+@bootstrap_options
 @generation_options
-def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_layers, bleurt_model, max_new_tokens,
-                      threads, progress, **options):
+def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_layers, bleurt_model, resamples, seed,
+                      max_new_tokens, threads, progress, **options):
     """Generate dev summaries with every checkpoint of a run, score them, and point RUN/best at the winner.
 
     Writes RUN/selection.json (per checkpoint: step, epoch, dev loss, every metric, mean summary length,
-    predictions file), RUN/selection.md (the table, printed too) and RUN/selection.png (metric and dev
-    loss against the step). The best score wins; ties go to the earliest step (the final output counts
-    after the checkpoints). Predictions are kept in RUN/selection/: a rerun — after an interruption, or
+    predictions file, the difference to the winner with its paired-bootstrap 95 % interval),
+    RUN/selection.md (the table, printed too, and whether the choice is within noise) and
+    RUN/selection.png (metric and dev loss against the step, each checkpoint's interval against the
+    winner). The best score wins; ties go to the earliest step (the final output counts after the
+    checkpoints). Predictions are kept in RUN/selection/: a rerun — after an interruption, or
     once more checkpoints exist — generates only what is missing or stale. Generation uses the same
     engine and options as `tools infer`.
 
@@ -47,7 +50,7 @@ def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_laye
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
     selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference_options(**options),
                        metric=metric, score_options=score_options, progress=progress,
-                       notify=lambda message: click.echo(message, err=True))
-    click.echo(selection.table())
+                       notify=lambda message: click.echo(message, err=True), resamples=resamples, seed=seed)
+    click.echo(selection.markdown(), nl=False)
     click.echo(f"best by {metric}: {selection.best.name} → {run_dir / 'best'}; wrote {run_dir / 'selection.json'}, "
                f"{run_dir / 'selection.md'}, {run_dir / 'selection.png'}")

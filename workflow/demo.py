@@ -16,7 +16,10 @@ paths changed:
  7. `tools infer --num-candidates` on train → `tools build-dpo-data` → DPO with
     `recipes/exaone_dpo.yml` (CPU overlay) from the selected checkpoint → `tools infer` + `tools score` on dev;
  8. `tools infer --num-candidates` on dev → `tools rerank` → `tools score`;
- 9. one table: stage, time, output, score.
+ 9. `tools compare` of SFT, DPO and the MBR rerank on dev: paired-bootstrap intervals and the report folder
+    ``compare/`` (``report.html``);
+10. one table: stage, time, output, score — and what DPO changed: its reward accuracy and margin (from the
+    DPO run's ``trainer_state.json``) and how many dev summaries differ from the SFT model's.
 
 A re-run skips stages whose outputs are newer than their inputs. The tiny model's scores are
 meaningless: the point is that every stage runs.
@@ -25,6 +28,7 @@ meaningless: the point is that every stage runs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -50,10 +54,57 @@ def score_of(report: Path) -> str:
     return text + (f", official {official:.2f}" if official is not None else "")
 
 
+def last_trainer_state(run: Path) -> Path | None:
+    """``RUN/trainer_state.json``, else the one of the highest ``checkpoint-N``."""
+    if (run / "trainer_state.json").is_file():
+        return run / "trainer_state.json"
+    found = [(int(match.group(1)), path) for path in run.glob("checkpoint-*/trainer_state.json")
+             if (match := re.fullmatch(r"checkpoint-(\d+)", path.parent.name))]
+    return max(found)[1] if found else None
+
+
+def dpo_rewards_of(run: Path) -> str:
+    """What DPO learnt, from the last ``trainer_state.json`` of ``run``: TRL's reward accuracy (the share of
+    pairs whose chosen summary the policy, relative to the reference model, prefers over the rejected one)
+    and reward margin, on the held-out pairs when there are some (``eval_rewards/…``), else at the last
+    logged training step (``rewards/…``, one step's batch)."""
+    state_file = last_trainer_state(run)
+    if state_file is None:
+        return "no trainer_state.json"
+    history = json.loads(state_file.read_text(encoding="utf-8")).get("log_history", [])
+    for prefix, where in (("eval_rewards/", "held-out pairs"), ("rewards/", "training batch")):
+        logged = [entry for entry in history if f"{prefix}accuracies" in entry and f"{prefix}margins" in entry]
+        if logged:
+            last = logged[-1]
+            return (f"reward accuracy {last[prefix + 'accuracies']:.2f}, margin {last[prefix + 'margins']:+.3g} "
+                    f"({where}, step {last.get('step', '?')})")
+    return "no reward metrics logged"
+
+
+def changed_share(before: Path, after: Path) -> str:
+    """How many summaries of ``after`` differ from those of ``before`` (NIKL files, matched by id)."""
+    old = {item["id"]: item["output"] for item in json.loads(before.read_text(encoding="utf-8"))}
+    new = {item["id"]: item["output"] for item in json.loads(after.read_text(encoding="utf-8"))}
+    changed = sum(1 for key, text in new.items() if old.get(key) != text)
+    return f"{changed}/{len(new)} dev summaries differ from SFT's"
+
+
+def compared_of(report: Path) -> str:
+    """ROUGE-1 against the first system: each difference with its interval and verdict."""
+    data = json.loads(report.read_text(encoding="utf-8"))
+    first = data["systems"][0]["name"]
+    pairs = [pair for pair in data["pairs"] if pair["metric"] == "rouge1" and pair["first"] == first]
+    return f"ROUGE-1 vs {first}: " + "; ".join(
+        f"{pair['second']} {pair['difference']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}] {pair['verdict']}"
+        for pair in pairs)
+
+
 def selected_of(selection: Path) -> str:
     data = json.loads(selection.read_text(encoding="utf-8"))
     best = next(row for row in data["rows"] if row["name"] == data["best"])
-    return f"selected {best['name']} (ROUGE-1 {best['metrics']['rouge1']:.2f})"
+    tied = data.get("within_noise", [])
+    noise = f"; within noise of it: {', '.join(tied)}" if tied else "; the others are worse beyond noise"
+    return f"selected {best['name']} (ROUGE-1 {best['metrics']['rouge1']:.2f}){noise}"
 
 
 def record_settings(path: Path, settings: dict[str, object]) -> Path:
@@ -137,20 +188,23 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                        lambda: axolotl("merge-lora", sft_config, "--lora-model-dir", sft_dir / "best"),
                        outputs=[merged / "config.json"], inputs=[selection]))
 
-    def infer_and_score(label: str, ckpt: Path, marker: Path, tag: str) -> None:
+    def infer_and_score(label: str, ckpt: Path, marker: Path, tag: str,
+                        note: Callable[[], str] | None = None) -> Path:
         prediction, report = results / f"dev_{tag}.json", results / f"dev_{tag}.score.json"
         pipeline.add(Stage(f"infer dev ({label})",
                            lambda: run_tools("infer", "--ckpt", ckpt, "--input", sample["dev"], "--output", prediction, *generation),
                            outputs=[prediction], inputs=[marker, sample["dev"]]))
-        add_score(f"score dev ({label})", prediction, report)
+        add_score(f"score dev ({label})", prediction, report, note)
+        return prediction
 
-    def add_score(name: str, prediction: Path, report: Path) -> None:
+    def add_score(name: str, prediction: Path, report: Path, note: Callable[[], str] | None = None) -> None:
         pipeline.add(Stage(name,
                            lambda: run_tools("score", "--predictions", prediction, "--references", sample["dev"],
                                              "--metrics", "rouge", "--report", report),
-                           outputs=[report], inputs=[prediction], score=lambda: score_of(report)))
+                           outputs=[report], inputs=[prediction],
+                           score=lambda: score_of(report) + (f"; {note()}" if note else "")))
 
-    infer_and_score("SFT", merged, merged / "config.json", "sft")
+    sft_dev = infer_and_score("SFT", merged, merged / "config.json", "sft")
 
     train_candidates = candidates / "train_sft.jsonl"
     pipeline.add(Stage("sample train candidates (SFT)",
@@ -167,8 +221,10 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
         lambda: train(RECIPES / "exaone_dpo.yml", dpo_config, merged, dpo_data, None, dpo_dir),
         outputs=[dpo_adapter],
         inputs=[dpo_data, merged / "config.json", RECIPES / "exaone_dpo.yml"],
+        score=lambda: dpo_rewards_of(dpo_dir),
     ))
-    infer_and_score("DPO", dpo_dir, dpo_adapter, "dpo")  # the LoRA adapter is loaded on its (merged SFT) base
+    # The LoRA adapter is loaded on its (merged SFT) base.
+    dpo_dev = infer_and_score("DPO", dpo_dir, dpo_adapter, "dpo", note=lambda: changed_share(sft_dev, dpo_dev))
 
     dev_candidates = candidates / "dev_dpo.jsonl"
     reranked = results / "dev_rerank.json"
@@ -181,4 +237,11 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                                          "--output", reranked),
                        outputs=[reranked], inputs=[dev_candidates]))
     add_score("score dev (MBR rerank)", reranked, results / "dev_rerank.score.json")
+
+    report = w / "compare"
+    pipeline.add(Stage("compare dev (SFT vs DPO vs MBR)",
+                       lambda: run_tools("compare", "--input", sample["dev"], sft_dev, dpo_dev, reranked,
+                                         "--name", "SFT", "--name", "DPO", "--name", "MBR", "--report", report),
+                       outputs=[report / "report.html", report / "compare.json", report / "compare.md"],
+                       inputs=[sft_dev, dpo_dev, reranked], score=lambda: compared_of(report / "compare.json")))
     return pipeline

@@ -4,7 +4,10 @@ For every checkpoint of a training run (``RUN/checkpoint-N`` and the final outpu
 weights or LoRA adapters), generate dev summaries with the same engine and options as `tools infer`, score
 them with the task metric, and record one row per checkpoint: step, epoch, dev loss (from the
 checkpoint's ``trainer_state.json``), every metric computed, mean summary length and the predictions file.
-The best row wins — ties go to the earliest step — and ``RUN/best`` points to it.
+The best row wins — ties go to the earliest step — and ``RUN/best`` points to it. Every other row is
+compared with the winner by a paired bootstrap over the dev examples (:mod:`eval.compare`): the difference
+and its 95 % interval; a row whose interval contains 0 is *within noise* of the winner, and the table
+says so — on a small dev set the choice is then as good as a coin toss between them.
 
 Resumable: predictions live in ``RUN/selection/<checkpoint>.dev.json`` (generated with `tools infer`'s
 sidecar, so an interrupted checkpoint resumes) together with what produced them (the checkpoint's
@@ -25,6 +28,7 @@ from typing import Any, Callable, Sequence
 from common.errors import UserError
 from dataset_builders.io import atomic_open, write_json
 from dataset_builders.nikl import Example
+from eval.compare import RESAMPLES, SEED
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding
 from generation.pipeline import InferenceOptions, infer_file
@@ -58,6 +62,7 @@ class Row:
     metrics: dict[str, float | None]
     mean_summary_chars: float
     predictions: str
+    vs_best: dict[str, Any] | None = None  # this row − the winner (eval.compare.PairedDifference), None for it
     generated: bool = field(default=False, compare=False)  # this run generated them (vs reused)
 
 
@@ -133,8 +138,10 @@ def predictions_for(candidate: Candidate, run: Path, examples: Sequence[Example]
 
 
 def score_candidate(candidate: Candidate, predictions: Path, examples: Sequence[Example], metric: str,
-                    score_options: dict[str, Any]) -> tuple[dict[str, float | None], float]:
+                    score_options: dict[str, Any]) -> tuple[dict[str, float | None], float, Any]:
+    """Every computed metric (0–100), the mean summary length, and the per-example values of ``metric``."""
     from dataset_builders.nikl import load_nikl
+    from eval.compare import per_example_points
     from eval.metrics import REPORT_KEYS, align_by_id, score_pairs
 
     predicted = load_nikl(predictions)
@@ -144,7 +151,7 @@ def score_candidate(candidate: Candidate, predictions: Path, examples: Sequence[
     report = score_pairs(hypotheses, references, needed, ids=ids, required=[m for m in needed if m != "rouge"],
                          **score_options)
     scores = {key: report.score(key) for key in REPORT_KEYS}
-    return scores, statistics.fmean(len(text) for text in hypotheses)
+    return scores, statistics.fmean(len(text) for text in hypotheses), per_example_points(report)[metric]
 
 
 def winner(rows: Sequence[Row], metric: str) -> Row:
@@ -172,15 +179,59 @@ def point_best(run: Path, best: Row) -> Path:
     return link
 
 
+def compare_with_best(rows: Sequence[Row], best: Row, values: dict[str, Any], metric: str, *, resamples: int,
+                      seed: int) -> None:
+    """Set each row's ``vs_best``: its per-example ``values`` minus the winner's, paired bootstrap."""
+    from eval.compare import paired_differences
+
+    others = [row for row in rows if row is not best]
+    scores = {row.name: {metric: values[row.name]} for row in rows}
+    pairs = paired_differences(scores, [(best.name, row.name) for row in others], [metric], resamples=resamples,
+                               seed=seed)
+    for row, pair in zip(others, pairs):
+        row.vs_best = pair.to_json()
+
+
 @dataclass
 class Selection:
     metric: str
     rows: list[Row]
     best: Row
+    resamples: int = 0
+    seed: int = 0
+
+    @property
+    def within_noise(self) -> list[Row]:
+        """The other rows whose interval of the difference to the winner contains 0."""
+        return [row for row in self.rows if row.vs_best is not None and row.vs_best["low"] <= 0 <= row.vs_best["high"]]
+
+    def noise_line(self) -> str:
+        """One sentence: is the choice more than noise?"""
+        from eval.metrics import LABELS
+
+        label = LABELS[self.metric]
+        compared = [row.vs_best for row in self.rows if row.vs_best is not None]
+        if not compared:
+            return f"{self.best.name} is the only checkpoint."
+        how = (f"95 % paired-bootstrap interval over {compared[0]['n']} dev dialogues, {self.resamples:,} resamples, "
+               f"seed {self.seed}")
+        tied = self.within_noise
+        if not tied:
+            return f"{self.best.name} is best by {label}; every other checkpoint is worse beyond noise ({how})."
+        names = ", ".join(row.name for row in tied)
+        return (f"{self.best.name} is best by {label}, but the choice is within noise: {names} "
+                f"{'is' if len(tied) == 1 else 'are'} not distinguishable from it (the interval of the difference "
+                f"contains 0; {how}); ties go to the earliest step.")
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "best": self.best.name, "best_path": self.best.path,
+                "resamples": self.resamples, "seed": self.seed,
+                "within_noise": [row.name for row in self.within_noise],
                 "rows": [{key: value for key, value in asdict(row).items() if key != "generated"} for row in self.rows]}
+
+    def markdown(self) -> str:
+        """``selection.md``: the table, then whether the choice is within noise."""
+        return f"{self.table()}\n\n{self.noise_line()}\n"
 
     def table(self) -> str:
         """A markdown table: one row per checkpoint, the winner in bold."""
@@ -188,17 +239,25 @@ class Selection:
 
         keys = [key for key in ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
                 if any(row.metrics.get(key) is not None for row in self.rows)]
-        head = ["checkpoint", "step", "epoch", "dev loss", *(LABELS[key] for key in keys), "mean chars", "predictions"]
+        head = ["checkpoint", "step", "epoch", "dev loss", *(LABELS[key] for key in keys),
+                f"Δ {LABELS[self.metric]} vs best [95 % interval]", "p", "mean chars", "predictions"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
         def number(value: float | None, digits: int = 2) -> str:
             return "—" if value is None else f"{value:.{digits}f}"
 
+        def difference_cells(pair: dict[str, Any] | None) -> tuple[str, str]:
+            if pair is None:
+                return "—", "—"
+            noise = " (within noise)" if pair["low"] <= 0 <= pair["high"] else ""
+            p = "< 0.001" if pair["p_value"] < 0.001 else f"{pair['p_value']:.3f}"
+            return f"{pair['difference']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}]{noise}", p
+
         for row in self.rows:
             name = f"**{row.name}** (best {self.metric})" if row is self.best else row.name
             cells = [name, "—" if row.step is None else str(row.step), number(row.epoch), number(row.eval_loss, 4),
-                     *(number(row.metrics.get(key)) for key in keys), f"{row.mean_summary_chars:.0f}",
-                     row.predictions]
+                     *(number(row.metrics.get(key)) for key in keys), *difference_cells(row.vs_best),
+                     f"{row.mean_summary_chars:.0f}", row.predictions]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -206,28 +265,34 @@ class Selection:
 def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: Decoding,
                       options: InferenceOptions = InferenceOptions(), *, metric: str = "rouge1",
                       score_options: dict[str, Any] | None = None, progress: bool = True,
-                      notify: Callable[[str], None] = lambda message: None) -> Selection:
-    """Generate (or reuse) and score dev predictions for every checkpoint of ``run``; write
-    ``RUN/selection.json``, ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``."""
+                      notify: Callable[[str], None] = lambda message: None, resamples: int = RESAMPLES,
+                      seed: int = SEED) -> Selection:
+    """Generate (or reuse) and score dev predictions for every checkpoint of ``run``, compare each with the
+    winner (paired bootstrap: ``resamples``, ``seed``); write ``RUN/selection.json``, ``RUN/selection.md``,
+    ``RUN/selection.png`` and ``RUN/best``."""
     from workflow.plots import selection_plot
 
     if metric not in SELECTION_METRICS:
         raise UserError(f"--metric {metric}: choose from {', '.join(SELECTION_METRICS)}")
     run = Path(run)
     candidates = find_checkpoints(run)
-    rows = []
+    rows, values = [], {}
     for candidate in candidates:
         predictions, generated = predictions_for(candidate, run, examples, decoding, options, progress=progress,
                                                  notify=notify)
-        scores, mean_chars = score_candidate(candidate, predictions, examples, metric, score_options or {})
+        scores, mean_chars, values[candidate.name] = score_candidate(candidate, predictions, examples, metric,
+                                                                     score_options or {})
         rows.append(Row(candidate.name, str(candidate.path), candidate.step, candidate.epoch, candidate.eval_loss,
-                        scores, mean_chars, os.path.relpath(predictions, run), generated))
+                        scores, mean_chars, os.path.relpath(predictions, run), generated=generated))
         notify(f"{candidate.name}: {metric} {scores[metric]:.2f}" + (" (predictions reused)" if not generated else ""))
-    selection = Selection(metric, rows, winner(rows, metric))
+    best = winner(rows, metric)
+    compare_with_best(rows, best, values, metric, resamples=resamples, seed=seed)
+    selection = Selection(metric, rows, best, resamples, seed)
     write_json(run / "selection.json", selection.to_json())
     with atomic_open(run / "selection.md") as file:
-        file.write(selection.table() + "\n")
-    selection_plot(metric, [(row.step, row.metrics[metric], row.eval_loss) for row in rows], rows.index(selection.best),
-                   selection.best.name, run / "selection.png")
+        file.write(selection.markdown())
+    intervals = [None if row.vs_best is None else (row.vs_best["low"], row.vs_best["high"]) for row in rows]
+    selection_plot(metric, [(row.step, row.metrics[metric], row.eval_loss) for row in rows], rows.index(best),
+                   best.name, run / "selection.png", intervals)
     point_best(run, selection.best)
     return selection
