@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import read_jsonl
+from common.io import read_jsonl
+from dataset_builders.candidates import unusable_reason
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
-from eval.candidates import unusable_reason
 from eval.metrics import ScoreFn
 
 STRATEGIES = ("ref-vs-worst", "best-vs-worst", "all-pairs-margin")

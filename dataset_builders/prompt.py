@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from common.errors import UserError
+from common.tokenizer import chat_prompt_ids
 from dataset_builders.cleaning import CleaningReport, clean_conversation
 from dataset_builders.nikl import Example, Utterance
-from dataset_builders.tokenizer import chat_prompt_ids
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from transformers import PreTrainedTokenizerBase

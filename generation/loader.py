@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from common.devices import resolve_device
 from common.errors import UserError
-from dataset_builders.tokenizer import load_tokenizer
+from common.tokenizer import load_tokenizer
 from exaone.layout import exaone3_problem
 from generation.checkpoints import resolve_checkpoint, resolve_dtype
 from generation.decoding import Decoding

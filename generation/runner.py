@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import write_json, write_jsonl
+from common.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
 from generation.jobs import Engine, Job, prepare_jobs

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from typing import Any, Sequence
 
 from common.errors import UserError
-from dataset_builders.tokenizer import load_tokenizer
+from common.tokenizer import load_tokenizer
 from generation.checkpoints import Checkpoint, model_context_length
 from generation.decoding import Decoding, finish_text, row_seed, stop_token_ids
 from generation.jobs import Job

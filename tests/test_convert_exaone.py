@@ -18,10 +18,10 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
+from common.tokenizer import chat_prompt_ids
 from conftest import TEST, TRAIN, one_line_error
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
-from dataset_builders.tokenizer import chat_prompt_ids
 from exaone.convert import staged_directory
 from exaone.layout import exaone3_problem
 from exaone.tiny import TOKEN_IDS, build_tiny_exaone

@@ -10,11 +10,11 @@ import statistics
 import pytest
 
 from benchmarks.make_synthetic import SIZES, make_split, write_split
+from common.io import read_jsonl
+from common.tokenizer import chat_prompt_ids, load_tokenizer
 from conftest import REPO, load_json, tools_cli
-from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, question_text
-from dataset_builders.tokenizer import chat_prompt_ids, load_tokenizer
 from generation.decoding import postprocess
 from generation.jobs import prepare_jobs
 from generation.runner import prompt_budget

@@ -23,10 +23,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from common import io
 from common.env import offline_env
+from common.io import read_jsonl
 from conftest import DEV, REPO, TRAIN
-from dataset_builders import io
-from dataset_builders.io import read_jsonl
 from tools.cli import cli
 from workflow.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from common.env import offline_env
+from common.io import atomic_open, write_json
 from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
-from dataset_builders.io import atomic_open, write_json
 from generation.hf import HFEngine
 from generation.runner import generate_all
 from generation.sidecar import SIDECAR_SUFFIX
@@ -231,7 +231,7 @@ def test_unwritable_outputs_are_one_line(tmp_path, make_output, problem):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "folder").mkdir()
     output = make_output(tmp_path)
-    from dataset_builders.io import write_jsonl
+    from common.io import write_jsonl
 
     from common.errors import UserError
 

@@ -57,8 +57,8 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     """
     from tqdm import tqdm
 
+    from common.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
-    from dataset_builders.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
     from tools.options import length_rules_builder

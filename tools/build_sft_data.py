@@ -41,7 +41,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
       tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl \\
           --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama --max-seq-len 4096 --clean fillers
     """
-    from dataset_builders.io import refuse_overwriting_inputs, write_jsonl
+    from common.io import refuse_overwriting_inputs, write_jsonl
     from dataset_builders.nikl import load_nikl
     from dataset_builders.sft import BuildStats, sft_rows
     from tools.options import length_rules_builder

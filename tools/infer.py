@@ -42,7 +42,7 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
           --output candidates/train.jsonl --num-candidates 8 --temperature 0.8 --top-p 0.95 --seed 0
     """
     from common.devices import use_threads
-    from dataset_builders.io import refuse_overwriting_inputs
+    from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
     from generation.decoding import Decoding
     from generation.pipeline import infer_file

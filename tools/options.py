@@ -88,8 +88,8 @@ def length_rules_builder(system_prompt: str, clean_rules: tuple[str, ...], token
                          trust_remote_code: bool = False):
     """The prompt builder and row length limit from the prompt and length options (``--recipe`` gives the
     sequence length, chat template and default tokenizer)."""
+    from common.tokenizer import load_tokenizer
     from dataset_builders.prompt import PromptBuilder
-    from dataset_builders.tokenizer import load_tokenizer
     from workflow.recipes import length_rules
 
     chat_template = None

@@ -38,10 +38,10 @@ def rerank(candidate_paths, input_path, output_path, fallback_path):
     """
     from tqdm import tqdm
 
+    from common.io import refuse_overwriting_inputs, write_json
+    from dataset_builders.candidates import unusable_reason
     from dataset_builders.dpo import load_candidates
-    from dataset_builders.io import refuse_overwriting_inputs, write_json
     from dataset_builders.nikl import load_nikl
-    from eval.candidates import unusable_reason
     from eval.mbr import mbr_select
     from eval.metrics import rouge1_similarity
 

@@ -48,7 +48,7 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
       tools score --predictions result.json --references 일상대화요약_dev.json --report report.json
       tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
     """
-    from dataset_builders.io import refuse_overwriting_inputs, write_json
+    from common.io import refuse_overwriting_inputs, write_json
     from dataset_builders.nikl import load_nikl
     from eval.metrics import align_by_id, score_pairs
 

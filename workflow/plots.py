@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from dataset_builders.io import atomic_open
+from common.io import atomic_open
 
 SIZE_INCHES, DPI = (8, 4.5), 100  # an 800×450 pixel image
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import atomic_open, write_json
+from common.io import atomic_open, write_json
 from dataset_builders.nikl import Example
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding
