@@ -32,9 +32,12 @@ from common.io import read_jsonl
 from dataset_builders.candidates import unusable_reason
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
-from eval.metrics import ScoreFn
 
 STRATEGIES = ("ref-vs-worst", "best-vs-worst", "all-pairs-margin")
+
+# Scores a batch of (prediction, reference) pairs: one value per pair, 0–100, higher is better
+# (:func:`eval.metrics.pair_scorer` makes one for any metric).
+ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 
 @dataclass(frozen=True)

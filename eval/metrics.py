@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from common.errors import UserError
 from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL, MetricUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from dataset_builders.dpo import ScoreFn
 
 METRICS = ("rouge", "bertscore", "bleurt")  # what can be asked for
 REPORT_KEYS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
@@ -26,10 +29,6 @@ OFFICIAL_PARTS = ("rouge1", "bertscore", "bleurt")
 PAIR_METRICS = ("rouge1", "bertscore", "bleurt", "official")
 LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore",
           "bleurt": "BLEURT", "official": "official"}
-
-# Scores a batch of (prediction, reference) pairs: one value per pair, 0–100, higher is better.
-ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
-
 
 @lru_cache(maxsize=2)
 def _bertscore(model: str, layers: int | None, device: str | None, batch_size: int | None):
@@ -71,7 +70,7 @@ def _load(metric: str, *, bertscore_model: str | None = None, bertscore_layers: 
 
 
 def pair_scorer(metric: str, bertscore_model: str | None = None, bleurt_model: str | None = None, *,
-                bertscore_layers: int | None = None, device: str | None = None) -> ScoreFn:
+                bertscore_layers: int | None = None, device: str | None = None) -> "ScoreFn":
     """A batched scoring function for one of ``rouge1``, ``bertscore``, ``bleurt`` or ``official`` (the
     per-pair mean of the three), 0–100. Raises :class:`MetricUnavailable` (a :class:`~common.errors.UserError`) right away
     when a needed model cannot be loaded."""
