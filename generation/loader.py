@@ -49,14 +49,15 @@ def load_engine(
     dtype = resolve_dtype(dtype, device)
     from generation.hf import HFEngine, load_hf_model
 
-    if problem := exaone3_problem(checkpoint.model):  # its remote code predates this transformers; vLLM is fine
+    if problem := exaone3_problem(checkpoint.model, checkpoint.config):  # remote code too old for this transformers
         raise UserError(problem)
-    tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code)
+    config = checkpoint.transformers_config()  # config.json as read by resolve_checkpoint: not read again
+    tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code, config=config)
     from safetensors import SafetensorError
 
     try:
         model = load_hf_model(checkpoint, dtype=dtype, device=device, merge_lora=merge_lora,
-                              trust_remote_code=trust_remote_code)
+                              trust_remote_code=trust_remote_code, config=config)
     except (OSError, SafetensorError) as error:  # missing, unreadable or corrupt weight files
         raise UserError(f"cannot load model {str(ckpt)!r}: {error}") from None
     return HFEngine(model, tokenizer, decoding, checkpoint, dtype=dtype, merged=bool(checkpoint.adapter and merge_lora))

@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
+from common.checkpoint_files import config_of
 from common.tokenizer import chat_prompt_ids
 from conftest import TEST, TRAIN, one_line_error
 from dataset_builders.nikl import load_nikl
@@ -258,8 +259,10 @@ def test_a_failed_conversion_leaves_no_directory(tmp_path):
 
 def test_infer_asks_for_the_conversion(checkpoints, tmp_path):
     hub, converted = checkpoints["3.0"]
-    assert exaone3_problem(converted) is None
-    assert exaone3_problem("LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct") is None  # offline: quietly unknown
+    assert "tools convert-exaone" in exaone3_problem(hub, config_of(hub))
+    assert exaone3_problem(converted, config_of(converted)) is None
+    hub_id = "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
+    assert config_of(hub_id) is None and exaone3_problem(hub_id, None) is None  # offline: quietly unknown
     infer = ["infer", "--no-progress", "--input", TEST, "--output", tmp_path / "r.json"]
     message = one_line_error(tools(*infer, "--ckpt", hub))
     assert "EXAONE 3.x checkpoint in its hub layout" in message and f"tools convert-exaone --model {hub}" in message

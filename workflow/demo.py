@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.checkout import RECIPES, require, sample_files
+from common.checkpoint_files import ADAPTER_WEIGHTS, CONFIG, SAFETENSORS_INDEX
 from common.env import offline_env
 from workflow.stages import Pipeline, Stage, run_program
 
@@ -77,7 +78,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     sft_config, dpo_config = w / "configs" / "exaone_lora.cpu.yml", w / "configs" / "exaone_dpo.cpu.yml"
     sft_dir, dpo_dir = w / "outputs" / "exaone-lora", w / "outputs" / "exaone-dpo"
     merged = sft_dir / "merged"  # where `axolotl merge-lora` writes
-    dpo_adapter = dpo_dir / "adapter_model.safetensors"  # recipes/exaone_dpo.yml is LoRA DPO
+    dpo_adapter = dpo_dir / ADAPTER_WEIGHTS[0]  # recipes/exaone_dpo.yml is LoRA DPO
     results, candidates = w / "results", w / "candidates"
     dpo_data = w / "data" / "dpo" / "train.jsonl"
     steps, save_every = (3, 1) if fast else (8, 2)  # ≥ 3 checkpoints to choose from
@@ -91,11 +92,11 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     # The sharded checkpoint's index is an output too: an older workdir has a single-file Llama model here.
     pipeline.add(Stage("tiny model (EXAONE layout)",
                        lambda: run_tools("build-tiny-model", "--layout", "exaone", "--output", hub_model),
-                       outputs=[hub_model / "config.json", hub_model / "model.safetensors.index.json"]))
+                       outputs=[hub_model / CONFIG, hub_model / SAFETENSORS_INDEX]))
     # --force: the stage only re-runs when its output is out of date, and then replaces it.
     pipeline.add(Stage("convert to Llama layout",
                        lambda: run_tools("convert-exaone", "--model", hub_model, "--output", model, "--force"),
-                       outputs=[model / "config.json"], inputs=[hub_model / "config.json"]))
+                       outputs=[model / CONFIG], inputs=[hub_model / CONFIG]))
 
     def build_sft_data() -> None:
         for split, path in sft_data.items():
@@ -103,7 +104,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                       "--recipe", RECIPES / "exaone_lora.yml", "--tokenizer", model)
 
     pipeline.add(Stage("SFT data", build_sft_data, outputs=list(sft_data.values()),
-                       inputs=[*sample.values(), model / "config.json"]))
+                       inputs=[*sample.values(), model / CONFIG]))
 
     def train(recipe: Path, config: Path, base: Path, train_data: Path, eval_data: Path | None, out: Path,
               every: int | None = None) -> None:
@@ -118,8 +119,8 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
         "SFT (LoRA, axolotl)",
         lambda: train(RECIPES / "exaone_lora.yml", sft_config, model, sft_data["train"], sft_data["dev"], sft_dir,
                       save_every),
-        outputs=[sft_dir / "adapter_model.safetensors"],
-        inputs=[model / "config.json", *sft_data.values(), RECIPES / "exaone_lora.yml", settings],
+        outputs=[sft_dir / ADAPTER_WEIGHTS[0]],
+        inputs=[model / CONFIG, *sft_data.values(), RECIPES / "exaone_lora.yml", settings],
     ))
 
     selection = sft_dir / "selection.json"
@@ -131,11 +132,11 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
 
     pipeline.add(Stage("select checkpoint (ROUGE-1 on dev)", select,
                        outputs=[selection, w / "selection.md", w / "selection.png"],
-                       inputs=[sft_dir / "adapter_model.safetensors", sample["dev"]],
+                       inputs=[sft_dir / ADAPTER_WEIGHTS[0], sample["dev"]],
                        score=lambda: selected_of(selection)))
     pipeline.add(Stage("merge selected LoRA (axolotl)",
                        lambda: axolotl("merge-lora", sft_config, "--lora-model-dir", sft_dir / "best"),
-                       outputs=[merged / "config.json"], inputs=[selection]))
+                       outputs=[merged / CONFIG], inputs=[selection]))
 
     def infer_and_score(label: str, ckpt: Path, marker: Path, tag: str) -> None:
         prediction, report = results / f"dev_{tag}.json", results / f"dev_{tag}.score.json"
@@ -150,13 +151,13 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                                              "--metrics", "rouge", "--report", report),
                            outputs=[report], inputs=[prediction], score=lambda: score_of(report)))
 
-    infer_and_score("SFT", merged, merged / "config.json", "sft")
+    infer_and_score("SFT", merged, merged / CONFIG, "sft")
 
     train_candidates = candidates / "train_sft.jsonl"
     pipeline.add(Stage("sample train candidates (SFT)",
                        lambda: run_tools("infer", "--ckpt", merged, "--input", sample["train"],
                                          "--output", train_candidates, *generation, *sampling),
-                       outputs=[train_candidates], inputs=[merged / "config.json", sample["train"]]))
+                       outputs=[train_candidates], inputs=[merged / CONFIG, sample["train"]]))
     pipeline.add(Stage("DPO data",
                        lambda: run_tools("build-dpo-data", "--data", sample["train"], "--candidates", train_candidates,
                                          "--output", dpo_data, "--strategy", "ref-vs-worst",
@@ -166,7 +167,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
         "DPO (axolotl)",
         lambda: train(RECIPES / "exaone_dpo.yml", dpo_config, merged, dpo_data, None, dpo_dir),
         outputs=[dpo_adapter],
-        inputs=[dpo_data, merged / "config.json", RECIPES / "exaone_dpo.yml"],
+        inputs=[dpo_data, merged / CONFIG, RECIPES / "exaone_dpo.yml"],
     ))
     infer_and_score("DPO", dpo_dir, dpo_adapter, "dpo")  # the LoRA adapter is loaded on its (merged SFT) base
 

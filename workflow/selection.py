@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from common.checkpoint_files import ADAPTER_WEIGHTS, SAFETENSORS, has_weights
 from common.errors import UserError
 from common.io import atomic_open, write_json
 from dataset_builders.nikl import Example
@@ -33,8 +34,6 @@ from generation.runner import examples_digest
 SELECTION_DIR = "selection"
 SELECTION_METRICS = ("rouge1", "bertscore", "bleurt", "official")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
-            "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 @dataclass
@@ -59,10 +58,6 @@ class Row:
     mean_summary_chars: float
     predictions: str
     generated: bool = field(default=False, compare=False)  # this run generated them (vs reused)
-
-
-def has_weights(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in _WEIGHTS)
 
 
 def training_state(path: Path) -> tuple[int | None, float | None, float | None]:
@@ -94,8 +89,8 @@ def find_checkpoints(run: Path) -> list[Candidate]:
         last = found[-1] if found else None
         found.append(Candidate("final", run, last.step if last else None, last.epoch if last else None, None))
     if not found:
-        raise UserError(f"--run {run}: no checkpoint-N folder and no final weights (adapter_model.safetensors, "
-                        "model.safetensors …) — is this an Axolotl output_dir?")
+        raise UserError(f"--run {run}: no checkpoint-N folder and no final weights ({ADAPTER_WEIGHTS[0]}, "
+                        f"{SAFETENSORS} …) — is this an Axolotl output_dir?")
     return found
 
 
