@@ -68,7 +68,7 @@ def test_no_command_overwrites_its_input(tmp_path, dev_copy, tiny_model):
          "--output", "--data"),
         (["build-dpo-data", "--data", dev_copy, "--candidates", candidates, "--output", candidates], "--output", "--candidates"),
         (["rerank", "--candidates", candidates, "--input", dev_copy, "--output", dev_copy], "--output", "--input"),
-        (["score", "--predictions", dev_copy, "--references", DEV, "--metrics", "rouge", "--report", link],
+        (["score", "--predictions", dev_copy, "--references", DEV, "--metrics", "rouge1", "--report", link],
          "--report", "--predictions"),
         (["cpu-overlay", REPO / "recipes" / "exaone_lora.yml", "--base-model", tiny_model, "--train-data", candidates,
           "--output-dir", tmp_path / "o", "--config-out", candidates], "--config-out", "--train-data"),

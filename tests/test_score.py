@@ -43,7 +43,7 @@ def files(write_nikl):
 def test_rouge_table_and_report(files, tmp_path):
     predictions, references = files
     report_path = tmp_path / "out" / "report.json"
-    result = run("--predictions", predictions, "--references", references, "--metrics", "rouge",
+    result = run("--predictions", predictions, "--references", references, "--metrics", "rouge1",
                  "--report", report_path)
     assert result.exit_code == 0, result.output
     expected = 100 * sum(pair[2] for pair in PAIRS.values()) / 4
@@ -141,8 +141,27 @@ def test_references_need_summaries():
 
 
 def test_bad_metrics_option():
-    result = run("--predictions", DEV, "--references", DEV, "--metrics", "rouge,bleu")
-    assert result.exit_code == 2 and "bleu: choose from rouge, bertscore, bleurt" in result.output
+    result = run("--predictions", DEV, "--references", DEV, "--metrics", "rouge1,bleu")
+    assert result.exit_code == 2 and "bleu: choose from rouge1, rouge2, rougeL, bertscore, bleurt, official" in result.output
+
+
+def test_one_spelling_of_each_metric_everywhere_and_the_old_one_too(files, tmp_path):
+    """`tools score --metrics rouge` (the old spelling) is rouge1; any case works; the library takes the same names."""
+    predictions, references = files
+    reports = []
+    for spelling in ("rouge1", "rouge", "ROUGE1", "rougel"):
+        report = tmp_path / f"{spelling}.json"
+        assert run("--predictions", predictions, "--references", references, "--metrics", spelling,
+                   "--report", report).exit_code == 0
+        reports.append(json.loads(report.read_text(encoding="utf-8")))
+    assert all(report == reports[0] for report in reports)
+    texts = [item["output"] or "빈 요약" for item in load_json(DEV)]
+    assert pair_scorer("rouge")(texts, texts[::-1]) == pair_scorer("rouge1")(texts, texts[::-1])
+    assert pair_scorer("rougeL")(["사과 배"], ["배 사과"]) == [50.0] and pair_scorer("rouge2")(["사과 배"], ["배 사과"]) == [0.0]
+    for command in ("select-checkpoint", "build-dpo-data"):
+        option = next(param for param in cli.commands[command].params if param.name == "metric")
+        assert [option.type.convert(name, option, None) for name in ("rouge", "OFFICIAL", "rougeL")] == [
+            "rouge1", "official", "rougeL"]
 
 
 def test_api_reports_every_skip():
@@ -151,7 +170,7 @@ def test_api_reports_every_skip():
     assert set(report.skipped) == {"bertscore", "bleurt", "official"}
     assert report.to_json()["per_example"] == [{"id": "x", "rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0,
                                                 "bertscore": None, "bleurt": None, "official": None}]
-    with pytest.raises(ValueError, match="unknown metric"):
+    with pytest.raises(UserError, match="unknown metric 'bleu'; choose from rouge1, rouge2, rougeL"):
         score_pairs(["a"], ["a"], ("bleu",))
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         score_pairs(["a", "b"], ["a"])
@@ -162,8 +181,8 @@ def test_pair_scorer_fails_cleanly_without_weights(tmp_path):
         pair_scorer("bleurt", bleurt_model=str(tmp_path / "none"))
     with pytest.raises(MetricUnavailable, match="HF_HUB_OFFLINE=1"):
         pair_scorer("official")
-    with pytest.raises(ValueError, match="unknown metric 'rouge'"):
-        pair_scorer("rouge")
+    with pytest.raises(UserError, match="unknown metric 'rouge-1'"):
+        pair_scorer("rouge-1")
 
 
 def test_help():

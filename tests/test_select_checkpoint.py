@@ -59,7 +59,7 @@ def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_pa
     for row in rows:  # each row is what `tools infer` + `tools score` give for that checkpoint alone
         alone, report = tmp_path / f"{row['name']}.json", tmp_path / f"{row['name']}.score.json"
         assert tools_cli("infer", "--ckpt", row["path"], "--input", DEV, "--output", alone, *COMMON).exit_code == 0
-        assert tools_cli("score", "--predictions", alone, "--references", DEV, "--metrics", "rouge",
+        assert tools_cli("score", "--predictions", alone, "--references", DEV, "--metrics", "rouge1",
                    "--report", report).exit_code == 0
         assert load_json(lora_run / row["predictions"]) == load_json(alone)
         scored = load_json(report)

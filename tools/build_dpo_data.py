@@ -8,10 +8,10 @@ import click
 
 from common.errors import UserError
 from dataset_builders.dpo import STRATEGIES
-from eval.metrics import PAIR_METRICS
 from tools.options import (
     clean_option,
     metric_model_options,
+    metric_option,
     output_file_option,
     prompt_budget_option,
     recipe_length_options,
@@ -28,8 +28,7 @@ from tools.options import (
 @output_file_option("DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
 @click.option("--strategy", type=click.Choice(STRATEGIES),
               default="ref-vs-worst", show_default=True, help="How pairs are formed from the scored candidates.")
-@click.option("--metric", type=click.Choice(PAIR_METRICS), default="rouge1", show_default=True,
-              help="Ranking metric (0–100); bertscore/bleurt/official need their local models.")
+@metric_option("Ranking metric (0–100); bertscore, bleurt and official need their models.")
 @metric_model_options
 @click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Smallest score gap (0–100 points) a pair may have.")

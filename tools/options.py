@@ -11,6 +11,7 @@ import click
 from common.errors import UserError
 from dataset_builders.cleaning import RULES
 from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT, SYSTEM_PROMPTS
+from eval.registry import DEFAULT_METRIC, NAMES, lookup
 
 F = Callable[..., Any]
 
@@ -193,6 +194,34 @@ def output_file_option(help_text: str, name: str = "--output", dest: str = "outp
                        required: bool = True) -> Callable[[F], F]:
     return click.option(name, dest, required=required, type=OutputFile(), help=help_text)
 
+
+
+class MetricName(click.ParamType):
+    """A metric of :mod:`eval.registry` — any case, old spellings accepted; with ``several``, a comma-separated list
+    (converted to a tuple of names, each once)."""
+
+    name = "metric"
+
+    def __init__(self, several: bool = False) -> None:
+        self.several = several
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return ("NAME,…" if self.several else "NAME") + f" ({'|'.join(NAMES)})"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):  # already converted (a default given as a tuple)
+            return value
+        names = [name for name in str(value).split(",") if name.strip()] if self.several else [str(value)]
+        unknown = [name for name in names if lookup(name) is None]
+        if unknown or not names:
+            self.fail(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(NAMES)}", param, ctx)
+        found = tuple(dict.fromkeys(lookup(name) for name in names))
+        return found if self.several else found[0]
+
+
+def metric_option(help_text: str) -> Callable[[F], F]:
+    """``--metric NAME``: the one metric that ranks (checkpoint selection, DPO pairs)."""
+    return click.option("--metric", type=MetricName(), default=DEFAULT_METRIC, show_default=True, help=help_text)
 
 
 def metric_model_options(function: F) -> F:

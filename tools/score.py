@@ -7,16 +7,8 @@ from pathlib import Path
 import click
 
 from common.errors import UserError
-from eval.metrics import METRICS
-from tools.options import metric_model_options, output_file_option
-
-
-def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
-    unknown = [name for name in names if name not in METRICS]
-    if unknown or not names:
-        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(METRICS)}")
-    return names
+from eval.registry import OFFICIAL_PARTS, scorers_for
+from tools.options import MetricName, metric_model_options, output_file_option
 
 
 @click.command("score")
@@ -26,8 +18,9 @@ def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--references", "references_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="NIKL file with reference summaries, e.g. 일상대화요약_dev.json.")
-@click.option("--metrics", default=",".join(METRICS), show_default=True, callback=_parse_metrics,
-              help="Comma-separated subset of: rouge, bertscore, bleurt.")
+@click.option("--metrics", type=MetricName(several=True), default=",".join(OFFICIAL_PARTS), show_default=True,
+              help="Comma-separated metrics to compute (ROUGE-2 and ROUGE-L come with ROUGE-1; official needs all "
+                   "three of its parts).")
 @output_file_option("Write the scores (0–100) and per-example values as JSON (atomically).", "--report",
                     "report_path", required=False)
 @metric_model_options
@@ -46,7 +39,7 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
     \b
     Example:
       tools score --predictions result.json --references 일상대화요약_dev.json --report report.json
-      tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
+      tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge1
     """
     from common.io import refuse_overwriting_inputs, write_json
     from dataset_builders.nikl import load_nikl
@@ -56,8 +49,9 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
                                                           "--references": references_path})
 
     context = click.get_current_context()
-    required = [metric for metric, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
-                if metric in metrics and context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]
+    required = [scorer for scorer, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
+                if scorer in scorers_for(metrics)
+                and context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]
     predictions = load_nikl(predictions_path)
     references = load_nikl(references_path, require_output="--references needs reference summaries to score "
                                                             "against, e.g. 일상대화요약_dev.json; test files have none")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import generation_options, inference_options, metric_model_options
-from workflow.selection import SELECTION_METRICS
+from tools.options import generation_options, inference_options, metric_model_options, metric_option
 
 
 @click.command("select-checkpoint")
@@ -15,8 +14,7 @@ from workflow.selection import SELECTION_METRICS
               help="A training run's output_dir: its checkpoint-N folders and final weights are compared.")
 @click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="NIKL file with reference summaries, e.g. 일상대화요약_dev.json.")
-@click.option("--metric", type=click.Choice(SELECTION_METRICS), default="rouge1",
-              show_default=True, help="What selects: rouge1 needs no weights; the others need their local models.")
+@metric_option("What selects: rouge1 needs no weights; bertscore, bleurt and official need their models.")
 @metric_model_options
 @generation_options
 def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_layers, bleurt_model, max_new_tokens,

@@ -148,7 +148,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     def add_score(name: str, prediction: Path, report: Path) -> None:
         pipeline.add(Stage(name,
                            lambda: run_tools("score", "--predictions", prediction, "--references", sample["dev"],
-                                             "--metrics", "rouge", "--report", report),
+                                             "--metrics", "rouge1", "--report", report),
                            outputs=[report], inputs=[prediction], score=lambda: score_of(report)))
 
     infer_and_score("SFT", merged, merged / CONFIG, "sft")

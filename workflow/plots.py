@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from common.io import atomic_open
+from eval.registry import LABELS
 
 SIZE_INCHES, DPI = (8, 4.5), 100  # an 800×450 pixel image
 
@@ -18,8 +19,6 @@ def selection_plot(metric: str, points: Sequence[tuple[int | None, float, float 
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-
-    from eval.metrics import LABELS
 
     x = [step if step is not None else index for index, (step, _, _) in enumerate(points)]
     scores = [score for _, score, _ in points]

@@ -26,13 +26,13 @@ from common.checkpoint_files import ADAPTER_WEIGHTS, SAFETENSORS, has_weights
 from common.errors import UserError
 from common.io import atomic_open, write_json
 from dataset_builders.nikl import Example
+from eval.registry import DEFAULT_METRIC, LABELS, NAMES, metric_name
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding
 from generation.pipeline import InferenceOptions, infer_file
 from generation.runner import examples_digest
 
 SELECTION_DIR = "selection"
-SELECTION_METRICS = ("rouge1", "bertscore", "bleurt", "official")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -94,12 +94,6 @@ def find_checkpoints(run: Path) -> list[Candidate]:
     return found
 
 
-def metrics_to_run(metric: str) -> tuple[str, ...]:
-    """What `eval.metrics.score_pairs` must compute for the chosen selection metric."""
-    return {"rouge1": ("rouge",), "bertscore": ("rouge", "bertscore"), "bleurt": ("rouge", "bleurt"),
-            "official": ("rouge", "bertscore", "bleurt")}[metric]
-
-
 def record_of(candidate: Candidate, examples: Sequence[Example], decoding: Decoding,
               options: InferenceOptions) -> dict[str, Any]:
     """What the predictions of ``candidate`` depend on: if any of it changes, they are generated again."""
@@ -130,15 +124,15 @@ def predictions_for(candidate: Candidate, run: Path, examples: Sequence[Example]
 def score_candidate(candidate: Candidate, predictions: Path, examples: Sequence[Example], metric: str,
                     score_options: dict[str, Any]) -> tuple[dict[str, float | None], float]:
     from dataset_builders.nikl import load_nikl
-    from eval.metrics import REPORT_KEYS, align_by_id, score_pairs
+    from eval.metrics import align_by_id, score_pairs
 
     predicted = load_nikl(predictions)
     ids, hypotheses, references = align_by_id([(e.id, e.output) for e in predicted],
                                               [(e.id, e.output) for e in examples], str(predictions), "--dev")
-    needed = metrics_to_run(metric)
-    report = score_pairs(hypotheses, references, needed, ids=ids, required=[m for m in needed if m != "rouge"],
+    # ROUGE always (it needs no weights), and the selection metric, whose model must load.
+    report = score_pairs(hypotheses, references, (DEFAULT_METRIC, metric), ids=ids, required=(metric,),
                          **score_options)
-    scores = {key: report.score(key) for key in REPORT_KEYS}
+    scores = {key: report.score(key) for key in NAMES}
     return scores, statistics.fmean(len(text) for text in hypotheses)
 
 
@@ -179,10 +173,7 @@ class Selection:
 
     def table(self) -> str:
         """A markdown table: one row per checkpoint, the winner in bold."""
-        from eval.metrics import LABELS
-
-        keys = [key for key in ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
-                if any(row.metrics.get(key) is not None for row in self.rows)]
+        keys = [key for key in NAMES if any(row.metrics.get(key) is not None for row in self.rows)]
         head = ["checkpoint", "step", "epoch", "dev loss", *(LABELS[key] for key in keys), "mean chars", "predictions"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -199,15 +190,14 @@ class Selection:
 
 
 def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: Decoding,
-                      options: InferenceOptions = InferenceOptions(), *, metric: str = "rouge1",
+                      options: InferenceOptions = InferenceOptions(), *, metric: str = DEFAULT_METRIC,
                       score_options: dict[str, Any] | None = None, progress: bool = True,
                       notify: Callable[[str], None] = lambda message: None) -> Selection:
     """Generate (or reuse) and score dev predictions for every checkpoint of ``run``; write
     ``RUN/selection.json``, ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``."""
     from workflow.plots import selection_plot
 
-    if metric not in SELECTION_METRICS:
-        raise UserError(f"--metric {metric}: choose from {', '.join(SELECTION_METRICS)}")
+    metric = metric_name(metric)
     run = Path(run)
     candidates = find_checkpoints(run)
     rows = []
