@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -104,6 +104,9 @@ class RunReport:
     seconds: float = 0.0
     batch_size: int = 0
     sidecar: Path | None = None
+    # Every example's finished row by id ({"id", "output"} or {"id", "candidates"}): what the output file holds,
+    # for a caller that goes on in the same process (checkpoint selection scores them without reading them back).
+    results: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def summary(self) -> list[str]:
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
@@ -213,4 +216,5 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
     report.seconds = time.perf_counter() - start
     write_results(output, examples, done, sampling)
     sidecar.remove()
+    report.results = done
     return report

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, random_lora
+from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, opened_files, random_lora
 from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
@@ -234,27 +232,6 @@ def test_lora_adapter_with_missing_base(tmp_path, lora):
     (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/nowhere/base"}))
     message = one_line_error(infer("--ckpt", moved, "--input", TEST, "--output", tmp_path / "r.json"))
     assert "base model /nowhere/base not found" in message and "--base-model" in message
-
-
-_OPENING: list[list[str]] = []  # the files opened while `opened_files()` is active (innermost last)
-
-
-def _record_open(event: str, args: tuple) -> None:
-    if event == "open" and _OPENING and isinstance(args[0], (str, os.PathLike)):
-        _OPENING[-1].append(os.fspath(args[0]))
-
-
-@contextmanager
-def opened_files():
-    """Every file this process opens inside the block, by anyone (Python's audit hook for ``open``)."""
-    if not getattr(opened_files, "hooked", False):  # an audit hook cannot be removed: add one, once
-        sys.addaudithook(_record_open)
-        opened_files.hooked = True
-    _OPENING.append(opened := [])
-    try:
-        yield opened
-    finally:
-        _OPENING.pop()
 
 
 def test_a_run_reads_the_checkpoints_config_once(tmp_path, tiny_model, lora):

@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from conftest import DEV, TEST, load_json, random_lora, tools_cli
+from conftest import DEV, TEST, load_json, opened_files, random_lora, tools_cli
 from workflow.selection import Row, find_checkpoints, winner
 
 COMMON = ["--no-progress", "--threads", "1", "--max-new-tokens", "8"]
@@ -88,6 +88,21 @@ def test_a_rerun_regenerates_only_what_is_missing(lora_run):
     # Other decoding settings make every stored prediction stale.
     result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON[:-1], "6")
     assert result.exit_code == 0 and result.output.count(": generating") == 4
+
+
+def test_fresh_predictions_are_scored_as_generated_and_kept_ones_are_read_back(lora_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run, ignore=shutil.ignore_patterns("selection*", "best"))
+    with opened_files() as opened:
+        assert tools_cli("select-checkpoint", "--run", run, "--dev", DEV, *COMMON).exit_code == 0
+    assert not [path for path in opened if path.endswith(".dev.json")]  # written (temp file + rename), never read
+    kept = run / "selection" / "checkpoint-2.dev.json"  # edited by hand: the reference summaries
+    kept.write_text(json.dumps(load_json(DEV), ensure_ascii=False), encoding="utf-8")
+    with opened_files() as opened:
+        result = tools_cli("select-checkpoint", "--run", run, "--dev", DEV, *COMMON)
+    assert result.exit_code == 0 and str(kept) in opened
+    selection = load_json(run / "selection.json")
+    assert selection["best"] == "checkpoint-2" and selection["rows"][0]["metrics"]["rouge1"] == 100.0
 
 
 def test_full_weight_checkpoints(tiny_model, tmp_path):

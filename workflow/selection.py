@@ -37,8 +37,8 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
-class Candidate:
-    """One checkpoint of the run."""
+class RunCheckpoint:
+    """One checkpoint of the training run: a ``checkpoint-N`` folder or the final output."""
 
     name: str  # "checkpoint-120" or "final"
     path: Path
@@ -74,7 +74,7 @@ def training_state(path: Path) -> tuple[int | None, float | None, float | None]:
     return step, state.get("epoch"), losses[-1]["eval_loss"] if losses else None
 
 
-def find_checkpoints(run: Path) -> list[Candidate]:
+def find_checkpoints(run: Path) -> list[RunCheckpoint]:
     """``checkpoint-N`` folders in step order, then the final output (``RUN`` itself) when it holds weights."""
     if not run.is_dir():
         raise UserError(f"--run {run}: no such directory")
@@ -83,57 +83,71 @@ def find_checkpoints(run: Path) -> list[Candidate]:
         match = _CHECKPOINT.match(path.name)
         if match and has_weights(path):
             step, epoch, loss = training_state(path)
-            found.append(Candidate(path.name, path, step if step is not None else int(match.group(1)), epoch, loss))
-    found.sort(key=lambda candidate: candidate.step)
+            found.append(RunCheckpoint(path.name, path, step if step is not None else int(match.group(1)), epoch, loss))
+    found.sort(key=lambda checkpoint: checkpoint.step)
     if has_weights(run):
         last = found[-1] if found else None
-        found.append(Candidate("final", run, last.step if last else None, last.epoch if last else None, None))
+        found.append(RunCheckpoint("final", run, last.step if last else None, last.epoch if last else None, None))
     if not found:
         raise UserError(f"--run {run}: no checkpoint-N folder and no final weights ({ADAPTER_WEIGHTS[0]}, "
                         f"{SAFETENSORS} …) — is this an Axolotl output_dir?")
     return found
 
 
-def record_of(candidate: Candidate, examples: Sequence[Example], decoding: Decoding,
+def record_of(checkpoint: RunCheckpoint, examples: Sequence[Example], decoding: Decoding,
               options: InferenceOptions) -> dict[str, Any]:
-    """What the predictions of ``candidate`` depend on: if any of it changes, they are generated again."""
-    checkpoint = resolve_checkpoint(candidate.path, options.base_model)
+    """What the predictions of ``checkpoint`` depend on: if any of it changes, they are generated again."""
+    resolved = resolve_checkpoint(checkpoint.path, options.base_model)
     settings = {key: value for key, value in asdict(options).items() if key not in ("batch_size", "device")}
-    return {"checkpoint": checkpoint.settings(), "decoding": decoding.settings(), "options": settings,
+    return {"checkpoint": resolved.settings(), "decoding": decoding.settings(), "options": settings,
             "input_sha256": examples_digest(examples)}
 
 
-def predictions_for(candidate: Candidate, run: Path, examples: Sequence[Example], decoding: Decoding,
-                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None]) -> tuple[Path, bool]:
-    """The dev predictions of one checkpoint, reused when their record matches; ``(file, generated?)``."""
+@dataclass
+class DevPredictions:
+    path: Path  # RUN/selection/<checkpoint>.dev.json
+    texts: list[str]  # the summaries, in the dev file's order
+    generated: bool  # by this run (else reused from an earlier one)
+
+
+def predictions_for(checkpoint: RunCheckpoint, run: Path, examples: Sequence[Example], decoding: Decoding,
+                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None]) -> DevPredictions:
+    """The dev predictions of one checkpoint: reused when their record matches (then read back and checked, as
+    they may have been edited), else generated — and taken from the run, not read back from the file it wrote."""
     folder = run / SELECTION_DIR
-    output, record_file = folder / f"{candidate.name}.dev.json", folder / f"{candidate.name}.dev.record.json"
-    record = json.loads(json.dumps(record_of(candidate, examples, decoding, options)))
+    output, record_file = folder / f"{checkpoint.name}.dev.json", folder / f"{checkpoint.name}.dev.record.json"
+    record = json.loads(json.dumps(record_of(checkpoint, examples, decoding, options)))
     if output.is_file() and record_file.is_file():
         try:
             if json.loads(record_file.read_text(encoding="utf-8")) == record:
-                return output, False
+                return DevPredictions(output, read_predictions(output, examples), generated=False)
         except ValueError:
             pass  # a torn record: generate again
-    notify(f"{candidate.name}: generating {len(examples)} dev summaries")
-    infer_file(candidate.path, examples, output, decoding, options, progress=progress, notify=notify)
+    notify(f"{checkpoint.name}: generating {len(examples)} dev summaries")
+    report = infer_file(checkpoint.path, examples, output, decoding, options, progress=progress, notify=notify)
     write_json(record_file, record)
-    return output, True
+    return DevPredictions(output, [report.results[example.id]["output"] for example in examples], generated=True)
 
 
-def score_candidate(candidate: Candidate, predictions: Path, examples: Sequence[Example], metric: str,
-                    score_options: dict[str, Any]) -> tuple[dict[str, float | None], float]:
+def read_predictions(path: Path, examples: Sequence[Example]) -> list[str]:
+    """The summaries of a kept predictions file, in the dev file's order (ids checked against it)."""
     from dataset_builders.nikl import load_nikl
-    from eval.metrics import align_by_id, score_pairs
+    from eval.metrics import align_by_id
 
-    predicted = load_nikl(predictions)
-    ids, hypotheses, references = align_by_id([(e.id, e.output) for e in predicted],
-                                              [(e.id, e.output) for e in examples], str(predictions), "--dev")
-    # ROUGE always (it needs no weights), and the selection metric, whose model must load.
-    report = score_pairs(hypotheses, references, (DEFAULT_METRIC, metric), ids=ids, required=(metric,),
-                         **score_options)
-    scores = {key: report.score(key) for key in NAMES}
-    return scores, statistics.fmean(len(text) for text in hypotheses)
+    predicted = load_nikl(path)
+    return align_by_id([(e.id, e.output) for e in predicted], [(e.id, e.output) for e in examples], str(path),
+                       "--input")[1]
+
+
+def score_predictions(texts: Sequence[str], examples: Sequence[Example], metric: str,
+                      score_options: dict[str, Any]) -> tuple[dict[str, float | None], float]:
+    """Every metric computed (ROUGE always: it needs no weights; and ``metric``, whose model must load) and the
+    mean summary length."""
+    from eval.metrics import score_pairs
+
+    report = score_pairs(texts, [example.output for example in examples], (DEFAULT_METRIC, metric),
+                         ids=[example.id for example in examples], required=(metric,), **score_options)
+    return {key: report.score(key) for key in NAMES}, statistics.fmean(len(text) for text in texts)
 
 
 def winner(rows: Sequence[Row], metric: str) -> Row:
@@ -199,15 +213,14 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
 
     metric = metric_name(metric)
     run = Path(run)
-    candidates = find_checkpoints(run)
     rows = []
-    for candidate in candidates:
-        predictions, generated = predictions_for(candidate, run, examples, decoding, options, progress=progress,
-                                                 notify=notify)
-        scores, mean_chars = score_candidate(candidate, predictions, examples, metric, score_options or {})
-        rows.append(Row(candidate.name, str(candidate.path), candidate.step, candidate.epoch, candidate.eval_loss,
-                        scores, mean_chars, os.path.relpath(predictions, run), generated))
-        notify(f"{candidate.name}: {metric} {scores[metric]:.2f}" + (" (predictions reused)" if not generated else ""))
+    for checkpoint in find_checkpoints(run):
+        predictions = predictions_for(checkpoint, run, examples, decoding, options, progress=progress, notify=notify)
+        scores, mean_chars = score_predictions(predictions.texts, examples, metric, score_options or {})
+        rows.append(Row(checkpoint.name, str(checkpoint.path), checkpoint.step, checkpoint.epoch, checkpoint.eval_loss,
+                        scores, mean_chars, os.path.relpath(predictions.path, run), predictions.generated))
+        notify(f"{checkpoint.name}: {metric} {scores[metric]:.2f}"
+               + ("" if predictions.generated else " (predictions reused)"))
     selection = Selection(metric, rows, winner(rows, metric))
     write_json(run / "selection.json", selection.to_json())
     with atomic_open(run / "selection.md") as file:
