@@ -94,7 +94,7 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
     check_output(output, force)
     source = fetch(model, revision)
     if source == output.resolve() or output.resolve() in source.parents:
-        raise UserError(f"--output {output}: would overwrite the input checkpoint {source}")
+        raise UserError(f"--output-dir {output}: would overwrite the input checkpoint {source}")
     config = read_config(source)
     if problem := model_type_problem(config, source_layout, str(model)):
         raise UserError(problem)
@@ -128,9 +128,9 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
 
 def check_output(output: Path, force: bool) -> None:
     if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output}: exists and is not a directory")
+        raise UserError(f"--output-dir {output}: exists and is not a directory")
     if output.is_dir() and any(output.iterdir()) and not force:
-        raise UserError(f"--output {output}: exists and is not empty; pass --force to replace it")
+        raise UserError(f"--output-dir {output}: exists and is not empty; pass --force to replace it")
 
 
 def fetch(model: str | Path, revision: str | None) -> Path:

@@ -167,5 +167,5 @@ def exaone3_problem(model: str | Path, config: dict[str, Any] | None) -> str | N
     if not isinstance(config, dict) or config.get("model_type") != EXAONE:
         return None
     return (f"{model} is an EXAONE 3.x checkpoint in its hub layout, whose remote code does not run on this "
-            f"transformers; convert it once with `tools convert-exaone --model {model} --output DIR` "
+            f"transformers; convert it once with `tools convert-exaone --model {model} --output-dir DIR` "
             "and use DIR instead")

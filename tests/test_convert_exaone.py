@@ -61,7 +61,7 @@ def checkpoints(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     made = {}
     for shape, options in SHAPES.items():
         hub = build_tiny_exaone(root / f"hub-{shape}", shape=shape, initializer_range=0.1, **options)
-        convert("--model", hub, "--output", root / f"llama-{shape}")
+        convert("--model", hub, "--output-dir", root / f"llama-{shape}")
         made[shape] = hub, root / f"llama-{shape}"
     return made
 
@@ -175,7 +175,7 @@ def test_tokenizer_renders_the_same_prompt_ids(checkpoints):
 def test_round_trip_is_bit_identical(shape, checkpoints, tmp_path):
     hub, converted = checkpoints[shape]
     back = tmp_path / "back"
-    convert("--model", converted, "--to", "exaone", "--output", back)
+    convert("--model", converted, "--to", "exaone", "--output-dir", back)
     assert load_json(back / "config.json") == load_json(hub / "config.json")
     assert tensors(back) == tensors(hub)
     assert load_json(back / "model.safetensors.index.json") == load_json(hub / "model.safetensors.index.json")
@@ -215,7 +215,7 @@ def test_refuses_a_broken_checkpoint_with_one_line(case, checkpoints, tmp_path):
     source = shutil.copytree(checkpoints["3.0"][0], tmp_path / "model")
     breaks, message = BROKEN[case]
     breaks(source)
-    result = tools("convert-exaone", "--model", source, "--output", tmp_path / "out")
+    result = tools("convert-exaone", "--model", source, "--output-dir", tmp_path / "out")
     assert message in one_line_error(result)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]  # nothing written, nothing half-written
 
@@ -226,8 +226,8 @@ def test_refuses_a_non_empty_output_without_force(checkpoints, tmp_path):
     (out / "old.txt").write_text("x")
     hub = checkpoints["3.0"][0]
     assert "exists and is not empty; pass --force" in one_line_error(
-        tools("convert-exaone", "--model", hub, "--output", out))
-    convert("--model", hub, "--output", out, "--force")
+        tools("convert-exaone", "--model", hub, "--output-dir", out))
+    convert("--model", hub, "--output-dir", out, "--force")
     assert not (out / "old.txt").exists() and (out / "config.json").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # the staging directory is gone
 
@@ -238,12 +238,12 @@ def test_refuses_a_non_empty_output_without_force(checkpoints, tmp_path):
     ("LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct", [], "cannot download LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct from the hub"),
     ("{llama}", [], "already in the Llama layout"),
     ("{hub}", ["--revision", "main"], "--revision main: only applies to a hub id"),
-    ("{hub}", ["--force", "--output", "{hub}/.."], "would overwrite the input checkpoint"),
+    ("{hub}", ["--force", "--output-dir", "{hub}/.."], "would overwrite the input checkpoint"),
 ])
 def test_refuses_what_it_cannot_convert(model, extra, message, tmp_path, checkpoints):
     hub, converted = checkpoints["3.0"]
     fill = {"tmp": tmp_path, "hub": hub, "llama": converted}
-    args = ["--model", model.format(**fill), "--output", tmp_path / "o", *(arg.format(**fill) for arg in extra)]
+    args = ["--model", model.format(**fill), "--output-dir", tmp_path / "o", *(arg.format(**fill) for arg in extra)]
     assert message.format(**fill) in one_line_error(tools("convert-exaone", *args))
 
 
@@ -286,12 +286,12 @@ def test_help_explains_every_option(command):
 
 
 def test_build_tiny_model_command_writes_both_layouts(tmp_path):
-    result = tools("build-tiny-model", "--layout", "exaone", "--shape", "tied", "--output", tmp_path / "hub")
+    result = tools("build-tiny-model", "--layout", "exaone", "--shape", "tied", "--output-dir", tmp_path / "hub")
     assert result.exit_code == 0, result.output
     config = load_json(tmp_path / "hub" / "config.json")
     assert config["model_type"] == "exaone" and config["tie_word_embeddings"] is True
     assert config["rope_scaling"]["rope_type"] == "llama3" and config["max_position_embeddings"] == 32768
-    result = tools("build-tiny-model", "--output", tmp_path / "llama")
+    result = tools("build-tiny-model", "--output-dir", tmp_path / "llama")
     assert result.exit_code == 0, result.output
     assert load_json(tmp_path / "llama" / "config.json")["model_type"] == "llama"
     assert load_json(tmp_path / "llama-exaone-layout" / "config.json")["model_type"] == "exaone"

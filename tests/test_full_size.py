@@ -138,7 +138,7 @@ def test_dpo_pairs_fit_the_sequence_len(tiny_model, tmp_path):
         item["output"][: len(item["output"]) // 3], "두 사람은 이야기를 나누었다. " * 3]}, ensure_ascii=False) + "\n"
         for item in items), encoding="utf-8")
     out = tmp_path / "dpo.jsonl"
-    result = tools_cli("build-dpo-data", "--data", data, "--candidates", candidates, "--output", out,
+    result = tools_cli("build-dpo-data", "--input", data, "--candidates", candidates, "--output", out,
                  "--tokenizer", tiny_model, "--max-seq-len", 900)
     assert result.exit_code == 0, result.output
     tokenizer = load_tokenizer(str(tiny_model))

@@ -58,7 +58,7 @@ IN_STEP = {
     },
 }
 CONVERTED_BASE = "models/EXAONE-3.0-7.8B-Instruct-llama"  # `tools convert-exaone` of the hub model
-CONVERT_COMMAND = f"tools convert-exaone --model LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --output {CONVERTED_BASE}"
+CONVERT_COMMAND = f"tools convert-exaone --model LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --output-dir {CONVERTED_BASE}"
 LIGER = {"liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_fused_linear_cross_entropy"}
 # Hyperparameters whose line must carry a `# why` comment wherever a recipe sets them.
 MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sample_packing", "micro_batch_size",

@@ -10,6 +10,7 @@ from common.errors import UserError
 from dataset_builders.dpo import STRATEGIES
 from tools.options import (
     clean_option,
+    input_option,
     metric_model_options,
     metric_option,
     output_file_option,
@@ -20,8 +21,7 @@ from tools.options import (
 
 
 @click.command("build-dpo-data")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL file with reference summaries, e.g. 일상대화요약_train.json.")
+@input_option("NIKL file with reference summaries, e.g. 일상대화요약_train.json.")
 @click.option("--candidates", "candidate_paths", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL {id, candidates: [...]} from `tools infer --num-candidates N`; repeat to merge files.")
@@ -42,7 +42,7 @@ from tools.options import (
               help="Tokenizer for truncation (default with --recipe: its base_model).")
 @prompt_budget_option()
 @recipe_length_options
-def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, bertscore_model, bertscore_layers,
+def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, bertscore_model, bertscore_layers,
                    bleurt_model, min_margin, max_pairs_per_prompt, human_path, system_prompt, clean_rules, tokenizer,
                    max_prompt_tokens, recipe, max_seq_len):
     """Build DPO preference pairs from the SFT model's own samples, ranked by the task metric.
@@ -51,7 +51,7 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     Example:
       tools infer --ckpt outputs/exaone-sft --input 일상대화요약_train.json \\
           --num-candidates 8 --temperature 0.8 --output candidates/train.jsonl
-      tools build-dpo-data --data 일상대화요약_train.json \\
+      tools build-dpo-data --input 일상대화요약_train.json \\
           --candidates candidates/train.jsonl --output data/dpo/train.jsonl
     """
     from tqdm import tqdm
@@ -62,9 +62,9 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     from eval.metrics import pair_scorer
     from tools.options import length_rules_builder
 
-    refuse_overwriting_inputs({"--output": output_path}, {"--data": data_path, "--candidates": candidate_paths,
+    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--candidates": candidate_paths,
                                                           "--human": human_path, "--recipe": recipe})
-    examples = load_nikl(data_path, require_output=True)
+    examples = load_nikl(input_path, require_output=True)
     ids = {example.id for example in examples}
     candidates = load_candidates(candidate_paths, ids)
     human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None

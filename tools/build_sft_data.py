@@ -15,7 +15,7 @@ from tools.options import (
 
 
 @click.command("build-sft-data")
-@input_option
+@input_option()
 @output_file_option("JSONL to write (atomically), e.g. data/sft/train.jsonl.")
 @system_prompt_option
 @clean_option

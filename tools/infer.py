@@ -14,7 +14,7 @@ from tools.options import check_output_kind, generation_options, inference_optio
 @click.command("infer")
 @click.option("--ckpt", required=True,
               help="Full checkpoint dir, LoRA adapter dir (Axolotl/PEFT output) or hub id.")
-@input_option
+@input_option("NIKL task file to summarise (JSON list), e.g. 일상대화요약_test.json.")
 @output_file_option("Submission JSON to write (atomically); with --num-candidates a JSONL of candidates.")
 @generation_options
 @click.option("--num-candidates", type=click.IntRange(min=1), default=None,

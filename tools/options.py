@@ -62,14 +62,65 @@ def prompt_budget_option(default: str = "no limit") -> Callable[[F], F]:
     )
 
 
-def input_option(function: F) -> F:
-    return click.option(
-        "--input",
-        "input_path",
-        required=True,
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="NIKL task file (JSON list), e.g. 일상대화요약_train.json.",
-    )(function)
+class RenamedOption(click.Option):
+    """An option whose earlier names (``old_names``) still work, for one release, with a note saying the new one;
+    ``--help`` and error messages show only the new names."""
+
+    def __init__(self, *args, old_names: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.old_names = old_names
+
+    def _new_names(self) -> list[str]:
+        return [name for name in self.opts if name not in self.old_names]
+
+    def get_help_record(self, ctx):
+        all_names, self.opts = self.opts, self._new_names()
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = all_names
+
+    def get_error_hint(self, ctx) -> str:
+        return " / ".join(f"'{name}'" for name in self._new_names())
+
+    def add_to_parser(self, parser, ctx) -> None:
+        all_names, self.opts = self.opts, self._new_names()
+        try:
+            super().add_to_parser(parser, ctx)
+        finally:
+            self.opts = all_names
+        for name in self.old_names:  # parsed apart, so the note can name the spelling used
+            parser.add_option(obj=self, opts=[name], dest=f"{self.name} {name}",
+                              action="append" if self.multiple else "store", nargs=self.nargs)
+
+    def handle_parse_result(self, ctx, opts, args):
+        for name in self.old_names:
+            if f"{self.name} {name}" not in opts:
+                continue
+            value = opts.pop(f"{self.name} {name}")
+            if self.name in opts and not self.multiple:
+                raise click.UsageError(f"{name} is the old name of {self._new_names()[0]}: give only one of them", ctx)
+            opts[self.name] = [*opts.get(self.name, []), *value] if self.multiple else value
+            click.echo(f"note: {name} is now {self._new_names()[0]}; the old name goes in the next release", err=True)
+        return super().handle_parse_result(ctx, opts, args)
+
+
+TASK_FILE_OLD_NAMES = ("--data", "--dev", "--references")  # what build-dpo-data, select-checkpoint and score called it
+
+
+def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *, required: bool = True,
+                 multiple: bool = False) -> Callable[[F], F]:
+    """``--input``: the NIKL task file, in every command that reads one (``input_path``; ``input_paths`` with
+    ``multiple``). Its earlier names work too, for one release."""
+    return click.option("--input", *TASK_FILE_OLD_NAMES, "input_paths" if multiple else "input_path",
+                        cls=RenamedOption, old_names=TASK_FILE_OLD_NAMES, required=required, multiple=multiple,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help_text)
+
+
+def output_dir_option(help_text: str) -> Callable[[F], F]:
+    """``--output-dir``: a folder to write (``--output`` is always a file); ``--output`` was its name before."""
+    return click.option("--output-dir", "--output", "output_dir", cls=RenamedOption, old_names=("--output",),
+                        required=True, type=click.Path(file_okay=False, path_type=Path), help=help_text)
 
 
 def recipe_length_options(function: F) -> F:
@@ -206,7 +257,7 @@ class MetricName(click.ParamType):
         self.several = several
 
     def get_metavar(self, param, ctx=None) -> str:
-        return ("NAME,…" if self.several else "NAME") + f" ({'|'.join(NAMES)})"
+        return "NAME,…" if self.several else f"[{'|'.join(NAMES)}]"
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):  # already converted (a default given as a tuple)

@@ -91,11 +91,11 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     pipeline = Pipeline()
     # The sharded checkpoint's index is an output too: an older workdir has a single-file Llama model here.
     pipeline.add(Stage("tiny model (EXAONE layout)",
-                       lambda: run_tools("build-tiny-model", "--layout", "exaone", "--output", hub_model),
+                       lambda: run_tools("build-tiny-model", "--layout", "exaone", "--output-dir", hub_model),
                        outputs=[hub_model / CONFIG, hub_model / SAFETENSORS_INDEX]))
     # --force: the stage only re-runs when its output is out of date, and then replaces it.
     pipeline.add(Stage("convert to Llama layout",
-                       lambda: run_tools("convert-exaone", "--model", hub_model, "--output", model, "--force"),
+                       lambda: run_tools("convert-exaone", "--model", hub_model, "--output-dir", model, "--force"),
                        outputs=[model / CONFIG], inputs=[hub_model / CONFIG]))
 
     def build_sft_data() -> None:
@@ -126,7 +126,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     selection = sft_dir / "selection.json"
 
     def select() -> None:
-        run_tools("select-checkpoint", "--run", sft_dir, "--dev", sample["dev"], *generation)
+        run_tools("select-checkpoint", "--run", sft_dir, "--input", sample["dev"], *generation)
         for name in ("selection.md", "selection.png"):  # the table and the plot, beside the demo's own table
             shutil.copyfile(sft_dir / name, w / name)
 
@@ -147,7 +147,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
 
     def add_score(name: str, prediction: Path, report: Path) -> None:
         pipeline.add(Stage(name,
-                           lambda: run_tools("score", "--predictions", prediction, "--references", sample["dev"],
+                           lambda: run_tools("score", "--predictions", prediction, "--input", sample["dev"],
                                              "--metrics", "rouge1", "--report", report),
                            outputs=[report], inputs=[prediction], score=lambda: score_of(report)))
 
@@ -159,7 +159,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                                          "--output", train_candidates, *generation, *sampling),
                        outputs=[train_candidates], inputs=[merged / CONFIG, sample["train"]]))
     pipeline.add(Stage("DPO data",
-                       lambda: run_tools("build-dpo-data", "--data", sample["train"], "--candidates", train_candidates,
+                       lambda: run_tools("build-dpo-data", "--input", sample["train"], "--candidates", train_candidates,
                                          "--output", dpo_data, "--strategy", "ref-vs-worst",
                                          "--recipe", RECIPES / "exaone_dpo.yml", "--tokenizer", merged),
                        outputs=[dpo_data], inputs=[train_candidates, sample["train"]]))
