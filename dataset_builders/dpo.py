@@ -97,8 +97,8 @@ def make_pairs(
     stats: DpoStats,
     *,
     reference_score: float,
-    min_margin: float = 0.0,
-    max_pairs_per_prompt: int = 4,
+    min_margin: float,
+    max_pairs_per_prompt: int,
 ) -> list[Pair]:
     """Pairs for one prompt from its scored candidates (``[(text, score)]``)."""
     ranked = sorted(scored, key=lambda item: item[1], reverse=True)  # stable: ties keep sample order

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from common.checkpoint_files import config_of
 from common.devices import resolve_device
+from eval.loading import BERTSCORE_BATCH_SIZE
 from eval.loading import BERTSCORE_MODEL as DEFAULT_MODEL
 from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
 
@@ -46,7 +47,7 @@ class BertScorer:
     """Loads the model once; ``score`` gives per-pair F1 on the 0–1 scale."""
 
     def __init__(self, model: str = DEFAULT_MODEL, num_layers: int | None = None, *,
-                 device: str | None = None, batch_size: int = 64) -> None:
+                 device: str | None = None, batch_size: int = BERTSCORE_BATCH_SIZE) -> None:
         layers = num_layers if num_layers is not None else default_layer(model)
         if layers is None:
             raise MetricUnavailable(

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from common.checkpoint_files import CONFIG, PYTORCH_BIN, SAFETENSORS, hub_errors, read_config, write_checkpoint_json
 from common.devices import resolve_device
 from common.paths import looks_like_local_path
+from eval.loading import BLEURT_BATCH_SIZE
 from eval.loading import BLEURT_MODEL as DEFAULT_MODEL
 from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
 
@@ -338,7 +339,8 @@ def resolve_model_dir(name_or_path: str) -> Path:
 class BleurtScorer:
     """Loads the checkpoint once; ``score`` gives raw BLEURT scores per pair (batched, GPU when present)."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None,
+                 batch_size: int = BLEURT_BATCH_SIZE) -> None:
         directory = resolve_model_dir(model)
         self.device = resolve_device(device)
         self.model = BleurtForSequenceClassification.load(directory).to(self.device)

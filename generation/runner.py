@@ -14,6 +14,7 @@ from common.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
 from generation.jobs import Engine, Job, prepare_jobs
+from generation.loader import BATCH_SIZES
 from generation.sidecar import Sidecar, output_lock
 
 
@@ -172,7 +173,7 @@ def run_to_file(
     builder: PromptBuilder,
     output: Path | str,
     *,
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZES["hf"],
     restart: bool = False,
     progress: bool = True,
     notify: Callable[[str], None] = lambda message: None,

@@ -12,7 +12,7 @@ import pytest
 from benchmarks.make_synthetic import SIZES, make_split, write_split
 from common.io import read_jsonl
 from common.tokenizer import chat_prompt_ids, load_tokenizer
-from conftest import REPO, load_json, tools_cli
+from conftest import REPO, load_json, one_line_error, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, question_text
 from generation.decoding import postprocess
@@ -127,7 +127,7 @@ def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_pa
 def test_max_seq_len_needs_a_tokenizer(tmp_path):
     result = tools_cli("build-sft-data", "--input", REPO / "tests" / "fixtures" / "일상대화요약_train.json",
                  "--output", tmp_path / "a.jsonl", "--max-seq-len", 100)
-    assert result.exit_code == 2 and "--max-seq-len needs --tokenizer (or --recipe)" in result.output
+    assert "--max-seq-len needs --tokenizer (or --recipe)" in one_line_error(result)
 
 
 def test_dpo_pairs_fit_the_sequence_len(tiny_model, tmp_path):

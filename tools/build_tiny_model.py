@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from exaone.layout import LAYOUTS
-from exaone.tiny import SHAPES
-from tools.options import input_option, output_dir_option
+from exaone.tiny import SHAPES, build_tiny_exaone
+from tools.options import input_option, library_default, output_dir_option
 
 
 @click.command("build-tiny-model")
@@ -15,16 +15,20 @@ from tools.options import input_option, output_dir_option
               help="exaone: EXAONE 3.x's own hub layout, as a download from the hub (convert it with "
                    "`tools convert-exaone`); llama: that checkpoint already converted, with the EXAONE-layout "
                    "original kept in OUTPUT_DIR-exaone-layout.")
-@click.option("--shape", type=click.Choice(list(SHAPES)), default="3.0", show_default=True,
+@click.option("--shape", type=click.Choice(list(SHAPES)), default=library_default(build_tiny_exaone, "shape"),
+              show_default=True,
               help="3.0: EXAONE-3.0's config (no RoPE scaling, 4096 positions); 3.5: llama3 RoPE scaling and "
                    "32k positions; tied: 3.5 with tied embeddings (no lm_head), like EXAONE-3.5-2.4B.")
 @input_option("NIKL files to train the tokenizer on; repeat for several (default: the bundled sample data).",
               required=False, multiple=True)
-@click.option("--hidden-size", default=64, show_default=True, type=click.IntRange(min=8),
+@click.option("--hidden-size", default=library_default(build_tiny_exaone, "hidden_size"), show_default=True,
+              type=click.IntRange(min=8),
               help="Width of the model (4 attention heads, 2 key/value heads, MLP twice as wide).")
-@click.option("--num-layers", default=2, show_default=True, type=click.IntRange(min=1),
+@click.option("--num-layers", default=library_default(build_tiny_exaone, "num_layers"), show_default=True,
+              type=click.IntRange(min=1),
               help="Number of transformer blocks.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random weights.")
+@click.option("--seed", default=library_default(build_tiny_exaone, "seed"), show_default=True, type=int,
+              help="Seed of the random weights.")
 def build_tiny_model_command(output_dir, layout, shape, input_paths, hidden_size, num_layers, seed):
     """Build a tiny random EXAONE 3.x checkpoint (sharded safetensors, hub-style tokenizer) for CPU runs.
 
@@ -33,7 +37,7 @@ def build_tiny_model_command(output_dir, layout, shape, input_paths, hidden_size
       tools build-tiny-model --layout exaone --output-dir models/tiny-exaone
       tools convert-exaone --model models/tiny-exaone --output-dir models/tiny-exaone-llama
     """
-    from exaone.tiny import build_tiny_exaone, build_tiny_model, exaone_layout_sibling
+    from exaone.tiny import build_tiny_model, exaone_layout_sibling
 
     options = dict(shape=shape, data_paths=input_paths or None, hidden_size=hidden_size, num_layers=num_layers,
                    seed=seed)

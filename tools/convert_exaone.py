@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from exaone.convert import convert
 from exaone.layout import LAYOUTS
-from tools.options import output_dir_option
+from tools.options import library_default, output_dir_option
 
 
 @click.command("convert-exaone")
@@ -14,7 +15,7 @@ from tools.options import output_dir_option
                    "are downloaded; the hub token comes from HF_TOKEN or `huggingface-cli login`).")
 @output_dir_option("Directory to write the converted checkpoint to (built beside it, renamed at the end).")
 @click.option("--revision", default=None, help="Hub commit, branch or tag to download (pin a commit hash).")
-@click.option("--to", "to", type=click.Choice(LAYOUTS), default="llama", show_default=True,
+@click.option("--to", "to", type=click.Choice(LAYOUTS), default=library_default(convert, "to"), show_default=True,
               help="llama: EXAONE 3.x → Llama layout; exaone: the reverse.")
 @click.option("--force", is_flag=True, help="Replace --output-dir if it exists and is not empty.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar per shard.")
@@ -29,8 +30,6 @@ def convert_exaone(model, output_dir, revision, to, force, progress):
           --output-dir models/EXAONE-3.0-7.8B-Instruct-llama
       tools convert-exaone --model models/EXAONE-3.0-7.8B-Instruct-llama --to exaone --output-dir models/roundtrip
     """
-    from exaone.convert import convert
-
     done = convert(model, output_dir, to=to, revision=revision, force=force, progress=progress)
     size = f"{done.size_bytes / 1e9:.2f} GB" if done.size_bytes >= 1e8 else f"{done.size_bytes / 1e6:.1f} MB"
     click.echo(f"wrote {done.output}: {done.tensors} tensors in {done.shards} shard(s), {size}, {done.layout} layout")

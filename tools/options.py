@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -108,8 +109,8 @@ class RenamedOption(click.Option):
 TASK_FILE_OLD_NAMES = ("--data", "--dev", "--references")  # what build-dpo-data, select-checkpoint and score called it
 
 
-def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *, required: bool = True,
-                 multiple: bool = False) -> Callable[[F], F]:
+def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *,
+                 required: bool = True, multiple: bool = False) -> Callable[[F], F]:
     """``--input``: the NIKL task file, in every command that reads one (``input_path``; ``input_paths`` with
     ``multiple``). Its earlier names work too, for one release."""
     return click.option("--input", *TASK_FILE_OLD_NAMES, "input_paths" if multiple else "input_path",
@@ -135,30 +136,6 @@ def recipe_length_options(function: F) -> F:
     )(function)
 
 
-def length_rules_builder(system_prompt: str, clean_rules: tuple[str, ...], tokenizer: str | None,
-                         max_prompt_tokens: int | None, recipe: Path | None, max_seq_len: int | None,
-                         trust_remote_code: bool = False):
-    """The prompt builder and row length limit from the prompt and length options (``--recipe`` gives the
-    sequence length, chat template and default tokenizer)."""
-    from common.tokenizer import load_tokenizer
-    from dataset_builders.prompt import PromptBuilder
-    from workflow.recipes import length_rules
-
-    chat_template = None
-    if recipe is not None:
-        rules = length_rules(recipe)
-        max_seq_len = max_seq_len or rules.sequence_len
-        chat_template = rules.chat_template
-        tokenizer = tokenizer or rules.base_model
-    if max_seq_len is not None and tokenizer is None:
-        raise click.UsageError("--max-seq-len needs --tokenizer (or --recipe) to count tokens with")
-    return PromptBuilder(
-        system_prompt=system_prompt, clean_rules=clean_rules,
-        tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,
-        max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
-    ), max_seq_len
-
-
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -169,29 +146,42 @@ def threads_option(function: F) -> F:
     )(function)
 
 
+def library_default(owner: Callable[..., Any], name: str) -> Any:
+    """The default ``owner`` (a dataclass, or a function) gives ``name``: an option shows and uses the library's
+    own value, defined once (as TRL's and Axolotl's parsers take theirs from their dataclasses)."""
+    return inspect.signature(owner).parameters[name].default
+
+
 def generation_options(function: F) -> F:
     """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
     `tools select-checkpoint`, so both generate the same way."""
-    from generation.loader import BACKENDS
+    from generation.decoding import Decoding
+    from generation.loader import BACKENDS, BATCH_SIZES
+    from generation.pipeline import InferenceOptions
+    from generation.vllm import VLLMSettings
 
     decorators = [
         click.option("--base-model", default=None,
                      help="Base model of a LoRA adapter (default: from adapter_config.json)."),
         click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating."),
-        click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,
+        click.option("--backend", type=click.Choice(BACKENDS), default=library_default(InferenceOptions, "backend"),
+                     show_default=True,
                      help="vllm needs the `gpu` extra; same output format."),
         click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run."),
         system_prompt_option,
         clean_option,
         prompt_budget_option("the model's context minus --max-new-tokens"),
-        click.option("--max-new-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
+        click.option("--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
+                     type=click.IntRange(min=1),
                      help="Longest summary, in tokens (the reference system's setting)."),
         click.option("--batch-size", default=None, type=click.IntRange(min=1),
                      help="Dialogues per generate call, halved automatically when memory runs out  "
-                          "[default: 16; vllm: 256 per call, it schedules its own batches]"),
-        click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+                          f"[default: {BATCH_SIZES['hf']}; vllm: {BATCH_SIZES['vllm']} per call, it schedules its "
+                          "own batches]"),
+        click.option("--dtype", type=click.Choice(DTYPES), default=library_default(InferenceOptions, "dtype"),
+                     show_default=True,
                      help="auto: bfloat16 on CUDA, float32 on CPU."),
-        click.option("--device", default="auto", show_default=True,
+        click.option("--device", default=library_default(InferenceOptions, "device"), show_default=True,
                      help="auto, cpu, cuda or cuda:N (auto: cuda if available, else cpu)."),
         threads_option,
         click.option("--progress/--no-progress", default=True, show_default=True,
@@ -200,31 +190,15 @@ def generation_options(function: F) -> F:
                      help="vllm: longest sequence (prompt + summary) to reserve memory for; prompts are budgeted "
                           "to it  [default: the model's context]"),
         click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True), default=None,
-                     help="vllm: share of GPU memory for weights and KV cache  [default: 0.9]"),
+                     help="vllm: share of GPU memory for weights and KV cache  "
+                          f"[default: {library_default(VLLMSettings, 'gpu_memory_utilization')}]"),
         click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=None,
-                     help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  [default: 1]"),
+                     help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  "
+                          f"[default: {library_default(VLLMSettings, 'tensor_parallel_size')}]"),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
-
-
-def inference_options(backend, base_model, merge_lora, dtype, device, trust_remote_code, system_prompt, clean_rules,
-                      max_prompt_tokens, batch_size, max_model_len, gpu_memory_utilization, tensor_parallel_size):
-    """:class:`generation.pipeline.InferenceOptions` from the values of :func:`generation_options`."""
-    from generation.pipeline import InferenceOptions
-
-    given = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
-             "tensor_parallel_size": tensor_parallel_size}
-    vllm = None
-    if backend == "vllm" or any(value is not None for value in given.values()):
-        from generation.vllm import VLLMSettings
-
-        vllm = VLLMSettings(**{key: value for key, value in given.items() if value is not None})
-    return InferenceOptions(backend=backend, base_model=base_model, merge_lora=merge_lora, dtype=dtype, device=device,
-                            trust_remote_code=trust_remote_code, system_prompt=system_prompt,
-                            clean_rules=tuple(clean_rules), max_prompt_tokens=max_prompt_tokens,
-                            batch_size=batch_size, vllm=vllm)
 
 
 class OutputFile(click.Path):

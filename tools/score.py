@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from common.errors import UserError
+from eval.loading import BERTSCORE_BATCH_SIZE, BLEURT_BATCH_SIZE
 from eval.registry import NAMES, OFFICIAL_PARTS, scorers_for
 from tools.options import MetricName, input_option, metric_model_options, output_file_option
 
@@ -23,7 +24,8 @@ from tools.options import MetricName, input_option, metric_model_options, output
                     "report_path", required=False)
 @metric_model_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Batch size for BERTScore and BLEURT (defaults: 64 and 16).")
+              help=f"Pairs per forward pass of BERTScore and BLEURT  [default: {BERTSCORE_BATCH_SIZE} for BERTScore, "
+                   f"{BLEURT_BATCH_SIZE} for BLEURT]")
 @click.option("--device", default=None, help="torch device for the models (default: cuda when present, else cpu).")
 def score(predictions_path, input_path, metrics, report_path, bertscore_model, bertscore_layers,
           bleurt_model, batch_size, device):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import generation_options, inference_options, input_option, metric_model_options, metric_option
+from tools.options import generation_options, input_option, metric_model_options, metric_option
 
 
 @click.command("select-checkpoint")
@@ -36,14 +36,16 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
     from common.devices import use_threads
     from dataset_builders.nikl import load_nikl
     from generation.decoding import Decoding
+    from generation.pipeline import InferenceOptions
     from workflow.selection import select_checkpoint as select
 
     examples = load_nikl(input_path, require_output="--input needs reference summaries to score checkpoints against")
     use_threads(threads)
     score_options = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers,
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
-    selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference_options(**options),
-                       metric=metric, score_options=score_options, progress=progress,
+    inference = InferenceOptions.from_flat(**options)
+    selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference, metric=metric,
+                       score_options=score_options, progress=progress,
                        notify=lambda message: click.echo(message, err=True))
     click.echo(selection.table())
     click.echo(f"best by {metric}: {selection.best.name} → {run_dir / 'best'}; wrote {run_dir / 'selection.json'}, "
