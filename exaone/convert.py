@@ -31,6 +31,7 @@ from common.checkpoint_files import (
     TOKENIZER_CONFIG,
     TOKENIZER_FILES,
     TOKENIZER_JSON,
+    hub_errors,
     read_config,
     write_checkpoint_json,
 )
@@ -146,7 +147,7 @@ def fetch(model: str | Path, revision: str | None) -> Path:
 
     try:  # the token comes from HF_TOKEN or `huggingface-cli login`, as for every hub download
         return Path(snapshot_download(str(model), revision=revision, allow_patterns=HUB_PATTERNS))
-    except Exception as error:  # noqa: BLE001 - offline, gated, no such repo or revision: all fixable by the user
+    except hub_errors() as error:  # offline, gated, no such repo or revision: all fixable by the user
         raise UserError(f"cannot download {model}{'@' + revision if revision else ''} from the hub: "
                         f"{type(error).__name__}: {error}") from None
 

@@ -63,7 +63,6 @@ SHAPES: dict[str, dict[str, Any]] = {
     "tied": {"rope_theta": 1000000.0, "rope_scaling": LLAMA3_ROPE_SCALING, "tie_word_embeddings": True,
              "max_position_embeddings": 32768},                     # EXAONE-3.5-2.4B-Instruct: no lm_head
 }
-TINY_MARKER = "TINY_MODEL.json"
 
 
 def corpus_from_nikl(paths: Iterable[Path]) -> list[str]:
@@ -227,9 +226,6 @@ def build_tiny_exaone(
         write_sharded(random_weights(config, seed), staging, num_shards)
         write_checkpoint_json(staging / CONFIG, config)
         save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
-        write_checkpoint_json(staging / TINY_MARKER, {"what": "tiny random EXAONE 3.x checkpoint in its hub layout",
-                                           "shape": shape, "seed": seed, "hidden_size": hidden_size,
-                                           "num_layers": num_layers, "vocab_size": len(tokenizer)})
     return output_dir
 
 

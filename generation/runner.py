@@ -18,14 +18,17 @@ from generation.loader import BATCH_SIZES
 from generation.sidecar import Sidecar, output_lock
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's out-of-memory error, Python's MemoryError, or torch's CPU allocator failing."""
+def out_of_memory(error: BaseException) -> str | None:
+    """Where memory ran out: ``"GPU"`` for torch's device out-of-memory error, ``"CPU"`` for Python's MemoryError or
+    torch's CPU allocator failing — the one case torch raises a plain RuntimeError for, recognised by its message;
+    ``None`` for any other error."""
     import torch
 
-    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+    if isinstance(error, torch.OutOfMemoryError):
+        return "GPU"
+    if isinstance(error, MemoryError) or "DefaultCPUAllocator: can't allocate memory" in str(error):
+        return "CPU"
+    return None
 
 
 def generate_all(
@@ -56,10 +59,10 @@ def generate_all(
             batch = ordered[start:start + batch_size]
             try:
                 results = generate(batch)
-            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; the rest is re-raised
-                if not is_out_of_memory(error):
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:  # the types memory runs out with
+                where = out_of_memory(error)
+                if where is None:
                     raise
-                where = "CUDA" if isinstance(error, torch.cuda.OutOfMemoryError) else "CPU"
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if batch_size == 1:

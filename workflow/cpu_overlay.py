@@ -168,10 +168,9 @@ def overlay_config(
 def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str) -> Path:
     import yaml
 
-    from common.io import atomic_open
+    from common.io import write_text
 
     header = (f"# Derived from {recipe} by `tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py).\n"
               "# Not a recipe: edit the recipe, then re-run the command.\n")
-    with atomic_open(path) as file:
-        file.write(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    write_text(path, header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return Path(path)

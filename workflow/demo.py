@@ -33,6 +33,7 @@ from typing import Callable
 from common.checkout import RECIPES, require, sample_files
 from common.checkpoint_files import ADAPTER_WEIGHTS, CONFIG, SAFETENSORS_INDEX
 from common.env import offline_env
+from common.io import write_text
 from workflow.stages import Pipeline, Stage, run_program
 
 # Runs one `tools` command (its arguments, without the leading "tools"); raises StageFailed on error.
@@ -62,8 +63,7 @@ def record_settings(path: Path, settings: dict[str, object]) -> Path:
     input re-run after ``--fast``/``--full`` is switched, and stay skipped otherwise."""
     text = json.dumps(settings, sort_keys=True) + "\n"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text)
     return path
 
 

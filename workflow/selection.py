@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 from common.checkpoint_files import ADAPTER_WEIGHTS, SAFETENSORS, has_weights
 from common.errors import UserError
-from common.io import atomic_open, write_json
+from common.io import write_json, write_text
 from dataset_builders.nikl import Example
 from eval.registry import DEFAULT_METRIC, LABELS, NAMES, metric_name
 from generation.checkpoints import resolve_checkpoint
@@ -170,8 +170,7 @@ def point_best(run: Path, best: Row) -> Path:
         os.replace(tmp, link)
     except OSError:
         tmp.unlink(missing_ok=True)
-        with atomic_open(link) as file:
-            file.write(target + "\n")
+        write_text(link, target + "\n")
     return link
 
 
@@ -223,8 +222,7 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
                + ("" if predictions.generated else " (predictions reused)"))
     selection = Selection(metric, rows, winner(rows, metric))
     write_json(run / "selection.json", selection.to_json())
-    with atomic_open(run / "selection.md") as file:
-        file.write(selection.table() + "\n")
+    write_text(run / "selection.md", selection.table() + "\n")
     selection_plot(metric, [(row.step, row.metrics[metric], row.eval_loss) for row in rows], rows.index(selection.best),
                    selection.best.name, run / "selection.png")
     point_best(run, selection.best)
