@@ -62,11 +62,12 @@ class Checkpoint:
 
     def transformers_config(self):
         """The model's config as transformers' class for it, built from what was read (so ``from_pretrained``
-        does not read ``config.json`` again); ``None`` for a model type transformers does not know (remote code)."""
+        does not read ``config.json`` again); ``None`` — transformers reads it itself — for a model type it does not
+        know or a config that points at the checkpoint's own code (``auto_map``)."""
         from transformers import CONFIG_MAPPING
 
         model_type = (self.config or {}).get("model_type")
-        if model_type not in CONFIG_MAPPING:
+        if model_type not in CONFIG_MAPPING or "auto_map" in self.config:
             return None
         return CONFIG_MAPPING[model_type].from_dict(dict(self.config), name_or_path=self.model)
 

@@ -249,6 +249,17 @@ def test_a_run_reads_the_checkpoints_config_once(tmp_path, tiny_model, lora):
         assert opened.count(str(model / "config.json")) == 1, opened
 
 
+def test_the_config_built_from_what_was_read_is_transformers_own(tiny_model, tmp_path):
+    from transformers import AutoConfig
+
+    from generation.checkpoints import Checkpoint, resolve_checkpoint
+
+    built = resolve_checkpoint(tiny_model).transformers_config()
+    assert built.to_dict() == AutoConfig.from_pretrained(tiny_model).to_dict()
+    remote = {**load_json(Path(tiny_model) / "config.json"), "auto_map": {"AutoConfig": "custom.Config"}}
+    assert Checkpoint(str(tiny_model), config=remote).transformers_config() is None  # its own code: left to it
+
+
 # --------------------------------------------------------------------------- candidates
 
 
