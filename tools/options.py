@@ -64,15 +64,15 @@ def prompt_budget_option(default: str = "no limit") -> Callable[[F], F]:
 
 
 class RenamedOption(click.Option):
-    """An option whose earlier names (``old_names``) still work, for one release, with a note saying the new one;
-    ``--help`` and error messages show only the new names."""
+    """An option with names ``--help`` and error messages do not show: ``old_names`` still work, for one release,
+    with a note saying the new name; ``aliases`` work silently and stay."""
 
-    def __init__(self, *args, old_names: tuple[str, ...] = (), **kwargs) -> None:
+    def __init__(self, *args, old_names: tuple[str, ...] = (), aliases: tuple[str, ...] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.old_names = old_names
+        self.old_names, self.unlisted = old_names, (*old_names, *aliases)
 
     def _new_names(self) -> list[str]:
-        return [name for name in self.opts if name not in self.old_names]
+        return [name for name in self.opts if name not in self.unlisted]
 
     def get_help_record(self, ctx):
         all_names, self.opts = self.opts, self._new_names()
@@ -90,32 +90,37 @@ class RenamedOption(click.Option):
             super().add_to_parser(parser, ctx)
         finally:
             self.opts = all_names
-        for name in self.old_names:  # parsed apart, so the note can name the spelling used
+        for name in self.unlisted:  # parsed apart, so the note can name the spelling used
             parser.add_option(obj=self, opts=[name], dest=f"{self.name} {name}",
                               action="append" if self.multiple else "store", nargs=self.nargs)
 
     def handle_parse_result(self, ctx, opts, args):
-        for name in self.old_names:
+        new = self._new_names()[0]
+        for name in self.unlisted:
             if f"{self.name} {name}" not in opts:
                 continue
             value = opts.pop(f"{self.name} {name}")
             if self.name in opts and not self.multiple:
-                raise click.UsageError(f"{name} is the old name of {self._new_names()[0]}: give only one of them", ctx)
+                raise click.UsageError(f"{name} is another name of {new}: give only one of them", ctx)
             opts[self.name] = [*opts.get(self.name, []), *value] if self.multiple else value
-            click.echo(f"note: {name} is now {self._new_names()[0]}; the old name goes in the next release", err=True)
+            if name in self.old_names:
+                click.echo(f"note: {name} is now {new}; the old name goes in the next release", err=True)
         return super().handle_parse_result(ctx, opts, args)
 
 
-TASK_FILE_OLD_NAMES = ("--data", "--dev", "--references")  # what build-dpo-data, select-checkpoint and score called it
+TASK_FILE_OLD_NAMES = ("--data", "--dev")  # what build-dpo-data and select-checkpoint called it
+# What score called it, and compare does (the file with the reference summaries): accepted wherever the task file is.
+TASK_FILE_ALIASES = ("--references",)
 
 
 def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *,
                  required: bool = True, multiple: bool = False) -> Callable[[F], F]:
     """``--input``: the NIKL task file, in every command that reads one (``input_path``; ``input_paths`` with
-    ``multiple``). Its earlier names work too, for one release."""
-    return click.option("--input", *TASK_FILE_OLD_NAMES, "input_paths" if multiple else "input_path",
-                        cls=RenamedOption, old_names=TASK_FILE_OLD_NAMES, required=required, multiple=multiple,
-                        type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help_text)
+    ``multiple``). Its earlier names work too, for one release; ``--references`` stays."""
+    names = ("--input", *TASK_FILE_OLD_NAMES, *TASK_FILE_ALIASES, "input_paths" if multiple else "input_path")
+    return click.option(*names, cls=RenamedOption, old_names=TASK_FILE_OLD_NAMES, aliases=TASK_FILE_ALIASES,
+                        required=required, multiple=multiple, help=help_text,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
 def output_dir_option(help_text: str) -> Callable[[F], F]:
@@ -164,8 +169,8 @@ def generation_options(function: F) -> F:
         click.option("--base-model", default=None,
                      help="Base model of a LoRA adapter (default: from adapter_config.json)."),
         click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating."),
-        click.option("--backend", type=click.Choice(BACKENDS), default=library_default(InferenceOptions, "backend"),
-                     show_default=True,
+        click.option("--backend", type=click.Choice(BACKENDS), show_default=True,
+                     default=library_default(InferenceOptions, "backend"),
                      help="vllm needs the `gpu` extra; same output format."),
         click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run."),
         system_prompt_option,
