@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import markdown, one_torch_thread  # noqa: E402
-from exaone.convert import INDEX, write_json  # noqa: E402
+from common.checkpoint_files import CONFIG, SAFETENSORS_INDEX, write_checkpoint_json  # noqa: E402
 from exaone.layout import tensor_shapes  # noqa: E402
 from exaone.tiny import exaone_config  # noqa: E402
 
@@ -108,8 +108,9 @@ def write_checkpoint(directory: Path) -> list[int]:
         weight_map.update(dict.fromkeys(names, file))
         sizes.append((directory / file).stat().st_size)
         del tensors
-    write_json(directory / INDEX, {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map})
-    write_json(directory / "config.json", config)
+    write_checkpoint_json(directory / SAFETENSORS_INDEX, {"metadata": {"total_size": sum(sizes)},
+                                                          "weight_map": weight_map})
+    write_checkpoint_json(directory / CONFIG, config)
     return sizes
 
 

@@ -41,9 +41,9 @@ def count(pattern: str, text: str) -> int:
 def main() -> list[dict[str, object]]:
     from click.testing import CliRunner
 
+    from common.tokenizer import load_tokenizer
     from dataset_builders.nikl import load_nikl
     from dataset_builders.prompt import PromptBuilder
-    from dataset_builders.tokenizer import load_tokenizer
     from exaone.tiny import build_tiny_model
     from generation.jobs import prepare_jobs
     from generation.runner import prompt_budget

@@ -28,13 +28,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import read_jsonl
+from common.io import read_jsonl
+from dataset_builders.candidates import unusable_reason
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
-from eval.candidates import unusable_reason
-from eval.metrics import ScoreFn
 
 STRATEGIES = ("ref-vs-worst", "best-vs-worst", "all-pairs-margin")
+
+# Scores a batch of (prediction, reference) pairs: one value per pair, 0–100, higher is better
+# (:func:`eval.metrics.pair_scorer` makes one for any metric).
+ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,8 @@ def make_pairs(
     stats: DpoStats,
     *,
     reference_score: float,
-    min_margin: float = 0.0,
-    max_pairs_per_prompt: int = 4,
+    min_margin: float,
+    max_pairs_per_prompt: int,
 ) -> list[Pair]:
     """Pairs for one prompt from its scored candidates (``[(text, score)]``)."""
     ranked = sorted(scored, key=lambda item: item[1], reverse=True)  # stable: ties keep sample order

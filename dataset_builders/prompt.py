@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from common.errors import UserError
+from common.tokenizer import chat_prompt_ids
 from dataset_builders.cleaning import CleaningReport, clean_conversation
 from dataset_builders.nikl import Example, Utterance
-from dataset_builders.tokenizer import chat_prompt_ids
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from transformers import PreTrainedTokenizerBase
@@ -39,9 +39,6 @@ SYSTEM_PROMPTS = {
 }
 DEFAULT_SYSTEM_PROMPT = "exaone"
 
-CONVERSATION_HEADER = "[Conversation]\n"
-
-
 def resolve_system_prompt(name_or_text: str | None) -> str:
     """A known name (``exaone``, ``reference``) maps to its text; anything else is used verbatim."""
     if name_or_text is None:
@@ -49,20 +46,25 @@ def resolve_system_prompt(name_or_text: str | None) -> str:
     return SYSTEM_PROMPTS.get(name_or_text, name_or_text)
 
 
+def conversation_line(turn: Utterance) -> str:
+    return f"화자{turn.speaker}: {turn.utterance}"
+
+
 def conversation_lines(conversation: Sequence[Utterance]) -> list[str]:
-    return [f"화자{turn.speaker}: {turn.utterance}" for turn in conversation]
-
-
-def conversation_text(conversation: Sequence[Utterance]) -> str:
-    return "\n".join(conversation_lines(conversation))
+    return [conversation_line(turn) for turn in conversation]
 
 
 def question_text(subject_keyword: Sequence[str]) -> str:
     return f"\n\n[Question]\n위 {', '.join(subject_keyword)} 주제에 대한 대화를 요약해주세요."
 
 
-def user_message(conversation: Sequence[Utterance], subject_keyword: Sequence[str]) -> str:
-    return CONVERSATION_HEADER + conversation_text(conversation) + question_text(subject_keyword)
+def user_message(conversation: Sequence[Utterance | str], subject_keyword: Sequence[str]) -> str:
+    """The user turn: ``[Conversation]``, one line per utterance, then the ``[Question]`` line. The one place the
+    prompt's text is put together — SFT rows, DPO rows, truncation and inference all come here. ``conversation``:
+    the utterances, or lines already rendered (truncation passes the lines it keeps, or the conversation cut at a
+    token boundary)."""
+    lines = [turn if isinstance(turn, str) else conversation_line(turn) for turn in conversation]
+    return "[Conversation]\n" + "\n".join(lines) + question_text(subject_keyword)
 
 
 class BudgetTooSmall(UserError):
@@ -116,8 +118,10 @@ class PromptBuilder:
         self.chat_template = chat_template
         self.cleaning = CleaningReport(self.clean_rules)
 
-    def messages(self, user: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
+    def messages(self, conversation: Sequence[Utterance | str], subject_keyword: Sequence[str]) -> list[dict[str, str]]:
+        """The system and user turns (:func:`user_message`)."""
+        return [{"role": "system", "content": self.system_prompt},
+                {"role": "user", "content": user_message(conversation, subject_keyword)}]
 
     def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> list[int]:
         """Token ids of ``messages`` as the chat template renders them (with the assistant header unless
@@ -142,14 +146,14 @@ class PromptBuilder:
         if self.clean_rules:
             conversation = clean_conversation(conversation, self.clean_rules, self.cleaning)
         lines = conversation_lines(conversation)
-        question = question_text(example.subject_keyword)
-        messages = self._messages(lines, question)
+        keywords = example.subject_keyword
+        messages = self.messages(lines, keywords)
         if self.tokenizer is None:
             return Prompt(messages)
         ids = self.render(messages)
         if budget is None or len(ids) <= budget:
             return Prompt(messages, token_ids=ids)
-        return self._truncate(lines, question, len(ids), budget)
+        return self._truncate(lines, keywords, len(ids), budget)
 
     def fit(self, example: Example, completions: Sequence[str],
             max_seq_len: int | None) -> "tuple[Prompt, int | None] | None":
@@ -173,10 +177,7 @@ class PromptBuilder:
             completion = max(self.completion_tokens(prompt, text) for text in completions)
         return None
 
-    def _messages(self, lines: Sequence[str], question: str) -> list[dict[str, str]]:
-        return self.messages(CONVERSATION_HEADER + "\n".join(lines) + question)
-
-    def _truncate(self, lines: list[str], question: str, length: int, budget: int) -> Prompt:
+    def _truncate(self, lines: list[str], keywords: Sequence[str], length: int, budget: int) -> Prompt:
         """Drop whole utterances, middle first, until the rendered prompt fits ``budget``; then put back
         (outermost first) those that still fit. Token costs per line are estimates; every candidate is
         re-rendered, so the result is exact."""
@@ -193,7 +194,7 @@ class PromptBuilder:
             excess -= costs[index]
 
         def attempt(dropped: set[int]) -> tuple[list[dict[str, str]], list[int]]:
-            messages = self._messages([line for i, line in enumerate(lines) if i not in dropped], question)
+            messages = self.messages([line for i, line in enumerate(lines) if i not in dropped], keywords)
             return messages, self.render(messages)
 
         messages, ids = attempt(set(removed))
@@ -204,7 +205,7 @@ class PromptBuilder:
             raise BudgetTooSmall(f"a prompt budget of {budget} tokens is too small: the prompt without any "
                             f"conversation already takes {len(ids)} tokens")
         if len(removed) == len(lines):  # not one whole utterance fits: keep the start, cut at a token boundary
-            return self._cut_inside(lines, question, budget)
+            return self._cut_inside(lines, keywords, budget)
         dropped = set(removed)
         for index in reversed(removed):  # put back what still fits, outermost first
             if len(ids) + costs[index] <= budget:
@@ -214,7 +215,7 @@ class PromptBuilder:
                     messages, ids = trial_messages, trial_ids
         return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(dropped))
 
-    def _cut_inside(self, lines: list[str], question: str, budget: int) -> Prompt:
+    def _cut_inside(self, lines: list[str], keywords: Sequence[str], budget: int) -> Prompt:
         """The conversation block cut at a token boundary (character offsets of its own tokens, so no decode
         artefacts); re-measured because merges across the cut can shift the length by a token or two."""
         assert self.tokenizer is not None
@@ -224,7 +225,7 @@ class PromptBuilder:
         keep = len(ends)
         while keep > 0:
             cut = ends[keep - 1]
-            messages = self.messages(CONVERSATION_HEADER + block[:cut].rstrip() + question)
+            messages = self.messages([block[:cut].rstrip()], keywords)
             ids = self.render(messages)
             if len(ids) <= budget:
                 kept_lines = block[:cut].count("\n") + 1

@@ -11,12 +11,13 @@ without calling the tokenizer (transformers 5 removed the helper bert_score uses
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
+from common.checkpoint_files import config_of
 from common.devices import resolve_device
+from eval.loading import BERTSCORE_BATCH_SIZE
 from eval.loading import BERTSCORE_MODEL as DEFAULT_MODEL
 from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
 
@@ -36,11 +37,9 @@ def default_layer(model: str) -> int | None:
     for name in names:
         if name in model2layers:
             return model2layers[name]
-    config = Path(model) / "config.json"
-    if config.is_file():
-        values = json.loads(config.read_text(encoding="utf-8"))
-        if all(values.get(key) == value for key, value in _MBERT_CASED.items()):
-            return model2layers[DEFAULT_MODEL]
+    values = config_of(model) if Path(model).is_dir() else None
+    if values and all(values.get(key) == value for key, value in _MBERT_CASED.items()):
+        return model2layers[DEFAULT_MODEL]
     return None
 
 
@@ -48,7 +47,7 @@ class BertScorer:
     """Loads the model once; ``score`` gives per-pair F1 on the 0–1 scale."""
 
     def __init__(self, model: str = DEFAULT_MODEL, num_layers: int | None = None, *,
-                 device: str | None = None, batch_size: int = 64) -> None:
+                 device: str | None = None, batch_size: int = BERTSCORE_BATCH_SIZE) -> None:
         layers = num_layers if num_layers is not None else default_layer(model)
         if layers is None:
             raise MetricUnavailable(

@@ -34,8 +34,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from common.checkpoint_files import CONFIG, PYTORCH_BIN, SAFETENSORS, hub_errors, read_config, write_checkpoint_json
 from common.devices import resolve_device
 from common.paths import looks_like_local_path
+from eval.loading import BLEURT_BATCH_SIZE
 from eval.loading import BLEURT_MODEL as DEFAULT_MODEL
 from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
 
@@ -204,19 +206,17 @@ class BleurtForSequenceClassification(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2), encoding="utf-8")
-        save_file({key: value.contiguous() for key, value in self.state_dict().items()},
-                  str(directory / "model.safetensors"))
+        write_checkpoint_json(directory / CONFIG, self.config.to_dict())
+        save_file({key: value.contiguous() for key, value in self.state_dict().items()}, str(directory / SAFETENSORS))
         return directory
 
     @classmethod
     def load(cls, directory: Path | str) -> "BleurtForSequenceClassification":
         """Load a converted checkpoint; a missing or unexpected parameter is an error naming it."""
         directory = Path(directory)
-        config_path = directory / "config.json"
-        if not config_path.is_file():
-            raise MetricUnavailable(f"bleurt: {directory} has no config.json")
-        config = BleurtConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        if not (directory / CONFIG).is_file():
+            raise MetricUnavailable(f"bleurt: {directory} has no {CONFIG}")
+        config = BleurtConfig.from_dict(read_config(directory))
         state = {key: value for key, value in _read_state_dict(directory).items() if key not in _IGNORED_KEYS}
         with torch.device("meta"):
             model = cls(config)
@@ -244,7 +244,7 @@ def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
 
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in (SAFETENSORS, PYTORCH_BIN):
         if (directory / name).is_file():
             return read(directory / name)
         index = directory / f"{name}.index.json"
@@ -254,7 +254,7 @@ def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
             for shard in shards:
                 state.update(read(directory / shard))
             return state
-    raise MetricUnavailable(f"bleurt: {directory} has no model.safetensors or pytorch_model.bin")
+    raise MetricUnavailable(f"bleurt: {directory} has no {SAFETENSORS} or {PYTORCH_BIN}")
 
 
 # ---- inputs -------------------------------------------------------------------------------------------
@@ -329,17 +329,18 @@ def resolve_model_dir(name_or_path: str) -> Path:
 
     try:
         return Path(snapshot_download(name_or_path, allow_patterns=[
-            "config.json", "*.safetensors", "*.bin", "*.index.json", "spm.model", "tokenizer*", "vocab*",
+            CONFIG, "*.safetensors", "*.bin", "*.index.json", "spm.model", "tokenizer*", "vocab*",
             "special_tokens_map.json",
         ]))
-    except Exception as error:  # hub errors have many types; each means "not loadable here"
+    except hub_errors() as error:
         raise MetricUnavailable(describe_load_error("bleurt", name_or_path, "--bleurt-model", error)) from None
 
 
 class BleurtScorer:
     """Loads the checkpoint once; ``score`` gives raw BLEURT scores per pair (batched, GPU when present)."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None,
+                 batch_size: int = BLEURT_BATCH_SIZE) -> None:
         directory = resolve_model_dir(model)
         self.device = resolve_device(device)
         self.model = BleurtForSequenceClassification.load(directory).to(self.device)

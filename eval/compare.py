@@ -36,7 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from eval.metrics import LABELS, OFFICIAL_PARTS, REPORT_KEYS, ScoreReport, score_pairs
+from eval.metrics import ScoreReport, score_pairs
+from eval.registry import LABELS, NAMES, OFFICIAL_PARTS
 
 RESAMPLES = 10_000
 SEED = 0
@@ -165,7 +166,7 @@ def per_example_points(report: ScoreReport) -> dict[str, np.ndarray]:
     """The per-example values of a :class:`ScoreReport` on 0–100, by report key, with ``official`` (the
     per-example mean of its three parts, whose mean is the official score) when all three were computed."""
     points = {key: 100 * np.asarray(report.values[key], dtype=np.float64)
-              for key in REPORT_KEYS if key in report.values}
+              for key in NAMES if key in report.values}
     if all(part in points for part in OFFICIAL_PARTS):
         points["official"] = sum(points[part] for part in OFFICIAL_PARTS) / len(OFFICIAL_PARTS)
     return points
@@ -194,7 +195,7 @@ class Comparison:
     def metrics(self) -> list[str]:
         """The computed metrics, in report order."""
         first = next(iter(self.scores.values()))
-        return [key for key in REPORT_KEYS if key in first]
+        return [key for key in NAMES if key in first]
 
     @property
     def primary(self) -> str:
@@ -272,7 +273,7 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def compare_systems(references: Sequence[str], systems: Mapping[str, Sequence[str]], *,
-                    ids: Sequence[str] | None = None, metrics: Sequence[str] = ("rouge",),
+                    ids: Sequence[str] | None = None, metrics: Sequence[str] = ("rouge1",),
                     resamples: int = RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE,
                     progress: Callable[[str], None] = lambda message: None, **score_options: Any) -> Comparison:
     """Score every system's summaries against ``references`` (aligned lists) with
@@ -291,7 +292,7 @@ def compare_systems(references: Sequence[str], systems: Mapping[str, Sequence[st
         reports.append(score_pairs(list(summaries), list(references), metrics, ids=ids, **score_options))
         scores[name] = per_example_points(reports[-1])
     report = reports[0]  # every system is scored with the same metrics and models
-    computed = [key for key in REPORT_KEYS if key in scores[next(iter(systems))]]
+    computed = [key for key in NAMES if key in scores[next(iter(systems))]]
     pairs = paired_differences(scores, list(combinations(systems, 2)), computed, resamples=resamples, seed=seed,
                                confidence=confidence)
     return Comparison(list(report.ids), list(references), {name: list(texts) for name, texts in systems.items()},

@@ -1,5 +1,5 @@
-"""What the model-based metrics share: their default models, the "cannot run here" error, and the checks
-made while loading them. Imported by :mod:`eval.bertscore`, :mod:`eval.bleurt` and :mod:`eval.metrics`."""
+"""What the model-based metrics share: their default models and batch sizes, the "cannot run here" error, and
+the checks made while loading them. Imported by :mod:`eval.bertscore`, :mod:`eval.bleurt` and :mod:`eval.metrics`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from common.paths import looks_like_local_path
 
 BERTSCORE_MODEL = "bert-base-multilingual-cased"
 BLEURT_MODEL = "lucadiliello/BLEURT-20"
+# Pairs per forward pass (on a GPU when there is one); `tools score --batch-size` overrides both.
+BERTSCORE_BATCH_SIZE = 64
+BLEURT_BATCH_SIZE = 16  # BLEURT-20's inputs are up to 512 tokens of a 32-layer encoder
 
 
 class MetricUnavailable(UserError):

@@ -15,21 +15,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from common.errors import UserError
 from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL, MetricUnavailable
+from eval.registry import (
+    LABELS,
+    METRICS,
+    NAMES,
+    OFFICIAL_PARTS,
+    ROUGE_KEYS,
+    SCORERS,
+    computed_by,
+    metric_name,
+    metric_names,
+    parts,
+    scorers_for,
+)
 
-METRICS = ("rouge", "bertscore", "bleurt")  # what can be asked for
-REPORT_KEYS = ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
-OFFICIAL_PARTS = ("rouge1", "bertscore", "bleurt")
-PAIR_METRICS = ("rouge1", "bertscore", "bleurt", "official")
-LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore",
-          "bleurt": "BLEURT", "official": "official"}
-
-# Scores a batch of (prediction, reference) pairs: one value per pair, 0–100, higher is better.
-ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
-
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from dataset_builders.dpo import ScoreFn
 
 @lru_cache(maxsize=2)
 def _bertscore(model: str, layers: int | None, device: str | None, batch_size: int | None):
@@ -51,35 +56,33 @@ def _bleurt(model: str, device: str | None, batch_size: int | None):
 RawFn = Callable[[Sequence[str], Sequence[str]], dict[str, list[float]]]
 
 
-def _load(metric: str, *, bertscore_model: str | None = None, bertscore_layers: int | None = None,
-          bleurt_model: str | None = None, device: str | None = None, batch_size: int | None = None
-          ) -> tuple[RawFn, str | None]:
-    """A function giving per-pair values on the 0–1 scale by report key, and the model it uses. Loads
-    the model now, so a metric that cannot run raises :class:`MetricUnavailable` before any scoring."""
+def _load(scorer: str, *, rouge_keys: Sequence[str] = ROUGE_KEYS, bertscore_model: str | None = None,
+          bertscore_layers: int | None = None, bleurt_model: str | None = None, device: str | None = None,
+          batch_size: int | None = None) -> tuple[RawFn, str | None]:
+    """A function giving per-pair values on the 0–1 scale by metric name, and the model it uses. Loads the
+    model now, so a scorer that cannot run raises :class:`MetricUnavailable` before any scoring. ``rouge``
+    computes ``rouge_keys`` (all three variants unless told)."""
     from eval import rouge
 
-    if metric in ("rouge", "rouge1"):
-        keys = rouge.ROUGE_KEYS if metric == "rouge" else ("rouge1",)
-        return (lambda p, r: rouge.rouge_f(p, r, keys)), None
-    if metric == "bertscore":
+    if scorer == "rouge":
+        return (lambda p, r: rouge.rouge_f(p, r, rouge_keys)), None
+    if scorer == "bertscore":
         bert = _bertscore(bertscore_model or BERTSCORE_MODEL, bertscore_layers, device, batch_size)
         return (lambda p, r: {"bertscore": bert.score(p, r)}), f"{bert.name} (layer {bert.layers})"
-    if metric == "bleurt":
+    if scorer == "bleurt":
         bleurt = _bleurt(bleurt_model or BLEURT_MODEL, device, batch_size)
         return (lambda p, r: {"bleurt": bleurt.score(p, r)}), bleurt.name
-    raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    raise ValueError(f"unknown scorer {scorer!r}; choose from {', '.join(SCORERS)}")
 
 
 def pair_scorer(metric: str, bertscore_model: str | None = None, bleurt_model: str | None = None, *,
-                bertscore_layers: int | None = None, device: str | None = None) -> ScoreFn:
-    """A batched scoring function for one of ``rouge1``, ``bertscore``, ``bleurt`` or ``official`` (the
-    per-pair mean of the three), 0–100. Raises :class:`MetricUnavailable` (a :class:`~common.errors.UserError`) right away
+                bertscore_layers: int | None = None, device: str | None = None) -> "ScoreFn":
+    """A batched scoring function for any metric of :mod:`eval.registry` (``official``: the per-pair mean of
+    its three parts), 0–100. Raises :class:`MetricUnavailable` (a :class:`~common.errors.UserError`) right away
     when a needed model cannot be loaded."""
-    if metric not in PAIR_METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(PAIR_METRICS)}")
-    parts = OFFICIAL_PARTS if metric == "official" else (metric,)
-    scorers = {part: _load(part, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
-                           bleurt_model=bleurt_model, device=device)[0] for part in parts}
+    scorers = {part: _load(METRICS[part].scorer, rouge_keys=(part,), bertscore_model=bertscore_model,
+                           bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device)[0]
+               for part in parts(metric_name(metric))}
 
     def score(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
         columns = [fn(predictions, references)[part] for part, fn in scorers.items()]
@@ -127,21 +130,22 @@ class ScoreReport:
 
     def example(self, index: int) -> dict[str, object]:
         row: dict[str, object] = {"id": self.ids[index]}
-        for key in REPORT_KEYS[:-1]:
-            row[key] = 100 * self.values[key][index] if key in self.values else None
+        for key in NAMES:
+            if key != "official":
+                row[key] = 100 * self.values[key][index] if key in self.values else None
         parts = [row[part] for part in OFFICIAL_PARTS]
         row["official"] = None if None in parts else sum(parts) / len(parts)
         return row
 
     def to_json(self) -> dict[str, object]:
         """The ``--report`` file: scores (0–100, ``null`` when skipped), n, reasons, models, per example."""
-        return {**{key: self.score(key) for key in REPORT_KEYS}, "n": self.n, "skipped": dict(self.skipped),
+        return {**{key: self.score(key) for key in NAMES}, "n": self.n, "skipped": dict(self.skipped),
                 "models": dict(self.models), "per_example": [self.example(i) for i in range(self.n)]}
 
     def lines(self) -> list[str]:
         """The printed table, then one line per skipped metric."""
         out = [f"{'metric':<10} {'score':>7}"]
-        for key in REPORT_KEYS:
+        for key in NAMES:
             value = self.score(key)
             text = f"{value:7.2f}" if value is not None else f"{'—':>7}"
             note = "  mean of ROUGE-1, BERTScore, BLEURT" if key == "official" else ""
@@ -183,22 +187,21 @@ def align_by_id(predictions: Sequence[tuple[str, str]], references: Sequence[tup
     return reference_ids, [by_id[i] for i in reference_ids], [text for _, text in references]
 
 
-def score_pairs(predictions: Sequence[str], references: Sequence[str], metrics: Sequence[str] = METRICS, *,
+def score_pairs(predictions: Sequence[str], references: Sequence[str], metrics: Sequence[str] = NAMES, *,
                 ids: Sequence[str] | None = None, bertscore_model: str = BERTSCORE_MODEL,
                 bertscore_layers: int | None = None, bleurt_model: str = BLEURT_MODEL,
                 device: str | None = None, batch_size: int | None = None,
                 progress: Callable[[str], None] = lambda message: None,
                 required: Sequence[str] = ()) -> ScoreReport:
-    """Score aligned prediction/reference lists with any of ``rouge``, ``bertscore``, ``bleurt``.
+    """Score aligned prediction/reference lists with the scorers that compute ``metrics`` (names of
+    :mod:`eval.registry`; every metric a scorer computes is reported: ROUGE-1, -2 and -L together).
 
     A model metric whose weights cannot be loaded is recorded in ``skipped`` with the reason and the
     others are still computed — unless it is in ``required`` (its model was named explicitly): then it
     raises :class:`MetricUnavailable`. Every metric not asked for is in ``skipped`` too, and ``official``
     when a part is missing.
     """
-    unknown = [metric for metric in metrics if metric not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)}")
+    wanted, required = scorers_for(metric_names(metrics)), scorers_for(required)
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     if not predictions:
@@ -207,23 +210,22 @@ def score_pairs(predictions: Sequence[str], references: Sequence[str], metrics: 
     if len(ids) != len(predictions):
         raise ValueError(f"{len(ids)} ids for {len(predictions)} pairs")
     report = ScoreReport(ids)
-    for metric in METRICS:
-        keys = ("rouge1", "rouge2", "rougeL") if metric == "rouge" else (metric,)
-        if metric not in metrics:
-            report.skipped.update({key: "not requested" for key in keys})
+    for scorer in SCORERS:
+        if scorer not in wanted:
+            report.skipped.update({key: "not requested" for key in computed_by(scorer)})
             continue
-        progress(f"scoring {metric} …")
+        progress(f"scoring {scorer} …")
         try:
-            scorer, model = _load(metric, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
-                                  bleurt_model=bleurt_model, device=device, batch_size=batch_size)
+            compute, model = _load(scorer, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
+                                   bleurt_model=bleurt_model, device=device, batch_size=batch_size)
         except MetricUnavailable as error:
-            if metric in required:
+            if scorer in required:
                 raise
-            report.skipped[metric] = str(error).removeprefix(f"{metric}: ")
+            report.skipped[scorer] = str(error).removeprefix(f"{scorer}: ")
             continue
-        report.values.update(scorer(list(predictions), list(references)))
+        report.values.update(compute(list(predictions), list(references)))
         if model:
-            report.models[metric] = model
+            report.models[scorer] = model
     missing = [LABELS[part] for part in OFFICIAL_PARTS if part not in report.values]
     if missing:
         report.skipped["official"] = f"needs {', '.join(missing)}"

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple, Sequence
 
+from eval.registry import ROUGE_KEYS
+
 
 WORD_LIMIT = 1000  # py-rouge length_limit, length_limit_type="words"
 ALPHA = 0.5  # py-rouge alpha: F = P·R / ((1 - alpha)·P + alpha·R)
@@ -207,9 +209,6 @@ def rouge_l(prediction: RougeText, reference: RougeText) -> Score:
     prediction_count = sum(len(s) for s in prediction.sentences)
     reference_count = sum(len(s) for s in reference.sentences)
     return _prf(overlap, prediction_count, reference_count)
-
-
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 
 
 def score_pair(prediction: str, reference: str, keys: Sequence[str] = ROUGE_KEYS) -> dict[str, Score]:

@@ -23,6 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from common.checkpoint_files import (
+    CONFIG,
+    GENERATION_CONFIG,
+    SAFETENSORS,
+    SAFETENSORS_INDEX,
+    TOKENIZER_CONFIG,
+    TOKENIZER_FILES,
+    TOKENIZER_JSON,
+    hub_errors,
+    read_config,
+    write_checkpoint_json,
+)
 from common.errors import UserError
 from common.paths import looks_like_local_path
 from exaone.layout import (
@@ -30,19 +42,14 @@ from exaone.layout import (
     LLAMA,
     LAYOUTS,
     model_type_problem,
-    read_config,
     rename,
     tensor_shapes,
     to_exaone_config,
     to_llama_config,
 )
 
-INDEX = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                   "merges.txt", "added_tokens.json", "tokenizer.model", "chat_template.jinja")
 # What a hub download fetches: config, weights and tokenizer; never the repo's Python code.
-HUB_PATTERNS = ["config.json", INDEX, "*.safetensors", *TOKENIZER_FILES]
+HUB_PATTERNS = [CONFIG, SAFETENSORS_INDEX, "*.safetensors", *TOKENIZER_FILES]
 ENDOFTURN = "[|endofturn|]"
 COPY_BUFFER = 16 * 2**20
 MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
@@ -88,7 +95,7 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
     check_output(output, force)
     source = fetch(model, revision)
     if source == output.resolve() or output.resolve() in source.parents:
-        raise UserError(f"--output {output}: would overwrite the input checkpoint {source}")
+        raise UserError(f"--output-dir {output}: would overwrite the input checkpoint {source}")
     config = read_config(source)
     if problem := model_type_problem(config, source_layout, str(model)):
         raise UserError(problem)
@@ -107,13 +114,13 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
         for number, shard in enumerate(shards, 1):
             write_shard(shard, staging / shard.name, renamed,
                         label=f"{number}/{len(shards)} {shard.name}" if progress else None)
-        if (source / INDEX).is_file():
-            index = json.loads((source / INDEX).read_text(encoding="utf-8"))
+        if (source / SAFETENSORS_INDEX).is_file():
+            index = json.loads((source / SAFETENSORS_INDEX).read_text(encoding="utf-8"))
             weight_map = {renamed[name]: shard.name for shard in shards for name in shard.tensors}
-            write_json(staging / INDEX, {"metadata": index.get("metadata", {}),
-                                         "weight_map": dict(sorted(weight_map.items()))})
-        write_json(staging / "config.json", new_config)
-        write_json(staging / "generation_config.json", generation_config(new_config, source))
+            write_checkpoint_json(staging / SAFETENSORS_INDEX, {"metadata": index.get("metadata", {}),
+                                                         "weight_map": dict(sorted(weight_map.items()))})
+        write_checkpoint_json(staging / CONFIG, new_config)
+        write_checkpoint_json(staging / GENERATION_CONFIG, generation_config(new_config, source))
         for name in TOKENIZER_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
@@ -122,9 +129,9 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
 
 def check_output(output: Path, force: bool) -> None:
     if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output}: exists and is not a directory")
+        raise UserError(f"--output-dir {output}: exists and is not a directory")
     if output.is_dir() and any(output.iterdir()) and not force:
-        raise UserError(f"--output {output}: exists and is not empty; pass --force to replace it")
+        raise UserError(f"--output-dir {output}: exists and is not empty; pass --force to replace it")
 
 
 def fetch(model: str | Path, revision: str | None) -> Path:
@@ -140,26 +147,27 @@ def fetch(model: str | Path, revision: str | None) -> Path:
 
     try:  # the token comes from HF_TOKEN or `huggingface-cli login`, as for every hub download
         return Path(snapshot_download(str(model), revision=revision, allow_patterns=HUB_PATTERNS))
-    except Exception as error:  # noqa: BLE001 - offline, gated, no such repo or revision: all fixable by the user
+    except hub_errors() as error:  # offline, gated, no such repo or revision: all fixable by the user
         raise UserError(f"cannot download {model}{'@' + revision if revision else ''} from the hub: "
                         f"{type(error).__name__}: {error}") from None
 
 
 def read_shards(source: Path) -> list[Shard]:
     """The checkpoint's safetensors files (from the index, or the single file), headers read and checked."""
-    if (source / INDEX).is_file():
+    if (source / SAFETENSORS_INDEX).is_file():
         try:
-            weight_map = json.loads((source / INDEX).read_text(encoding="utf-8"))["weight_map"]
+            weight_map = json.loads((source / SAFETENSORS_INDEX).read_text(encoding="utf-8"))["weight_map"]
             files = sorted(set(weight_map.values()))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise UserError(f"{source / INDEX}: not a safetensors index ({error!r})") from None
+            raise UserError(f"{source / SAFETENSORS_INDEX}: not a safetensors index ({error!r})") from None
         for name in files:
             if not (source / name).is_file():
-                raise UserError(f"{source}: missing shard {name} (listed in {INDEX})")
-    elif (source / SINGLE_FILE).is_file():
-        files = [SINGLE_FILE]
+                raise UserError(f"{source}: missing shard {name} (listed in {SAFETENSORS_INDEX})")
+    elif (source / SAFETENSORS).is_file():
+        files = [SAFETENSORS]
     else:
-        raise UserError(f"{source}: no {SINGLE_FILE} or {INDEX} (only safetensors checkpoints are converted)")
+        raise UserError(f"{source}: no {SAFETENSORS} or {SAFETENSORS_INDEX} "
+                        "(only safetensors checkpoints are converted)")
     return [read_shard(source / name) for name in files]
 
 
@@ -282,18 +290,14 @@ def generation_config(config: dict[str, Any], source: Path) -> dict[str, Any]:
 def special_token_id(source: Path, token: str) -> int | None:
     """The id of an added token, from ``tokenizer.json`` or ``tokenizer_config.json`` (``None`` if neither has it)."""
     try:
-        for entry in json.loads((source / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", []):
+        for entry in json.loads((source / TOKENIZER_JSON).read_text(encoding="utf-8")).get("added_tokens", []):
             if entry.get("content") == token:
                 return int(entry["id"])
     except (OSError, ValueError, AttributeError):
         pass
     try:
-        config = json.loads((source / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config = json.loads((source / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
         decoder = config.get("added_tokens_decoder", {})
         return next((int(key) for key, entry in decoder.items() if entry.get("content") == token), None)
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -4,18 +4,17 @@ EXAONE 3.0 and 3.5 are the Llama architecture under other names (pre-norm RMSNor
 RoPE, grouped-query attention, ``c_proj(silu(c_fc_0 x) * c_fc_1 x)``, no biases), so the two layouts
 differ only in names: no tensor is transposed, permuted or changed. This module is that mapping, the
 shapes a config implies, and :func:`exaone3_problem`, which tells whether a checkpoint still needs
-``tools convert-exaone``. It reads JSON only; weights are :mod:`exaone.convert`'s business.
+``tools convert-exaone``. It works on parsed configs only; files are :mod:`common.checkpoint_files`' and
+:mod:`exaone.convert`'s business.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.paths import looks_like_local_path
 
 EXAONE, LLAMA = "exaone", "llama"
 LAYOUTS = (LLAMA, EXAONE)
@@ -158,45 +157,15 @@ def rename(name: str, source: str) -> str | None:
     return f"{LAYER_PREFIX[target]}{match.group(1)}.{inner}" if inner else None
 
 
-def read_config(directory: Path) -> dict[str, Any]:
-    path = directory / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{directory}: no config.json") from None
-    except ValueError as error:
-        raise UserError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return config
-
-
-def _config_of(model: str) -> dict[str, Any] | None:
-    """``config.json`` of a local dir or hub id, or ``None`` when it cannot be read (offline, no such repo)."""
-    if looks_like_local_path(model):
-        path = Path(model).expanduser() / "config.json"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return json.loads(Path(hf_hub_download(model, "config.json")).read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - offline, gated, missing: whoever loads it next reports that
-        return None
-
-
-def exaone3_problem(model: str | Path) -> str | None:
-    """One line when ``model`` (local dir or hub id) is an unconverted EXAONE 3.x checkpoint, else ``None``.
+def exaone3_problem(model: str | Path, config: dict[str, Any] | None) -> str | None:
+    """One line when ``model`` (local dir or hub id), whose ``config.json`` is ``config`` (``None``: unknown, e.g.
+    a hub id offline), is an unconverted EXAONE 3.x checkpoint, else ``None``.
 
     Its hub code was written for transformers 4.x and fails on the transformers this project runs; the
-    same weights in the Llama layout run natively. Reads ``config.json`` only (for a hub id one small
-    download, skipped quietly when offline).
+    same weights in the Llama layout run natively.
     """
-    config = _config_of(str(model))
     if not isinstance(config, dict) or config.get("model_type") != EXAONE:
         return None
     return (f"{model} is an EXAONE 3.x checkpoint in its hub layout, whose remote code does not run on this "
-            f"transformers; convert it once with `tools convert-exaone --model {model} --output DIR` "
+            f"transformers; convert it once with `tools convert-exaone --model {model} --output-dir DIR` "
             "and use DIR instead")

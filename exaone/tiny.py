@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from common.checkout import sample_files
-from exaone.convert import INDEX, convert, staged_directory, write_json
+from common.checkpoint_files import (
+    CONFIG,
+    SAFETENSORS_INDEX,
+    SPECIAL_TOKENS_MAP,
+    TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+    write_checkpoint_json,
+)
+from exaone.convert import convert, staged_directory
 from exaone.layout import ARCHITECTURES, EXAONE, EXAONE_AUTO_MAP, tensor_shapes
 
 # The chat template shipped with LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct and EXAONE-3.5 (verbatim).
@@ -55,7 +63,6 @@ SHAPES: dict[str, dict[str, Any]] = {
     "tied": {"rope_theta": 1000000.0, "rope_scaling": LLAMA3_ROPE_SCALING, "tie_word_embeddings": True,
              "max_position_embeddings": 32768},                     # EXAONE-3.5-2.4B-Instruct: no lm_head
 }
-TINY_MARKER = "TINY_MODEL.json"
 
 
 def corpus_from_nikl(paths: Iterable[Path]) -> list[str]:
@@ -112,18 +119,18 @@ def _move_special_tokens(tokenizer_json: str) -> str:
 def save_hub_tokenizer(tokenizer, directory: Path, *, model_max_length: int) -> None:
     """Write the tokenizer files the EXAONE 3.x hub repos ship (not what ``save_pretrained`` writes today)."""
     backend = tokenizer.backend_tokenizer
-    backend.save(str(directory / "tokenizer.json"))
+    backend.save(str(directory / TOKENIZER_JSON))
     backend.model.save(str(directory))  # vocab.json + merges.txt
     added = {str(index): {"content": token, "lstrip": False, "normalized": False, "rstrip": False,
                           "single_word": False, "special": True}
              for token, index in sorted(TOKEN_IDS.items(), key=lambda item: item[1])}
     special_map = {**SPECIAL_TOKENS, "additional_special_tokens": ROLE_TOKENS}
-    write_json(directory / "tokenizer_config.json", {
+    write_checkpoint_json(directory / TOKENIZER_CONFIG, {
         "add_bos_token": False, "added_tokens_decoder": added, **special_map,
         "chat_template": EXAONE_CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
         "model_max_length": model_max_length, "tokenizer_class": "GPT2Tokenizer",
     })
-    write_json(directory / "special_tokens_map.json", special_map)
+    write_checkpoint_json(directory / SPECIAL_TOKENS_MAP, special_map)
 
 
 def exaone_config(shape: str, *, vocab_size: int, hidden_size: int, num_layers: int,
@@ -188,7 +195,7 @@ def write_sharded(weights: dict[str, Any], directory: Path, num_shards: int) -> 
         file = f"model-{number:05d}-of-{num_shards:05d}.safetensors"
         save_file({name: weights[name] for name in group}, str(directory / file), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(group, file))
-    write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    write_checkpoint_json(directory / SAFETENSORS_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
 def build_tiny_exaone(
@@ -217,11 +224,8 @@ def build_tiny_exaone(
                            initializer_range=initializer_range)
     with staged_directory(output_dir) as staging:
         write_sharded(random_weights(config, seed), staging, num_shards)
-        write_json(staging / "config.json", config)
+        write_checkpoint_json(staging / CONFIG, config)
         save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
-        write_json(staging / TINY_MARKER, {"what": "tiny random EXAONE 3.x checkpoint in its hub layout",
-                                           "shape": shape, "seed": seed, "hidden_size": hidden_size,
-                                           "num_layers": num_layers, "vocab_size": len(tokenizer)})
     return output_dir
 
 

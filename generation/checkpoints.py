@@ -7,26 +7,47 @@ adapter). The tokenizer and chat template come from the checkpoint dir, else fro
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from common.checkpoint_files import (
+    ADAPTER_CONFIG,
+    CONFIG,
+    DEFINING_FILES,
+    WEIGHT_SUFFIXES,
+    config_of,
+    has_tokenizer,
+    hub_json,
+    is_adapter,
+    read_adapter_config,
+    read_bytes,
+    read_config,
+)
 from common.errors import UserError
 from common.paths import looks_like_local_path
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where the weights, the adapter (if any) and the tokenizer come from."""
+    """Where the weights, the adapter (if any) and the tokenizer come from, and the configs read on the way
+    (the model's ``config.json``: ``None`` when it could not be read here, e.g. a hub id offline)."""
 
     model: str
     adapter: str | None = None
     tokenizer: str = ""
+    config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    adapter_config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def settings(self) -> dict[str, Any]:
         """Where the weights are and what they are (:func:`fingerprint`): a sidecar of a run on other
         weights in the same folder is refused."""
+        return self._settings
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
         weights = {"model": fingerprint(self.model)}
         if self.adapter:
             weights["adapter"] = fingerprint(self.adapter)
@@ -34,11 +55,21 @@ class Checkpoint:
             weights["tokenizer"] = fingerprint(self.tokenizer)
         return {"model": self.model, "adapter": self.adapter, "weights": weights}
 
+    @property
+    def context_length(self) -> int | None:
+        """The model's context from its ``config.json`` (``None`` when unknown), without loading it."""
+        return model_context_length(SimpleNamespace(**self.config)) if self.config else None
 
-# Small files whose content defines a checkpoint (hashed); weight files are identified by size and time.
-_DEFINING_FILES = ("config.json", "adapter_config.json", "generation_config.json", "tokenizer_config.json",
-                   "tokenizer.json", "special_tokens_map.json", "chat_template.jinja")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+    def transformers_config(self):
+        """The model's config as transformers' class for it, built from what was read (so ``from_pretrained``
+        does not read ``config.json`` again); ``None`` — transformers reads it itself — for a model type it does not
+        know or a config that points at the checkpoint's own code (``auto_map``)."""
+        from transformers import CONFIG_MAPPING
+
+        model_type = (self.config or {}).get("model_type")
+        if model_type not in CONFIG_MAPPING or "auto_map" in self.config:
+            return None
+        return CONFIG_MAPPING[model_type].from_dict(dict(self.config), name_or_path=self.model)
 
 
 def fingerprint(name_or_path: str) -> dict[str, Any]:
@@ -54,22 +85,18 @@ def fingerprint(name_or_path: str) -> dict[str, Any]:
     for file in sorted(path.iterdir()):
         if not file.is_file():
             continue
-        if file.name in _DEFINING_FILES or file.name.endswith(".index.json"):
-            out[file.name] = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
-        elif file.name.endswith(_WEIGHT_SUFFIXES):
+        if file.name in DEFINING_FILES or file.name.endswith(".index.json"):
+            out[file.name] = hashlib.sha256(read_bytes(file)).hexdigest()[:16]
+        elif file.name.endswith(WEIGHT_SUFFIXES):
             info = file.stat()
             out[file.name] = f"{info.st_size} bytes, mtime {info.st_mtime_ns}"
     return out
 
 
-def has_tokenizer(path: Path) -> bool:
-    return (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
-
-
 def _adapter_base(config: dict[str, Any], where: str, base_model: str | None) -> str:
     base = base_model or config.get("base_model_name_or_path")
     if not base:
-        raise UserError(f"{where}: adapter_config.json names no base_model_name_or_path; pass --base-model")
+        raise UserError(f"{where}: {ADAPTER_CONFIG} names no base_model_name_or_path; pass --base-model")
     if Path(base).exists():
         return str(Path(base).resolve())
     if looks_like_local_path(base):
@@ -78,33 +105,28 @@ def _adapter_base(config: dict[str, Any], where: str, base_model: str | None) ->
 
 
 def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Checkpoint:
-    """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights."""
+    """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights; the model's
+    ``config.json`` and the adapter's ``adapter_config.json`` are read here, once."""
     path = Path(ckpt)
     if path.exists():
         if not path.is_dir():
             raise UserError(f"--ckpt {ckpt}: not a directory")
         path = path.resolve()
-        adapter_config = path / "adapter_config.json"
-        if adapter_config.is_file():
-            try:
-                config = json.loads(adapter_config.read_text(encoding="utf-8"))
-            except ValueError as error:
-                raise UserError(f"{adapter_config}: not valid JSON ({error})") from None
-            base = _adapter_base(config, str(adapter_config), base_model)
-            return Checkpoint(base, str(path), str(path) if has_tokenizer(path) else base)
-        if not (path / "config.json").is_file():
-            raise UserError(f"--ckpt {ckpt}: no config.json (full model) or adapter_config.json (LoRA adapter)")
-        return Checkpoint(str(path), None, str(path))
+        if is_adapter(path):
+            adapter_config = read_adapter_config(path)
+            base = _adapter_base(adapter_config, str(path / ADAPTER_CONFIG), base_model)
+            return Checkpoint(base, str(path), str(path) if has_tokenizer(path) else base, config=config_of(base),
+                              adapter_config=adapter_config)
+        if not (path / CONFIG).is_file():
+            raise UserError(f"--ckpt {ckpt}: no {CONFIG} (full model) or {ADAPTER_CONFIG} (LoRA adapter)")
+        return Checkpoint(str(path), None, str(path), config=read_config(path))
     if looks_like_local_path(str(ckpt)):
         raise UserError(f"--ckpt {ckpt}: no such directory")
-    try:  # a hub id: an adapter repo has an adapter_config.json
-        from peft import PeftConfig
-
-        config = PeftConfig.from_pretrained(str(ckpt)).to_dict()
-    except Exception:  # noqa: BLE001 - not an adapter (or unreachable): load it as a full model
-        return Checkpoint(str(ckpt), None, str(ckpt))
-    base = _adapter_base(config, str(ckpt), base_model)
-    return Checkpoint(base, str(ckpt), base)
+    adapter_config = hub_json(str(ckpt), ADAPTER_CONFIG)  # a hub id: an adapter repo has one
+    if adapter_config is None:  # not an adapter (or not reachable): a full model, which the loader will fetch
+        return Checkpoint(str(ckpt), None, str(ckpt), config=config_of(str(ckpt)))
+    base = _adapter_base(adapter_config, str(ckpt), base_model)
+    return Checkpoint(base, str(ckpt), base, config=config_of(base), adapter_config=adapter_config)
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

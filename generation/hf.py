@@ -77,11 +77,14 @@ class HFEngine:
 
 
 def load_hf_model(checkpoint: Checkpoint, *, dtype: str, device: str, merge_lora: bool,
-                  trust_remote_code: bool = False):
-    """The model of ``checkpoint`` on ``device`` in ``dtype``; an adapter is applied (and merged if asked)."""
+                  trust_remote_code: bool = False, config: Any = None):
+    """The model of ``checkpoint`` on ``device`` in ``dtype``; an adapter is applied (and merged if asked).
+    ``config``: the model's config when already loaded (:meth:`Checkpoint.transformers_config`)."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
+    if config is not None:
+        kwargs["config"] = config
     if device != "cpu":
         kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(checkpoint.model, **kwargs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+from common.tokenizer import chat_prompt_ids
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
-from dataset_builders.tokenizer import chat_prompt_ids
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from common.devices import resolve_device
 from common.errors import UserError
-from dataset_builders.tokenizer import load_tokenizer
+from common.tokenizer import load_tokenizer
 from exaone.layout import exaone3_problem
 from generation.checkpoints import resolve_checkpoint, resolve_dtype
 from generation.decoding import Decoding
@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from generation.vllm import VLLMSettings
 
 BACKENDS = ("hf", "vllm")
+# Dialogues per generate call (`--batch-size`): the HF engine's batch, halved on out-of-memory; vLLM schedules its
+# own batches, so for it this is only how many prompts go in per call (and per sidecar flush).
+BATCH_SIZES = {"hf": 16, "vllm": 256}
 
 
 def load_engine(
@@ -49,14 +52,15 @@ def load_engine(
     dtype = resolve_dtype(dtype, device)
     from generation.hf import HFEngine, load_hf_model
 
-    if problem := exaone3_problem(checkpoint.model):  # its remote code predates this transformers; vLLM is fine
+    if problem := exaone3_problem(checkpoint.model, checkpoint.config):  # remote code too old for this transformers
         raise UserError(problem)
-    tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code)
+    config = checkpoint.transformers_config()  # config.json as read by resolve_checkpoint: not read again
+    tokenizer = load_tokenizer(checkpoint.tokenizer, trust_remote_code, config=config)
     from safetensors import SafetensorError
 
     try:
         model = load_hf_model(checkpoint, dtype=dtype, device=device, merge_lora=merge_lora,
-                              trust_remote_code=trust_remote_code)
+                              trust_remote_code=trust_remote_code, config=config)
     except (OSError, SafetensorError) as error:  # missing, unreadable or corrupt weight files
         raise UserError(f"cannot load model {str(ckpt)!r}: {error}") from None
     return HFEngine(model, tokenizer, decoding, checkpoint, dtype=dtype, merged=bool(checkpoint.adapter and merge_lora))

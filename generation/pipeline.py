@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
 from generation.decoding import Decoding
+from generation.loader import BATCH_SIZES
 from generation.runner import RunReport, prompt_budget, run_to_file
 
 
@@ -26,8 +27,24 @@ class InferenceOptions:
     system_prompt: str | None = None
     clean_rules: tuple[str, ...] = ()
     max_prompt_tokens: int | None = None
-    batch_size: int | None = None  # default: 16 (hf) / 256 per call (vllm)
+    batch_size: int | None = None  # default: the backend's, generation.loader.BATCH_SIZES
     vllm: Any = None  # generation.vllm.VLLMSettings for --backend vllm (context, memory, parallelism)
+
+    @classmethod
+    def from_flat(cls, *, max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
+                  tensor_parallel_size: int | None = None, clean_rules: Sequence[str] = (),
+                  **fields: Any) -> "InferenceOptions":
+        """The options from flat values, as the command line has them: vLLM's three knobs become
+        :class:`~generation.vllm.VLLMSettings` when the backend is vllm or any of them is given (so the hf
+        backend can refuse them); ``None`` leaves a knob at vLLM's default here."""
+        given = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
+                 "tensor_parallel_size": tensor_parallel_size}
+        vllm = None
+        if fields.get("backend") == "vllm" or any(value is not None for value in given.values()):
+            from generation.vllm import VLLMSettings
+
+            vllm = VLLMSettings(**{key: value for key, value in given.items() if value is not None})
+        return cls(**fields, clean_rules=tuple(clean_rules), vllm=vllm)
 
 
 def describe_engine(engine: Any) -> str:
@@ -59,6 +76,6 @@ def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str
         budget = prompt_budget(engine.context_length, decoding.max_new_tokens, options.max_prompt_tokens)
         builder = PromptBuilder(system_prompt=options.system_prompt, clean_rules=options.clean_rules,
                                 tokenizer=engine.tokenizer, max_prompt_tokens=budget)
-        batch_size = options.batch_size or (256 if options.backend == "vllm" else 16)
+        batch_size = options.batch_size or BATCH_SIZES[options.backend]
         return run_to_file(engine, examples, builder, output, batch_size=batch_size, restart=restart,
                            progress=progress, notify=notify, announce=describe_engine(engine))

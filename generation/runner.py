@@ -5,26 +5,30 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import write_json, write_jsonl
+from common.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
 from generation.jobs import Engine, Job, prepare_jobs
+from generation.loader import BATCH_SIZES
 from generation.sidecar import Sidecar, output_lock
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's out-of-memory error, Python's MemoryError, or torch's CPU allocator failing."""
+def out_of_memory(error: BaseException) -> str | None:
+    """Where memory ran out: ``"GPU"`` for torch's device out-of-memory error, ``"CPU"`` for Python's MemoryError or
+    torch's CPU allocator failing — the one case torch raises a plain RuntimeError for, recognised by its message;
+    ``None`` for any other error."""
     import torch
 
-    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+    if isinstance(error, torch.OutOfMemoryError):
+        return "GPU"
+    if isinstance(error, MemoryError) or "DefaultCPUAllocator: can't allocate memory" in str(error):
+        return "CPU"
+    return None
 
 
 def generate_all(
@@ -55,10 +59,10 @@ def generate_all(
             batch = ordered[start:start + batch_size]
             try:
                 results = generate(batch)
-            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled; the rest is re-raised
-                if not is_out_of_memory(error):
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:  # the types memory runs out with
+                where = out_of_memory(error)
+                if where is None:
                     raise
-                where = "CUDA" if isinstance(error, torch.cuda.OutOfMemoryError) else "CPU"
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if batch_size == 1:
@@ -104,6 +108,9 @@ class RunReport:
     seconds: float = 0.0
     batch_size: int = 0
     sidecar: Path | None = None
+    # Every example's finished row by id ({"id", "output"} or {"id", "candidates"}): what the output file holds,
+    # for a caller that goes on in the same process (checkpoint selection scores them without reading them back).
+    results: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def summary(self) -> list[str]:
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
@@ -169,7 +176,7 @@ def run_to_file(
     builder: PromptBuilder,
     output: Path | str,
     *,
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZES["hf"],
     restart: bool = False,
     progress: bool = True,
     notify: Callable[[str], None] = lambda message: None,
@@ -213,4 +220,5 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
     report.seconds = time.perf_counter() - start
     write_results(output, examples, done, sampling)
     sidecar.remove()
+    report.results = done
     return report

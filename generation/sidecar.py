@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import write_jsonl
+from common.io import write_jsonl
 
 SIDECAR_SUFFIX = ".partial.jsonl"
 LOCK_SUFFIX = ".lock"

@@ -20,18 +20,16 @@ What this module does so that a first GPU run works:
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 from common.errors import UserError
-from dataset_builders.tokenizer import load_tokenizer
-from generation.checkpoints import Checkpoint, model_context_length
+from common.tokenizer import load_tokenizer
+from generation.checkpoints import Checkpoint
 from generation.decoding import Decoding, finish_text, row_seed, stop_token_ids
 from generation.jobs import Job
 
@@ -98,29 +96,17 @@ def merge_adapter(checkpoint: Checkpoint, output: Path | str, dtype: str = "bflo
     return output
 
 
-def checkpoint_context(name_or_path: str) -> int | None:
-    """``max_position_embeddings`` from a checkpoint's ``config.json`` (a local dir, or a hub id from the
-    cache) without loading the model — vLLM is given the same context the prompt budget uses."""
-    path = Path(name_or_path) / "config.json"
-    if not path.is_file():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(str(name_or_path), "config.json"))
-        except Exception:  # noqa: BLE001 - unreachable or not a repo: vLLM will say so itself
-            return None
-    return model_context_length(SimpleNamespace(**json.loads(path.read_text(encoding="utf-8"))))
-
-
 def batch_invariance_supported() -> bool:
     """Compute capability ≥ 8.0 on the first visible GPU (read with NVML: no CUDA context in this process)."""
     try:
         import pynvml
-
+    except ImportError:  # no NVML bindings: leave the mode off
+        return False
+    try:
         pynvml.nvmlInit()
         major, _ = pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0))
         return major >= 8
-    except Exception:  # noqa: BLE001 - no NVML, no GPU: leave the mode off
+    except pynvml.NVMLError:  # no driver, no GPU: leave the mode off
         return False
 
 
@@ -172,8 +158,7 @@ class VLLMEngine:
         model, self.lora, rank = checkpoint.model, None, None
         self.merged = False
         if checkpoint.adapter:
-            config = json.loads((Path(checkpoint.adapter) / "adapter_config.json").read_text(encoding="utf-8")) \
-                if Path(checkpoint.adapter).is_dir() else {}
+            config = checkpoint.adapter_config or {}
             problems = adapter_problems(config)
             if merge_lora or problems:
                 model = str(self._merged_copy(checkpoint, trust_remote_code))
@@ -184,7 +169,7 @@ class VLLMEngine:
                 from vllm.lora.request import LoRARequest
 
                 self.lora, rank = LoRARequest("adapter", 1, checkpoint.adapter), int(config.get("r") or 16)
-        self.max_model_len = settings.max_model_len or checkpoint_context(checkpoint.model)
+        self.max_model_len = settings.max_model_len or checkpoint.context_length
         from vllm import LLM
 
         try:

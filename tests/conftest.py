@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,24 @@ def one_line_error(result) -> str:
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
     return lines[0]
+
+
+_OPENING: list[list[str]] = []  # the files opened while `opened_files()` is active (innermost last)
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPENING and isinstance(args[0], (str, os.PathLike)):
+        _OPENING[-1].append(os.fspath(args[0]))
+
+
+@contextmanager
+def opened_files():
+    """Every file this process opens inside the block, by anyone (Python's audit hook for ``open``)."""
+    if not getattr(opened_files, "hooked", False):  # an audit hook cannot be removed: add one, once
+        sys.addaudithook(_record_open)
+        opened_files.hooked = True
+    _OPENING.append(opened := [])
+    try:
+        yield opened
+    finally:
+        _OPENING.pop()

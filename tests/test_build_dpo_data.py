@@ -4,9 +4,9 @@ import json
 
 from click.testing import CliRunner
 
+from common import io
+from common.io import read_jsonl
 from conftest import TRAIN, load_json
-from dataset_builders import io
-from dataset_builders.io import read_jsonl
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli
@@ -39,7 +39,7 @@ def write_jsonl(path, rows):
 def run(tmp_path, *extra, candidates=None):
     candidates = candidates or write_jsonl(tmp_path / "candidates.jsonl", candidate_rows())
     out = tmp_path / "dpo" / "train.jsonl"
-    result = CliRunner().invoke(cli, ["build-dpo-data", "--data", str(TRAIN), "--candidates", str(candidates),
+    result = CliRunner().invoke(cli, ["build-dpo-data", "--input", str(TRAIN), "--candidates", str(candidates),
                                       "--output", str(out), *map(str, extra)])
     return result, out
 
@@ -119,7 +119,7 @@ def test_test_split_without_references_is_refused(tmp_path):
         item["output"] = ""
     test_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     candidates = write_jsonl(tmp_path / "c.jsonl", candidate_rows())
-    result = CliRunner().invoke(cli, ["build-dpo-data", "--data", str(test_file), "--candidates", str(candidates),
+    result = CliRunner().invoke(cli, ["build-dpo-data", "--input", str(test_file), "--candidates", str(candidates),
                                       "--output", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1 and "output" in result.output
 

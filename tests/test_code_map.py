@@ -1,6 +1,6 @@
-"""The README's code map is the import graph: every package is listed, imports only what its row allows, no
-library module imports the click layer, library code never raises click errors, and no two modules import
-each other (directly or around a loop)."""
+"""The README's code map is the import graph: every package has a floor, no library module imports from a package on
+a higher floor (so nothing climbs back up), library code never raises click errors, and no two modules import each
+other (directly or around a loop)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,10 @@ from conftest import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
-def code_map() -> dict[str, set[str]]:
-    """package → the project packages its README row allows it to import."""
+def floors() -> dict[str, int]:
+    """package → its floor in the README's code map (1 = the bottom)."""
     section = README[README.index("## Code map"):]
-    rows = re.findall(r"^\| `(\w+)/`(?:, `\w+/`)* \| .*? \| (.*?) \|$", section, flags=re.MULTILINE)
-    allowed = {}
-    for name, imports in rows:
-        allowed[name] = set(re.findall(r"`(\w+)(?:\.\w+)?`", imports))
-        if "everything above" in imports:
-            allowed[name] = set(allowed)
-    return allowed
+    return {name: int(floor) for floor, name in re.findall(r"^\| (\d+) \| `(\w+)/` \|", section, flags=re.MULTILINE)}
 
 
 def project_packages() -> list[str]:
@@ -52,23 +46,21 @@ def modules() -> dict[str, object]:
     return out
 
 
-def test_every_package_has_a_row_and_every_row_a_package():
-    assert set(code_map()) - {"benchmarks"} == set(project_packages())
-    for package in code_map():
-        assert (REPO / package).is_dir(), f"README's code map names {package}/, which does not exist"
+def test_every_package_has_a_floor_and_every_floor_a_package():
+    assert set(floors()) == set(project_packages())
+    assert sorted(floors().values()) == list(range(1, len(floors()) + 1)), "floors are numbered 1, 2, 3 … once each"
 
 
-def test_imports_follow_the_code_map():
-    allowed = code_map()
-    known = set(project_packages())
+def test_no_module_imports_from_a_higher_floor():
+    floor = floors()
     problems = []
     for name, path in modules().items():
         package = name.split(".")[0]
         for imported, line in module_imports(path):
             target = imported.split(".")[0]
-            if target in known and target != package and target not in allowed[package]:
-                problems.append(f"{path.relative_to(REPO)}:{line} imports {imported} ({package} may import "
-                                f"{', '.join(sorted(allowed[package])) or 'nothing of the project'})")
+            if target in floor and floor[target] > floor[package]:
+                problems.append(f"{path.relative_to(REPO)}:{line} imports {imported}: {target}/ is on floor "
+                                f"{floor[target]}, above {package}/ (floor {floor[package]})")
     assert not problems, "\n".join(problems)
 
 

@@ -18,10 +18,11 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
+from common.checkpoint_files import config_of
+from common.tokenizer import chat_prompt_ids
 from conftest import TEST, TRAIN, one_line_error
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
-from dataset_builders.tokenizer import chat_prompt_ids
 from exaone.convert import staged_directory
 from exaone.layout import exaone3_problem
 from exaone.tiny import TOKEN_IDS, build_tiny_exaone
@@ -60,7 +61,7 @@ def checkpoints(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     made = {}
     for shape, options in SHAPES.items():
         hub = build_tiny_exaone(root / f"hub-{shape}", shape=shape, initializer_range=0.1, **options)
-        convert("--model", hub, "--output", root / f"llama-{shape}")
+        convert("--model", hub, "--output-dir", root / f"llama-{shape}")
         made[shape] = hub, root / f"llama-{shape}"
     return made
 
@@ -174,7 +175,7 @@ def test_tokenizer_renders_the_same_prompt_ids(checkpoints):
 def test_round_trip_is_bit_identical(shape, checkpoints, tmp_path):
     hub, converted = checkpoints[shape]
     back = tmp_path / "back"
-    convert("--model", converted, "--to", "exaone", "--output", back)
+    convert("--model", converted, "--to", "exaone", "--output-dir", back)
     assert load_json(back / "config.json") == load_json(hub / "config.json")
     assert tensors(back) == tensors(hub)
     assert load_json(back / "model.safetensors.index.json") == load_json(hub / "model.safetensors.index.json")
@@ -214,7 +215,7 @@ def test_refuses_a_broken_checkpoint_with_one_line(case, checkpoints, tmp_path):
     source = shutil.copytree(checkpoints["3.0"][0], tmp_path / "model")
     breaks, message = BROKEN[case]
     breaks(source)
-    result = tools("convert-exaone", "--model", source, "--output", tmp_path / "out")
+    result = tools("convert-exaone", "--model", source, "--output-dir", tmp_path / "out")
     assert message in one_line_error(result)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]  # nothing written, nothing half-written
 
@@ -225,8 +226,8 @@ def test_refuses_a_non_empty_output_without_force(checkpoints, tmp_path):
     (out / "old.txt").write_text("x")
     hub = checkpoints["3.0"][0]
     assert "exists and is not empty; pass --force" in one_line_error(
-        tools("convert-exaone", "--model", hub, "--output", out))
-    convert("--model", hub, "--output", out, "--force")
+        tools("convert-exaone", "--model", hub, "--output-dir", out))
+    convert("--model", hub, "--output-dir", out, "--force")
     assert not (out / "old.txt").exists() and (out / "config.json").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # the staging directory is gone
 
@@ -237,12 +238,12 @@ def test_refuses_a_non_empty_output_without_force(checkpoints, tmp_path):
     ("LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct", [], "cannot download LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct from the hub"),
     ("{llama}", [], "already in the Llama layout"),
     ("{hub}", ["--revision", "main"], "--revision main: only applies to a hub id"),
-    ("{hub}", ["--force", "--output", "{hub}/.."], "would overwrite the input checkpoint"),
+    ("{hub}", ["--force", "--output-dir", "{hub}/.."], "would overwrite the input checkpoint"),
 ])
 def test_refuses_what_it_cannot_convert(model, extra, message, tmp_path, checkpoints):
     hub, converted = checkpoints["3.0"]
     fill = {"tmp": tmp_path, "hub": hub, "llama": converted}
-    args = ["--model", model.format(**fill), "--output", tmp_path / "o", *(arg.format(**fill) for arg in extra)]
+    args = ["--model", model.format(**fill), "--output-dir", tmp_path / "o", *(arg.format(**fill) for arg in extra)]
     assert message.format(**fill) in one_line_error(tools("convert-exaone", *args))
 
 
@@ -258,8 +259,10 @@ def test_a_failed_conversion_leaves_no_directory(tmp_path):
 
 def test_infer_asks_for_the_conversion(checkpoints, tmp_path):
     hub, converted = checkpoints["3.0"]
-    assert exaone3_problem(converted) is None
-    assert exaone3_problem("LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct") is None  # offline: quietly unknown
+    assert "tools convert-exaone" in exaone3_problem(hub, config_of(hub))
+    assert exaone3_problem(converted, config_of(converted)) is None
+    hub_id = "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
+    assert config_of(hub_id) is None and exaone3_problem(hub_id, None) is None  # offline: quietly unknown
     infer = ["infer", "--no-progress", "--input", TEST, "--output", tmp_path / "r.json"]
     message = one_line_error(tools(*infer, "--ckpt", hub))
     assert "EXAONE 3.x checkpoint in its hub layout" in message and f"tools convert-exaone --model {hub}" in message
@@ -283,12 +286,12 @@ def test_help_explains_every_option(command):
 
 
 def test_build_tiny_model_command_writes_both_layouts(tmp_path):
-    result = tools("build-tiny-model", "--layout", "exaone", "--shape", "tied", "--output", tmp_path / "hub")
+    result = tools("build-tiny-model", "--layout", "exaone", "--shape", "tied", "--output-dir", tmp_path / "hub")
     assert result.exit_code == 0, result.output
     config = load_json(tmp_path / "hub" / "config.json")
     assert config["model_type"] == "exaone" and config["tie_word_embeddings"] is True
     assert config["rope_scaling"]["rope_type"] == "llama3" and config["max_position_embeddings"] == 32768
-    result = tools("build-tiny-model", "--output", tmp_path / "llama")
+    result = tools("build-tiny-model", "--output-dir", tmp_path / "llama")
     assert result.exit_code == 0, result.output
     assert load_json(tmp_path / "llama" / "config.json")["model_type"] == "llama"
     assert load_json(tmp_path / "llama-exaone-layout" / "config.json")["model_type"] == "exaone"

@@ -4,6 +4,7 @@ import pytest
 
 from common.errors import UserError
 
+from dataset_builders.candidates import is_degenerate
 from dataset_builders.dpo import (
     DpoStats,
     build_dpo_rows,
@@ -13,7 +14,6 @@ from dataset_builders.dpo import (
     usable_candidates,
 )
 from dataset_builders.nikl import Example, Utterance
-from eval.candidates import is_degenerate
 from dataset_builders.prompt import PromptBuilder
 
 EXAMPLES = [

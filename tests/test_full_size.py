@@ -10,11 +10,11 @@ import statistics
 import pytest
 
 from benchmarks.make_synthetic import SIZES, make_split, write_split
-from conftest import REPO, load_json, tools_cli
-from dataset_builders.io import read_jsonl
+from common.io import read_jsonl
+from common.tokenizer import chat_prompt_ids, load_tokenizer
+from conftest import REPO, load_json, one_line_error, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, question_text
-from dataset_builders.tokenizer import chat_prompt_ids, load_tokenizer
 from generation.decoding import postprocess
 from generation.jobs import prepare_jobs
 from generation.runner import prompt_budget
@@ -127,7 +127,7 @@ def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_pa
 def test_max_seq_len_needs_a_tokenizer(tmp_path):
     result = tools_cli("build-sft-data", "--input", REPO / "tests" / "fixtures" / "일상대화요약_train.json",
                  "--output", tmp_path / "a.jsonl", "--max-seq-len", 100)
-    assert result.exit_code == 2 and "--max-seq-len needs --tokenizer (or --recipe)" in result.output
+    assert "--max-seq-len needs --tokenizer (or --recipe)" in one_line_error(result)
 
 
 def test_dpo_pairs_fit_the_sequence_len(tiny_model, tmp_path):
@@ -138,7 +138,7 @@ def test_dpo_pairs_fit_the_sequence_len(tiny_model, tmp_path):
         item["output"][: len(item["output"]) // 3], "두 사람은 이야기를 나누었다. " * 3]}, ensure_ascii=False) + "\n"
         for item in items), encoding="utf-8")
     out = tmp_path / "dpo.jsonl"
-    result = tools_cli("build-dpo-data", "--data", data, "--candidates", candidates, "--output", out,
+    result = tools_cli("build-dpo-data", "--input", data, "--candidates", candidates, "--output", out,
                  "--tokenizer", tiny_model, "--max-seq-len", 900)
     assert result.exit_code == 0, result.output
     tokenizer = load_tokenizer(str(tiny_model))

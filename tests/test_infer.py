@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, random_lora
+from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, opened_files, random_lora
 from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
@@ -231,6 +232,32 @@ def test_lora_adapter_with_missing_base(tmp_path, lora):
     (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/nowhere/base"}))
     message = one_line_error(infer("--ckpt", moved, "--input", TEST, "--output", tmp_path / "r.json"))
     assert "base model /nowhere/base not found" in message and "--base-model" in message
+
+
+def test_a_run_reads_the_checkpoints_config_once(tmp_path, tiny_model, lora):
+    """resolve_checkpoint reads config.json; the EXAONE-layout check, the tokenizer, the model and the fingerprint
+    use what it read — for a full checkpoint and for an adapter's base (fresh copies: nothing read before)."""
+    full, base, adapter = tmp_path / "full", tmp_path / "base", tmp_path / "adapter"
+    shutil.copytree(tiny_model, full)
+    shutil.copytree(tiny_model, base)
+    shutil.copytree(lora[0], adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(base)}))
+    for ckpt, model in ((full, full), (adapter, base)):
+        with opened_files() as opened:
+            ok(infer("--ckpt", ckpt, "--input", TEST, "--output", tmp_path / f"{ckpt.name}.json", "--max-new-tokens", 2))
+        assert opened.count(str(model / "config.json")) == 1, opened
+
+
+def test_the_config_built_from_what_was_read_is_transformers_own(tiny_model, tmp_path):
+    from transformers import AutoConfig
+
+    from generation.checkpoints import Checkpoint, resolve_checkpoint
+
+    built = resolve_checkpoint(tiny_model).transformers_config()
+    assert built.to_dict() == AutoConfig.from_pretrained(tiny_model).to_dict()
+    remote = {**load_json(Path(tiny_model) / "config.json"), "auto_map": {"AutoConfig": "custom.Config"}}
+    assert Checkpoint(str(tiny_model), config=remote).transformers_config() is None  # its own code: left to it
 
 
 # --------------------------------------------------------------------------- candidates

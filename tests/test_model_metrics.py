@@ -256,7 +256,7 @@ def test_official_is_the_mean_of_the_three(tiny_bert, bleurt_spm, write_nikl, tm
     references = write_nikl([{**item, "output": text} for item, text in zip(items, REFERENCES)], "refs.json")
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(cli, [
-        "score", "--predictions", str(predictions), "--references", str(references), "--report", str(report_path),
+        "score", "--predictions", str(predictions), "--input", str(references), "--report", str(report_path),
         "--bertscore-model", str(tiny_bert), "--bertscore-layers", "2", "--bleurt-model", str(bleurt_spm)])
     assert result.exit_code == 0, result.output
     assert "skipped" not in result.output and f"{str(tiny_bert)} (layer 2)" in result.output

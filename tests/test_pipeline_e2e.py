@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from common.io import read_jsonl
 from conftest import DEV, REPO, TRAIN, load_json
-from dataset_builders.io import read_jsonl
 
 pytestmark = pytest.mark.axolotl
 

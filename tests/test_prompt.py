@@ -1,7 +1,13 @@
 """The prompt must match the 2024 reference system byte for byte."""
 
 from dataset_builders.nikl import Example, Utterance
-from dataset_builders.prompt import SYSTEM_PROMPTS, PromptBuilder, resolve_system_prompt, user_message
+from dataset_builders.prompt import (
+    SYSTEM_PROMPTS,
+    PromptBuilder,
+    conversation_lines,
+    resolve_system_prompt,
+    user_message,
+)
 
 EXAMPLE = Example(
     id="x",
@@ -23,6 +29,14 @@ GOLDEN_USER = (
 
 def test_user_message_golden():
     assert user_message(EXAMPLE.conversation, EXAMPLE.subject_keyword) == GOLDEN_USER
+
+
+def test_user_message_takes_utterances_or_the_lines_truncation_keeps():
+    lines = conversation_lines(EXAMPLE.conversation)
+    assert user_message(lines, EXAMPLE.subject_keyword) == GOLDEN_USER
+    assert user_message([lines[0], EXAMPLE.conversation[2]], EXAMPLE.subject_keyword) == GOLDEN_USER.replace(
+        "화자SD2000002: \n", "")
+    assert PromptBuilder().build(EXAMPLE).messages[1]["content"] == GOLDEN_USER
 
 
 def test_single_keyword_has_no_separator():

@@ -23,10 +23,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from common import io
 from common.env import offline_env
+from common.io import read_jsonl
 from conftest import DEV, REPO, TRAIN
-from dataset_builders import io
-from dataset_builders.io import read_jsonl
 from tools.cli import cli
 from workflow.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
 
@@ -58,7 +58,7 @@ IN_STEP = {
     },
 }
 CONVERTED_BASE = "models/EXAONE-3.0-7.8B-Instruct-llama"  # `tools convert-exaone` of the hub model
-CONVERT_COMMAND = f"tools convert-exaone --model LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --output {CONVERTED_BASE}"
+CONVERT_COMMAND = f"tools convert-exaone --model LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct --output-dir {CONVERTED_BASE}"
 LIGER = {"liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_fused_linear_cross_entropy"}
 # Hyperparameters whose line must carry a `# why` comment wherever a recipe sets them.
 MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sample_packing", "micro_batch_size",

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from common.env import offline_env
+from common.io import atomic_open, write_json
 from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
-from dataset_builders.io import atomic_open, write_json
 from generation.hf import HFEngine
 from generation.runner import generate_all
 from generation.sidecar import SIDECAR_SUFFIX
@@ -64,11 +64,11 @@ def test_no_command_overwrites_its_input(tmp_path, dev_copy, tiny_model):
         (["infer", "--ckpt", tiny_model, "--input", dev_copy, "--output", "dev.json"], "--output dev.json", "--input"),
         (["infer", "--ckpt", tiny_model, "--input", "./dev.json", "--output", link], "--output", "--input"),
         (["build-sft-data", "--input", dev_copy, "--output", link], "--output", "--input"),
-        (["build-dpo-data", "--data", dev_copy, "--candidates", candidates, "--output", "../" + tmp_path.name + "/dev.json"],
-         "--output", "--data"),
-        (["build-dpo-data", "--data", dev_copy, "--candidates", candidates, "--output", candidates], "--output", "--candidates"),
+        (["build-dpo-data", "--input", dev_copy, "--candidates", candidates, "--output", "../" + tmp_path.name + "/dev.json"],
+         "--output", "--input"),
+        (["build-dpo-data", "--input", dev_copy, "--candidates", candidates, "--output", candidates], "--output", "--candidates"),
         (["rerank", "--candidates", candidates, "--input", dev_copy, "--output", dev_copy], "--output", "--input"),
-        (["score", "--predictions", dev_copy, "--references", DEV, "--metrics", "rouge", "--report", link],
+        (["score", "--predictions", dev_copy, "--input", DEV, "--metrics", "rouge1", "--report", link],
          "--report", "--predictions"),
         (["cpu-overlay", REPO / "recipes" / "exaone_lora.yml", "--base-model", tiny_model, "--train-data", candidates,
           "--output-dir", tmp_path / "o", "--config-out", candidates], "--config-out", "--train-data"),
@@ -231,7 +231,7 @@ def test_unwritable_outputs_are_one_line(tmp_path, make_output, problem):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "folder").mkdir()
     output = make_output(tmp_path)
-    from dataset_builders.io import write_jsonl
+    from common.io import write_jsonl
 
     from common.errors import UserError
 

@@ -43,7 +43,7 @@ def files(write_nikl):
 def test_rouge_table_and_report(files, tmp_path):
     predictions, references = files
     report_path = tmp_path / "out" / "report.json"
-    result = run("--predictions", predictions, "--references", references, "--metrics", "rouge",
+    result = run("--predictions", predictions, "--input", references, "--metrics", "rouge1",
                  "--report", report_path)
     assert result.exit_code == 0, result.output
     expected = 100 * sum(pair[2] for pair in PAIRS.values()) / 4
@@ -69,7 +69,7 @@ def test_rouge_table_and_report(files, tmp_path):
 def test_default_metrics_skip_missing_models_with_reason(files, tmp_path):
     predictions, references = files
     report_path = tmp_path / "report.json"
-    result = run("--predictions", predictions, "--references", references, "--report", report_path)
+    result = run("--predictions", predictions, "--input", references, "--report", report_path)
     assert result.exit_code == 0, result.output
     offline = "not a local directory and not in the Hugging Face cache (HF_HUB_OFFLINE=1)"
     assert f"skipped bertscore: cannot load 'bert-base-multilingual-cased': {offline}" in result.output
@@ -84,12 +84,12 @@ def test_local_model_paths_that_do_not_exist(files, tmp_path):
     """A model the user named explicitly must load: a wrong path is an error, not a silently skipped metric."""
     predictions, references = files
     missing = tmp_path / "no-such-model"
-    result = run("--predictions", predictions, "--references", references,
+    result = run("--predictions", predictions, "--input", references,
                  "--bertscore-model", missing, "--bertscore-layers", "2", "--bleurt-model", missing)
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == (
         f"Error: bertscore: cannot load '{missing}': no such directory; pass --bertscore-model DIR with local weights")
-    result = run("--predictions", predictions, "--references", references, "--metrics", "rouge,bleurt",
+    result = run("--predictions", predictions, "--input", references, "--metrics", "rouge,bleurt",
                  "--bleurt-model", missing)
     assert result.exit_code == 1 and f"Error: bleurt: no such directory: {missing}" in result.output
     with pytest.raises(MetricUnavailable, match="no such directory"):  # the library call says why too
@@ -99,7 +99,7 @@ def test_local_model_paths_that_do_not_exist(files, tmp_path):
 
 def test_all_empty_predictions_are_an_error(write_nikl):
     empty = write_nikl([{**item, "output": ""} for item in ITEMS], "empty.json")
-    result = run("--predictions", empty, "--references", DEV, "--metrics", "rouge")
+    result = run("--predictions", empty, "--input", DEV, "--metrics", "rouge")
     assert result.exit_code == 1
     assert f"all {len(ITEMS)} predictions are empty" in result.output.strip().splitlines()[-1]
 
@@ -116,7 +116,7 @@ def test_unknown_bertscore_model_needs_a_layer():
 def test_missing_and_extra_ids(write_nikl, tmp_path, prediction_ids, message):
     rows = [{**ITEMS[0], "id": key, "output": "요약"} for key in prediction_ids]
     predictions, references = write_nikl(rows, "result.json"), write_nikl(nikl(1), "refs.json")
-    result = run("--predictions", predictions, "--references", references, "--report", tmp_path / "r.json")
+    result = run("--predictions", predictions, "--input", references, "--report", tmp_path / "r.json")
     assert result.exit_code == 1
     assert message.format(preds=predictions, refs=references) in result.output
     assert not (tmp_path / "r.json").exists()
@@ -126,7 +126,7 @@ def test_duplicate_ids(write_nikl):
     rows = nikl(0)
     rows[2]["id"] = rows[1]["id"]
     predictions = write_nikl(rows, "result.json")
-    result = run("--predictions", predictions, "--references", DEV, "--metrics", "rouge")
+    result = run("--predictions", predictions, "--input", DEV, "--metrics", "rouge")
     assert result.exit_code == 1
     assert f"example {IDS[1]!r} (index 2): duplicate id" in result.output
     with pytest.raises(UserError, match=r"duplicate id\(s\) in predictions: 'a'.*1 id\(s\) of predictions not in"):
@@ -134,15 +134,34 @@ def test_duplicate_ids(write_nikl):
 
 
 def test_references_need_summaries():
-    result = run("--predictions", DEV, "--references", TEST, "--metrics", "rouge")
+    result = run("--predictions", DEV, "--input", TEST, "--metrics", "rouge")
     assert result.exit_code == 1 and "field 'output' is empty" in result.output
-    assert "--references needs reference summaries to score against" in result.output
+    assert "--input needs reference summaries to score against" in result.output
     assert "training split" not in result.output  # its own words, not the training-data message
 
 
 def test_bad_metrics_option():
-    result = run("--predictions", DEV, "--references", DEV, "--metrics", "rouge,bleu")
-    assert result.exit_code == 2 and "bleu: choose from rouge, bertscore, bleurt" in result.output
+    result = run("--predictions", DEV, "--input", DEV, "--metrics", "rouge1,bleu")
+    assert result.exit_code == 2 and "bleu: choose from rouge1, rouge2, rougeL, bertscore, bleurt, official" in result.output
+
+
+def test_one_spelling_of_each_metric_everywhere_and_the_old_one_too(files, tmp_path):
+    """`tools score --metrics rouge` (the old spelling) is rouge1; any case works; the library takes the same names."""
+    predictions, references = files
+    reports = []
+    for spelling in ("rouge1", "rouge", "ROUGE1", "rougel"):
+        report = tmp_path / f"{spelling}.json"
+        assert run("--predictions", predictions, "--input", references, "--metrics", spelling,
+                   "--report", report).exit_code == 0
+        reports.append(json.loads(report.read_text(encoding="utf-8")))
+    assert all(report == reports[0] for report in reports)
+    texts = [item["output"] or "빈 요약" for item in load_json(DEV)]
+    assert pair_scorer("rouge")(texts, texts[::-1]) == pair_scorer("rouge1")(texts, texts[::-1])
+    assert pair_scorer("rougeL")(["사과 배"], ["배 사과"]) == [50.0] and pair_scorer("rouge2")(["사과 배"], ["배 사과"]) == [0.0]
+    for command in ("select-checkpoint", "build-dpo-data"):
+        option = next(param for param in cli.commands[command].params if param.name == "metric")
+        assert [option.type.convert(name, option, None) for name in ("rouge", "OFFICIAL", "rougeL")] == [
+            "rouge1", "official", "rougeL"]
 
 
 def test_api_reports_every_skip():
@@ -151,7 +170,7 @@ def test_api_reports_every_skip():
     assert set(report.skipped) == {"bertscore", "bleurt", "official"}
     assert report.to_json()["per_example"] == [{"id": "x", "rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0,
                                                 "bertscore": None, "bleurt": None, "official": None}]
-    with pytest.raises(ValueError, match="unknown metric"):
+    with pytest.raises(UserError, match="unknown metric 'bleu'; choose from rouge1, rouge2, rougeL"):
         score_pairs(["a"], ["a"], ("bleu",))
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         score_pairs(["a", "b"], ["a"])
@@ -162,8 +181,8 @@ def test_pair_scorer_fails_cleanly_without_weights(tmp_path):
         pair_scorer("bleurt", bleurt_model=str(tmp_path / "none"))
     with pytest.raises(MetricUnavailable, match="HF_HUB_OFFLINE=1"):
         pair_scorer("official")
-    with pytest.raises(ValueError, match="unknown metric 'rouge'"):
-        pair_scorer("rouge")
+    with pytest.raises(UserError, match="unknown metric 'rouge-1'"):
+        pair_scorer("rouge-1")
 
 
 def test_help():

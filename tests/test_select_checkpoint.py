@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from conftest import DEV, TEST, load_json, random_lora, tools_cli
+from conftest import DEV, TEST, load_json, opened_files, random_lora, tools_cli
 from workflow.selection import Row, find_checkpoints, winner
 
 COMMON = ["--no-progress", "--threads", "1", "--max-new-tokens", "8"]
@@ -48,7 +48,7 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_path):
-    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--input", DEV, *COMMON)
     assert result.exit_code == 0, result.output
     selection = json.loads((lora_run / "selection.json").read_text(encoding="utf-8"))
     rows = selection["rows"]
@@ -59,7 +59,7 @@ def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_pa
     for row in rows:  # each row is what `tools infer` + `tools score` give for that checkpoint alone
         alone, report = tmp_path / f"{row['name']}.json", tmp_path / f"{row['name']}.score.json"
         assert tools_cli("infer", "--ckpt", row["path"], "--input", DEV, "--output", alone, *COMMON).exit_code == 0
-        assert tools_cli("score", "--predictions", alone, "--references", DEV, "--metrics", "rouge",
+        assert tools_cli("score", "--predictions", alone, "--input", DEV, "--metrics", "rouge1",
                    "--report", report).exit_code == 0
         assert load_json(lora_run / row["predictions"]) == load_json(alone)
         scored = load_json(report)
@@ -77,17 +77,32 @@ def test_selects_by_the_task_score_and_matches_infer_plus_score(lora_run, tmp_pa
 
 
 def test_a_rerun_regenerates_only_what_is_missing(lora_run):
-    assert tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON).exit_code == 0
+    assert tools_cli("select-checkpoint", "--run", lora_run, "--input", DEV, *COMMON).exit_code == 0
     before = load_json(lora_run / "selection.json")
     (lora_run / "selection" / "checkpoint-4.dev.json").unlink()
-    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--input", DEV, *COMMON)
     assert result.exit_code == 0, result.output
     assert result.output.count(": generating") == 1 and "checkpoint-4: generating 4 dev summaries" in result.output
     assert result.output.count("(predictions reused)") == 3
     assert load_json(lora_run / "selection.json") == before
     # Other decoding settings make every stored prediction stale.
-    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON[:-1], "6")
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--input", DEV, *COMMON[:-1], "6")
     assert result.exit_code == 0 and result.output.count(": generating") == 4
+
+
+def test_fresh_predictions_are_scored_as_generated_and_kept_ones_are_read_back(lora_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run, ignore=shutil.ignore_patterns("selection*", "best"))
+    with opened_files() as opened:
+        assert tools_cli("select-checkpoint", "--run", run, "--input", DEV, *COMMON).exit_code == 0
+    assert not [path for path in opened if path.endswith(".dev.json")]  # written (temp file + rename), never read
+    kept = run / "selection" / "checkpoint-2.dev.json"  # edited by hand: the reference summaries
+    kept.write_text(json.dumps(load_json(DEV), ensure_ascii=False), encoding="utf-8")
+    with opened_files() as opened:
+        result = tools_cli("select-checkpoint", "--run", run, "--input", DEV, *COMMON)
+    assert result.exit_code == 0 and str(kept) in opened
+    selection = load_json(run / "selection.json")
+    assert selection["best"] == "checkpoint-2" and selection["rows"][0]["metrics"]["rouge1"] == 100.0
 
 
 def test_full_weight_checkpoints(tiny_model, tmp_path):
@@ -102,7 +117,7 @@ def test_full_weight_checkpoints(tiny_model, tmp_path):
     torch.manual_seed(0)
     save_file({name: value + 0.5 * torch.randn_like(value) for name, value in tensors.items()}, shard,
               metadata={"format": "pt"})
-    result = tools_cli("select-checkpoint", "--run", runs, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", runs, "--input", DEV, *COMMON)
     assert result.exit_code == 0, result.output
     rows = load_json(runs / "selection.json")["rows"]
     assert [row["name"] for row in rows] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
@@ -121,9 +136,9 @@ def test_mistakes_are_one_line_errors_naming_the_path(tmp_path, lora_run):
     empty = tmp_path / "not-a-run"
     empty.mkdir()
     for args, expected in [
-        (["--run", empty, "--dev", DEV], f"--run {empty}: no checkpoint-N folder and no final weights"),
-        (["--run", tmp_path / "missing", "--dev", DEV], f"--run {tmp_path / 'missing'}: no such directory"),
-        (["--run", lora_run, "--dev", TEST], "--dev needs reference summaries"),
+        (["--run", empty, "--input", DEV], f"--run {empty}: no checkpoint-N folder and no final weights"),
+        (["--run", tmp_path / "missing", "--input", DEV], f"--run {tmp_path / 'missing'}: no such directory"),
+        (["--run", lora_run, "--input", TEST], "--input needs reference summaries"),
     ]:
         result = tools_cli("select-checkpoint", *args, *COMMON)
         lines = result.output.strip().splitlines()
@@ -131,7 +146,7 @@ def test_mistakes_are_one_line_errors_naming_the_path(tmp_path, lora_run):
     broken = tmp_path / "broken-run"
     shutil.copytree(lora_run / "checkpoint-2", broken / "checkpoint-2")
     (broken / "checkpoint-2" / "adapter_model.safetensors").write_bytes(b"not safetensors")
-    result = tools_cli("select-checkpoint", "--run", broken, "--dev", DEV, *COMMON)
+    result = tools_cli("select-checkpoint", "--run", broken, "--input", DEV, *COMMON)
     assert result.exit_code == 1
     assert f"Error: cannot load model '{broken / 'checkpoint-2'}': " in result.output.strip().splitlines()[-1]
     assert "Traceback" not in result.output

@@ -22,7 +22,6 @@ from generation.loader import load_engine
 from generation.vllm import (
     VLLMSettings,
     adapter_problems,
-    checkpoint_context,
     device_env,
     llm_kwargs,
     merge_adapter,
@@ -65,7 +64,7 @@ def test_adapters_vllm_cannot_serve_are_named():
 def test_engine_arguments(tiny_model):
     decoding = Decoding(max_new_tokens=64, num_candidates=3, temperature=0.8, top_p=0.9, seed=7)
     kwargs = llm_kwargs("m", "t", "bfloat16", decoding, VLLMSettings(gpu_memory_utilization=0.8, tensor_parallel_size=2),
-                        checkpoint_context(str(tiny_model)), False, lora_rank=20)
+                        resolve_checkpoint(tiny_model).context_length, False, lora_rank=20)
     assert kwargs == {"model": "m", "tokenizer": "t", "dtype": "bfloat16", "trust_remote_code": False, "seed": 7,
                       "gpu_memory_utilization": 0.8, "tensor_parallel_size": 2, "max_model_len": 4096,
                       "enable_lora": True, "max_lora_rank": 32}

@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from common.errors import UserError
-from dataset_builders.dpo import STRATEGIES
-from eval.metrics import PAIR_METRICS
+from dataset_builders.dpo import STRATEGIES, build_dpo_rows
 from tools.options import (
     clean_option,
+    input_option,
+    library_default,
     metric_model_options,
+    metric_option,
     output_file_option,
     prompt_budget_option,
     recipe_length_options,
@@ -20,20 +22,20 @@ from tools.options import (
 
 
 @click.command("build-dpo-data")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL file with reference summaries, e.g. 일상대화요약_train.json.")
+@input_option("NIKL file with reference summaries, e.g. 일상대화요약_train.json.")
 @click.option("--candidates", "candidate_paths", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL {id, candidates: [...]} from `tools infer --num-candidates N`; repeat to merge files.")
 @output_file_option("DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
-@click.option("--strategy", type=click.Choice(STRATEGIES),
-              default="ref-vs-worst", show_default=True, help="How pairs are formed from the scored candidates.")
-@click.option("--metric", type=click.Choice(PAIR_METRICS), default="rouge1", show_default=True,
-              help="Ranking metric (0–100); bertscore/bleurt/official need their local models.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=library_default(build_dpo_rows, "strategy"),
+              show_default=True, help="How pairs are formed from the scored candidates.")
+@metric_option("Ranking metric (0–100); bertscore, bleurt and official need their models.")
 @metric_model_options
-@click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--min-margin", type=click.FloatRange(min=0), default=library_default(build_dpo_rows, "min_margin"),
+              show_default=True,
               help="Smallest score gap (0–100 points) a pair may have.")
-@click.option("--max-pairs-per-prompt", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--max-pairs-per-prompt", type=click.IntRange(min=1),
+              default=library_default(build_dpo_rows, "max_pairs_per_prompt"), show_default=True,
               help="Cap for --strategy all-pairs-margin.")
 @click.option("--human", "human_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL {id, chosen, rejected} pairs given by people; they replace the automatic pairs of their prompt.")
@@ -43,7 +45,7 @@ from tools.options import (
               help="Tokenizer for truncation (default with --recipe: its base_model).")
 @prompt_budget_option()
 @recipe_length_options
-def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, bertscore_model, bertscore_layers,
+def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, bertscore_model, bertscore_layers,
                    bleurt_model, min_margin, max_pairs_per_prompt, human_path, system_prompt, clean_rules, tokenizer,
                    max_prompt_tokens, recipe, max_seq_len):
     """Build DPO preference pairs from the SFT model's own samples, ranked by the task metric.
@@ -52,24 +54,24 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     Example:
       tools infer --ckpt outputs/exaone-sft --input 일상대화요약_train.json \\
           --num-candidates 8 --temperature 0.8 --output candidates/train.jsonl
-      tools build-dpo-data --data 일상대화요약_train.json \\
+      tools build-dpo-data --input 일상대화요약_train.json \\
           --candidates candidates/train.jsonl --output data/dpo/train.jsonl
     """
     from tqdm import tqdm
 
-    from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
-    from dataset_builders.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
+    from common.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
+    from dataset_builders.dpo import load_candidates, parse_human_pairs
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
-    from tools.options import length_rules_builder
+    from workflow.recipes import row_prompt_builder
 
-    refuse_overwriting_inputs({"--output": output_path}, {"--data": data_path, "--candidates": candidate_paths,
+    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--candidates": candidate_paths,
                                                           "--human": human_path, "--recipe": recipe})
-    examples = load_nikl(data_path, require_output=True)
+    examples = load_nikl(input_path, require_output=True)
     ids = {example.id for example in examples}
     candidates = load_candidates(candidate_paths, ids)
     human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
-    builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
+    builder, max_seq_len = row_prompt_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
                                                 max_seq_len)
     score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model,
                            bertscore_layers=bertscore_layers)

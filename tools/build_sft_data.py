@@ -15,7 +15,7 @@ from tools.options import (
 
 
 @click.command("build-sft-data")
-@input_option
+@input_option()
 @output_file_option("JSONL to write (atomically), e.g. data/sft/train.jsonl.")
 @system_prompt_option
 @clean_option
@@ -41,14 +41,14 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
       tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl \\
           --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama --max-seq-len 4096 --clean fillers
     """
-    from dataset_builders.io import refuse_overwriting_inputs, write_jsonl
+    from common.io import refuse_overwriting_inputs, write_jsonl
     from dataset_builders.nikl import load_nikl
     from dataset_builders.sft import BuildStats, sft_rows
-    from tools.options import length_rules_builder
+    from workflow.recipes import row_prompt_builder
 
     refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--recipe": recipe})
     examples = load_nikl(input_path, require_output=True)
-    builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
+    builder, max_seq_len = row_prompt_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
                                                 max_seq_len, trust_remote_code)
     stats = BuildStats()
     rows = sft_rows(examples, builder, stats, max_seq_len)

@@ -2,42 +2,44 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from exaone.layout import LAYOUTS
-from exaone.tiny import SHAPES
+from exaone.tiny import SHAPES, build_tiny_exaone
+from tools.options import input_option, library_default, output_dir_option
 
 
 @click.command("build-tiny-model")
-@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write the checkpoint and tokenizer to (replaced if it exists).")
+@output_dir_option("Directory to write the checkpoint and tokenizer to (replaced if it exists).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="llama", show_default=True,
               help="exaone: EXAONE 3.x's own hub layout, as a download from the hub (convert it with "
                    "`tools convert-exaone`); llama: that checkpoint already converted, with the EXAONE-layout "
-                   "original kept in OUTPUT-exaone-layout.")
-@click.option("--shape", type=click.Choice(list(SHAPES)), default="3.0", show_default=True,
+                   "original kept in OUTPUT_DIR-exaone-layout.")
+@click.option("--shape", type=click.Choice(list(SHAPES)), default=library_default(build_tiny_exaone, "shape"),
+              show_default=True,
               help="3.0: EXAONE-3.0's config (no RoPE scaling, 4096 positions); 3.5: llama3 RoPE scaling and "
                    "32k positions; tied: 3.5 with tied embeddings (no lm_head), like EXAONE-3.5-2.4B.")
-@click.option("--data", "data_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL files to train the tokenizer on (default: the bundled sample data).")
-@click.option("--hidden-size", default=64, show_default=True, type=click.IntRange(min=8),
+@input_option("NIKL files to train the tokenizer on; repeat for several (default: the bundled sample data).",
+              required=False, multiple=True)
+@click.option("--hidden-size", default=library_default(build_tiny_exaone, "hidden_size"), show_default=True,
+              type=click.IntRange(min=8),
               help="Width of the model (4 attention heads, 2 key/value heads, MLP twice as wide).")
-@click.option("--num-layers", default=2, show_default=True, type=click.IntRange(min=1),
+@click.option("--num-layers", default=library_default(build_tiny_exaone, "num_layers"), show_default=True,
+              type=click.IntRange(min=1),
               help="Number of transformer blocks.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random weights.")
-def build_tiny_model_command(output_dir, layout, shape, data_paths, hidden_size, num_layers, seed):
+@click.option("--seed", default=library_default(build_tiny_exaone, "seed"), show_default=True, type=int,
+              help="Seed of the random weights.")
+def build_tiny_model_command(output_dir, layout, shape, input_paths, hidden_size, num_layers, seed):
     """Build a tiny random EXAONE 3.x checkpoint (sharded safetensors, hub-style tokenizer) for CPU runs.
 
     \b
     Example:
-      tools build-tiny-model --layout exaone --output models/tiny-exaone
-      tools convert-exaone --model models/tiny-exaone --output models/tiny-exaone-llama
+      tools build-tiny-model --layout exaone --output-dir models/tiny-exaone
+      tools convert-exaone --model models/tiny-exaone --output-dir models/tiny-exaone-llama
     """
-    from exaone.tiny import build_tiny_exaone, build_tiny_model, exaone_layout_sibling
+    from exaone.tiny import build_tiny_model, exaone_layout_sibling
 
-    options = dict(shape=shape, data_paths=data_paths or None, hidden_size=hidden_size, num_layers=num_layers,
+    options = dict(shape=shape, data_paths=input_paths or None, hidden_size=hidden_size, num_layers=num_layers,
                    seed=seed)
     if layout == "exaone":
         path = build_tiny_exaone(output_dir, **options)

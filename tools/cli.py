@@ -27,7 +27,7 @@ from tools.versions import versions
 
 def terminate_cleanly() -> None:
     """SIGTERM raises ``SystemExit(143)`` instead of killing the process outright, so unfinished temporary
-    files are removed (``dataset_builders.io.atomic_open``) and locks released on the way out."""
+    files are removed (``common.io.atomic_open``) and locks released on the way out."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import click
 
-from tools.options import bootstrap_options, metric_model_options
+from tools.options import bootstrap_options, input_option, library_default, metric_model_options, metric_runtime_options
+from workflow.comparison import write_report
 
 
 @click.command("compare")
-@click.option("--input", "--references", "input_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL file with the reference summaries, e.g. 일상대화요약_dev.json (--references: the same).")
+@input_option("NIKL file with the reference summaries, e.g. 일상대화요약_dev.json (--references: the same).")
 @click.argument("prediction_paths", nargs=-1, required=True, metavar="PREDICTIONS.json...",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--report", "report_dir", required=True, type=click.Path(dir_okay=True, path_type=Path),
@@ -20,12 +19,11 @@ from tools.options import bootstrap_options, metric_model_options
 @click.option("--name", "names", multiple=True,
               help="A system's name, once per predictions file in the same order  [default: the file names]")
 @bootstrap_options
-@click.option("--examples", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--examples", type=click.IntRange(min=0), default=library_default(write_report, "examples"),
+              show_default=True,
               help="How many of the examples where the systems differ most report.html shows.")
 @metric_model_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Batch size for BERTScore and BLEURT (defaults: 64 and 16).")
-@click.option("--device", default=None, help="torch device for the models (default: cuda when present, else cpu).")
+@metric_runtime_options
 def compare(input_path, prediction_paths, report_dir, names, resamples, seed, examples, bertscore_model,
             bertscore_layers, bleurt_model, batch_size, device):
     """Compare two or more submissions on the same references: is each difference more than noise?
@@ -43,14 +41,14 @@ def compare(input_path, prediction_paths, report_dir, names, resamples, seed, ex
       tools compare --input 일상대화요약_dev.json sft.json dpo.json mbr.json --name SFT --name DPO --name MBR \\
           --report reports/dev --bertscore-model models/bert-base-multilingual-cased --bleurt-model models/BLEURT-20
     """
-    from workflow.comparison import check_report_dir, compare_files, dialogue_texts, write_report
+    from workflow.comparison import check_report_dir, compare_files, dialogue_texts
 
     check_report_dir(report_dir, [input_path, *prediction_paths])
     context = click.get_current_context()
     given = [metric for metric, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
              if context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]
     comparison, references, sources = compare_files(
-        input_path, prediction_paths, names, metrics=("rouge", *given), resamples=resamples, seed=seed,
+        input_path, prediction_paths, names, metrics=("rouge1", *given), resamples=resamples, seed=seed,
         progress=lambda message: click.echo(message, err=True), required=given, bertscore_model=bertscore_model,
         bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size)
     title = f"{' vs '.join(comparison.systems)} on {input_path.name}"

@@ -39,7 +39,7 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
       axolotl preprocess configs/exaone_lora.cpu.yml
       axolotl train configs/exaone_lora.cpu.yml --launcher python
     """
-    from dataset_builders.io import refuse_overwriting_inputs
+    from common.io import refuse_overwriting_inputs
 
     refuse_overwriting_inputs({"--config-out": config_out}, {"recipe": recipe, "--train-data": train_data,
                                                              "--eval-data": eval_data})

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from common.env import OFFLINE_ENV
+from common.io import write_text
 from workflow.demo import build_pipeline
 from workflow.stages import StageFailed, results_table
 
@@ -62,6 +63,6 @@ def demo(workdir, fast, threads, verbose):
     pipeline.log_dir = None if verbose else Path(workdir) / "logs"
     results = pipeline.run()
     table = results_table(results)
-    (Path(workdir) / "demo_results.md").write_text(table + "\n", encoding="utf-8")
+    write_text(Path(workdir) / "demo_results.md", table + "\n")
     click.echo("\n" + table)
     click.echo("\nThe tiny random model's scores are meaningless; every stage above ran for real.")

@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import click
 
-from tools.options import check_output_kind, generation_options, inference_options, input_option, output_file_option
+from generation.decoding import Decoding
+from tools.options import check_output_kind, generation_options, input_option, library_default, output_file_option
 
 
 @click.command("infer")
 @click.option("--ckpt", required=True,
               help="Full checkpoint dir, LoRA adapter dir (Axolotl/PEFT output) or hub id.")
-@input_option
+@input_option("NIKL task file to summarise (JSON list), e.g. 일상대화요약_test.json.")
 @output_file_option("Submission JSON to write (atomically); with --num-candidates a JSONL of candidates.")
 @generation_options
 @click.option("--num-candidates", type=click.IntRange(min=1), default=None,
               help="Sample N summaries per dialogue and write JSONL {id, candidates} instead of a submission.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Sampling temperature (with --num-candidates)  [default: 1.0]")
+              help="Sampling temperature (with --num-candidates)  "
+                   f"[default: {library_default(Decoding, 'temperature')}]")
 @click.option("--top-p", type=click.FloatRange(0, 1), default=None,
-              help="Nucleus sampling mass (with --num-candidates)  [default: 1.0]")
+              help=f"Nucleus sampling mass (with --num-candidates)  [default: {library_default(Decoding, 'top_p')}]")
 @click.option("--seed", type=int, default=None,
               help="Sampling seed (with --num-candidates); each dialogue's candidates depend only on it and "
-                   "the dialogue id  [default: 0]")
+                   f"the dialogue id  [default: {library_default(Decoding, 'seed')}]")
 @click.option("--restart", is_flag=True, help="Discard the results sidecar of an earlier run instead of resuming.")
 def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, seed, restart, max_new_tokens,
           threads, progress, **options):
@@ -42,10 +44,9 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
           --output candidates/train.jsonl --num-candidates 8 --temperature 0.8 --top-p 0.95 --seed 0
     """
     from common.devices import use_threads
-    from dataset_builders.io import refuse_overwriting_inputs
+    from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
-    from generation.decoding import Decoding
-    from generation.pipeline import infer_file
+    from generation.pipeline import InferenceOptions, infer_file
 
     sampling_flags = {"--temperature": temperature, "--top-p": top_p, "--seed": seed}
     if num_candidates is None and any(value is not None for value in sampling_flags.values()):
@@ -54,16 +55,16 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
         raise click.UsageError(f"{', '.join(given)} {verb} only with --num-candidates (the default decoding is greedy)")
     check_output_kind(output_path, candidates=num_candidates is not None)
     refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path})
-    decoding = Decoding(max_new_tokens=max_new_tokens, num_candidates=num_candidates,
-                        temperature=1.0 if temperature is None else temperature,
-                        top_p=1.0 if top_p is None else top_p, seed=0 if seed is None else seed)
+    sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p), ("seed", seed))
+                if value is not None}  # the rest: Decoding's defaults
+    decoding = Decoding(max_new_tokens=max_new_tokens, num_candidates=num_candidates, **sampling)
     examples = load_nikl(input_path)
     use_threads(threads)
     if not progress:  # no weight-loading bars either
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-    report = infer_file(ckpt, examples, output_path, decoding, inference_options(**options), restart=restart,
+    report = infer_file(ckpt, examples, output_path, decoding, InferenceOptions.from_flat(**options), restart=restart,
                         progress=progress, notify=lambda message: click.echo(message, err=True))
     click.echo(f"wrote {output_path}")
     for line in report.summary():

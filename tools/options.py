@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,6 +12,7 @@ import click
 from common.errors import UserError
 from dataset_builders.cleaning import RULES
 from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT, SYSTEM_PROMPTS
+from eval.registry import DEFAULT_METRIC, NAMES, lookup
 
 F = Callable[..., Any]
 
@@ -61,14 +63,70 @@ def prompt_budget_option(default: str = "no limit") -> Callable[[F], F]:
     )
 
 
-def input_option(function: F) -> F:
-    return click.option(
-        "--input",
-        "input_path",
-        required=True,
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="NIKL task file (JSON list), e.g. 일상대화요약_train.json.",
-    )(function)
+class RenamedOption(click.Option):
+    """An option with names ``--help`` and error messages do not show: ``old_names`` still work, for one release,
+    with a note saying the new name; ``aliases`` work silently and stay."""
+
+    def __init__(self, *args, old_names: tuple[str, ...] = (), aliases: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.old_names, self.unlisted = old_names, (*old_names, *aliases)
+
+    def _new_names(self) -> list[str]:
+        return [name for name in self.opts if name not in self.unlisted]
+
+    def get_help_record(self, ctx):
+        all_names, self.opts = self.opts, self._new_names()
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = all_names
+
+    def get_error_hint(self, ctx) -> str:
+        return " / ".join(f"'{name}'" for name in self._new_names())
+
+    def add_to_parser(self, parser, ctx) -> None:
+        all_names, self.opts = self.opts, self._new_names()
+        try:
+            super().add_to_parser(parser, ctx)
+        finally:
+            self.opts = all_names
+        for name in self.unlisted:  # parsed apart, so the note can name the spelling used
+            parser.add_option(obj=self, opts=[name], dest=f"{self.name} {name}",
+                              action="append" if self.multiple else "store", nargs=self.nargs)
+
+    def handle_parse_result(self, ctx, opts, args):
+        new = self._new_names()[0]
+        for name in self.unlisted:
+            if f"{self.name} {name}" not in opts:
+                continue
+            value = opts.pop(f"{self.name} {name}")
+            if self.name in opts and not self.multiple:
+                raise click.UsageError(f"{name} is another name of {new}: give only one of them", ctx)
+            opts[self.name] = [*opts.get(self.name, []), *value] if self.multiple else value
+            if name in self.old_names:
+                click.echo(f"note: {name} is now {new}; the old name goes in the next release", err=True)
+        return super().handle_parse_result(ctx, opts, args)
+
+
+TASK_FILE_OLD_NAMES = ("--data", "--dev")  # what build-dpo-data and select-checkpoint called it
+# What score called it, and compare does (the file with the reference summaries): accepted wherever the task file is.
+TASK_FILE_ALIASES = ("--references",)
+
+
+def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *,
+                 required: bool = True, multiple: bool = False) -> Callable[[F], F]:
+    """``--input``: the NIKL task file, in every command that reads one (``input_path``; ``input_paths`` with
+    ``multiple``). Its earlier names work too, for one release; ``--references`` stays."""
+    names = ("--input", *TASK_FILE_OLD_NAMES, *TASK_FILE_ALIASES, "input_paths" if multiple else "input_path")
+    return click.option(*names, cls=RenamedOption, old_names=TASK_FILE_OLD_NAMES, aliases=TASK_FILE_ALIASES,
+                        required=required, multiple=multiple, help=help_text,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def output_dir_option(help_text: str) -> Callable[[F], F]:
+    """``--output-dir``: a folder to write (``--output`` is always a file); ``--output`` was its name before."""
+    return click.option("--output-dir", "--output", "output_dir", cls=RenamedOption, old_names=("--output",),
+                        required=True, type=click.Path(file_okay=False, path_type=Path), help=help_text)
 
 
 def recipe_length_options(function: F) -> F:
@@ -83,30 +141,6 @@ def recipe_length_options(function: F) -> F:
     )(function)
 
 
-def length_rules_builder(system_prompt: str, clean_rules: tuple[str, ...], tokenizer: str | None,
-                         max_prompt_tokens: int | None, recipe: Path | None, max_seq_len: int | None,
-                         trust_remote_code: bool = False):
-    """The prompt builder and row length limit from the prompt and length options (``--recipe`` gives the
-    sequence length, chat template and default tokenizer)."""
-    from dataset_builders.prompt import PromptBuilder
-    from dataset_builders.tokenizer import load_tokenizer
-    from workflow.recipes import length_rules
-
-    chat_template = None
-    if recipe is not None:
-        rules = length_rules(recipe)
-        max_seq_len = max_seq_len or rules.sequence_len
-        chat_template = rules.chat_template
-        tokenizer = tokenizer or rules.base_model
-    if max_seq_len is not None and tokenizer is None:
-        raise click.UsageError("--max-seq-len needs --tokenizer (or --recipe) to count tokens with")
-    return PromptBuilder(
-        system_prompt=system_prompt, clean_rules=clean_rules,
-        tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,
-        max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
-    ), max_seq_len
-
-
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -115,6 +149,12 @@ def threads_option(function: F) -> F:
         "--threads", type=click.IntRange(min=1), default=None,
         help="CPU threads for torch  [default: the CPUs this process may use]",
     )(function)
+
+
+def library_default(owner: Callable[..., Any], name: str) -> Any:
+    """The default ``owner`` (a dataclass, or a function) gives ``name``: an option shows and uses the library's
+    own value, defined once (as TRL's and Axolotl's parsers take theirs from their dataclasses)."""
+    return inspect.signature(owner).parameters[name].default
 
 
 def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
@@ -138,28 +178,34 @@ def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
 def generation_options(function: F) -> F:
     """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
     `tools select-checkpoint`, so both generate the same way."""
-    from generation.loader import BACKENDS
+    from generation.decoding import Decoding
+    from generation.loader import BACKENDS, BATCH_SIZES
+    from generation.pipeline import InferenceOptions
+    from generation.vllm import VLLMSettings
 
     decorators = [
         click.option("--base-model", default=None,
                      help="Base model of a LoRA adapter (default: from adapter_config.json)."),
         click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating."),
-        click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,
-                     callback=run_vllm_where_it_is_installed,
+        click.option("--backend", type=click.Choice(BACKENDS), show_default=True,
+                     default=library_default(InferenceOptions, "backend"), callback=run_vllm_where_it_is_installed,
                      help="vllm: from its own environment (`make install-vllm`), which the command then runs in; "
                           "same output format."),
         click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run."),
         system_prompt_option,
         clean_option,
         prompt_budget_option("the model's context minus --max-new-tokens"),
-        click.option("--max-new-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
+        click.option("--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
+                     type=click.IntRange(min=1),
                      help="Longest summary, in tokens (the reference system's setting)."),
         click.option("--batch-size", default=None, type=click.IntRange(min=1),
                      help="Dialogues per generate call, halved automatically when memory runs out  "
-                          "[default: 16; vllm: 256 per call, it schedules its own batches]"),
-        click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+                          f"[default: {BATCH_SIZES['hf']}; vllm: {BATCH_SIZES['vllm']} per call, it schedules its "
+                          "own batches]"),
+        click.option("--dtype", type=click.Choice(DTYPES), default=library_default(InferenceOptions, "dtype"),
+                     show_default=True,
                      help="auto: bfloat16 on CUDA, float32 on CPU."),
-        click.option("--device", default="auto", show_default=True,
+        click.option("--device", default=library_default(InferenceOptions, "device"), show_default=True,
                      help="auto, cpu, cuda or cuda:N (auto: cuda if available, else cpu)."),
         threads_option,
         click.option("--progress/--no-progress", default=True, show_default=True,
@@ -168,31 +214,15 @@ def generation_options(function: F) -> F:
                      help="vllm: longest sequence (prompt + summary) to reserve memory for; prompts are budgeted "
                           "to it  [default: the model's context]"),
         click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True), default=None,
-                     help="vllm: share of GPU memory for weights and KV cache  [default: 0.9]"),
+                     help="vllm: share of GPU memory for weights and KV cache  "
+                          f"[default: {library_default(VLLMSettings, 'gpu_memory_utilization')}]"),
         click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=None,
-                     help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  [default: 1]"),
+                     help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  "
+                          f"[default: {library_default(VLLMSettings, 'tensor_parallel_size')}]"),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
-
-
-def inference_options(backend, base_model, merge_lora, dtype, device, trust_remote_code, system_prompt, clean_rules,
-                      max_prompt_tokens, batch_size, max_model_len, gpu_memory_utilization, tensor_parallel_size):
-    """:class:`generation.pipeline.InferenceOptions` from the values of :func:`generation_options`."""
-    from generation.pipeline import InferenceOptions
-
-    given = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
-             "tensor_parallel_size": tensor_parallel_size}
-    vllm = None
-    if backend == "vllm" or any(value is not None for value in given.values()):
-        from generation.vllm import VLLMSettings
-
-        vllm = VLLMSettings(**{key: value for key, value in given.items() if value is not None})
-    return InferenceOptions(backend=backend, base_model=base_model, merge_lora=merge_lora, dtype=dtype, device=device,
-                            trust_remote_code=trust_remote_code, system_prompt=system_prompt,
-                            clean_rules=tuple(clean_rules), max_prompt_tokens=max_prompt_tokens,
-                            batch_size=batch_size, vllm=vllm)
 
 
 class OutputFile(click.Path):
@@ -215,6 +245,34 @@ def output_file_option(help_text: str, name: str = "--output", dest: str = "outp
 
 
 
+class MetricName(click.ParamType):
+    """A metric of :mod:`eval.registry` — any case, old spellings accepted; with ``several``, a comma-separated list
+    (converted to a tuple of names, each once)."""
+
+    name = "metric"
+
+    def __init__(self, several: bool = False) -> None:
+        self.several = several
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "NAME,…" if self.several else f"[{'|'.join(NAMES)}]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):  # already converted (a default given as a tuple)
+            return value
+        names = [name for name in str(value).split(",") if name.strip()] if self.several else [str(value)]
+        unknown = [name for name in names if lookup(name) is None]
+        if unknown or not names:
+            self.fail(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(NAMES)}", param, ctx)
+        found = tuple(dict.fromkeys(lookup(name) for name in names))
+        return found if self.several else found[0]
+
+
+def metric_option(help_text: str) -> Callable[[F], F]:
+    """``--metric NAME``: the one metric that ranks (checkpoint selection, DPO pairs)."""
+    return click.option("--metric", type=MetricName(), default=DEFAULT_METRIC, show_default=True, help=help_text)
+
+
 def metric_model_options(function: F) -> F:
     """Where BERTScore's and BLEURT-20's weights come from: shared by `score`, `build-dpo-data` and
     `select-checkpoint`."""
@@ -232,6 +290,17 @@ def metric_model_options(function: F) -> F:
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def metric_runtime_options(function: F) -> F:
+    """``--batch-size`` and ``--device`` of the model metrics: shared by `score` and `compare`."""
+    from eval.loading import BERTSCORE_BATCH_SIZE, BLEURT_BATCH_SIZE
+
+    function = click.option("--device", default=None,
+                            help="torch device for the models (default: cuda when present, else cpu).")(function)
+    return click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                        help=f"Pairs per forward pass of BERTScore and BLEURT  [default: {BERTSCORE_BATCH_SIZE} for "
+                             f"BERTScore, {BLEURT_BATCH_SIZE} for BLEURT]")(function)
 
 
 def bootstrap_options(function: F) -> F:

@@ -18,7 +18,7 @@ def shown(ids: list[str], limit: int = 5) -> str:
 @click.option("--candidates", "candidate_paths", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL {id, candidates: [...]}; repeat to ensemble several checkpoints or models (merged by id).")
-@input_option
+@input_option("NIKL task file the candidates were sampled for, e.g. 일상대화요약_test.json.")
 @output_file_option("Submission JSON to write (atomically).")
 @click.option("--fallback", "fallback_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A submission (e.g. greedy `tools infer` output) whose summary is used for a dialogue none of "
@@ -38,10 +38,10 @@ def rerank(candidate_paths, input_path, output_path, fallback_path):
     """
     from tqdm import tqdm
 
+    from common.io import refuse_overwriting_inputs, write_json
+    from dataset_builders.candidates import unusable_reason
     from dataset_builders.dpo import load_candidates
-    from dataset_builders.io import refuse_overwriting_inputs, write_json
     from dataset_builders.nikl import load_nikl
-    from eval.candidates import unusable_reason
     from eval.mbr import mbr_select
     from eval.metrics import rouge1_similarity
 

@@ -7,34 +7,23 @@ from pathlib import Path
 import click
 
 from common.errors import UserError
-from eval.metrics import METRICS
-from tools.options import metric_model_options, output_file_option
-
-
-def _parse_metrics(ctx, param, value: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
-    unknown = [name for name in names if name not in METRICS]
-    if unknown or not names:
-        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(METRICS)}")
-    return names
+from eval.registry import NAMES, OFFICIAL_PARTS, scorers_for
+from tools.options import MetricName, input_option, metric_model_options, metric_runtime_options, output_file_option
 
 
 @click.command("score")
 @click.option("--predictions", "predictions_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Submission file in the NIKL format (`output` = the summary), e.g. result.json from `tools infer`.")
-@click.option("--references", "references_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL file with reference summaries, e.g. 일상대화요약_dev.json.")
-@click.option("--metrics", default=",".join(METRICS), show_default=True, callback=_parse_metrics,
-              help="Comma-separated subset of: rouge, bertscore, bleurt.")
+@input_option("NIKL file with the reference summaries, e.g. 일상대화요약_dev.json.")
+@click.option("--metrics", type=MetricName(several=True), default=",".join(OFFICIAL_PARTS), show_default=True,
+              help=f"Comma-separated metrics to compute, of: {', '.join(NAMES)} (ROUGE-2 and ROUGE-L come with "
+                   "ROUGE-1; official needs its three parts).")
 @output_file_option("Write the scores (0–100) and per-example values as JSON (atomically).", "--report",
                     "report_path", required=False)
 @metric_model_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Batch size for BERTScore and BLEURT (defaults: 64 and 16).")
-@click.option("--device", default=None, help="torch device for the models (default: cuda when present, else cpu).")
-def score(predictions_path, references_path, metrics, report_path, bertscore_model, bertscore_layers,
+@metric_runtime_options
+def score(predictions_path, input_path, metrics, report_path, bertscore_model, bertscore_layers,
           bleurt_model, batch_size, device):
     """Score a submission: official = mean of ROUGE-1 F, BERTScore F1 and BLEURT-20, ×100.
 
@@ -45,26 +34,26 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
 
     \b
     Example:
-      tools score --predictions result.json --references 일상대화요약_dev.json --report report.json
-      tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
+      tools score --predictions result.json --input 일상대화요약_dev.json --report report.json
+      tools score --predictions result.json --input 일상대화요약_dev.json --metrics rouge1
     """
-    from dataset_builders.io import refuse_overwriting_inputs, write_json
+    from common.io import refuse_overwriting_inputs, write_json
     from dataset_builders.nikl import load_nikl
     from eval.metrics import align_by_id, score_pairs
 
-    refuse_overwriting_inputs({"--report": report_path}, {"--predictions": predictions_path,
-                                                          "--references": references_path})
+    refuse_overwriting_inputs({"--report": report_path}, {"--predictions": predictions_path, "--input": input_path})
 
     context = click.get_current_context()
-    required = [metric for metric, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
-                if metric in metrics and context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]
+    required = [scorer for scorer, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
+                if scorer in scorers_for(metrics)
+                and context.get_parameter_source(option) is click.core.ParameterSource.COMMANDLINE]
     predictions = load_nikl(predictions_path)
-    references = load_nikl(references_path, require_output="--references needs reference summaries to score "
-                                                            "against, e.g. 일상대화요약_dev.json; test files have none")
+    references = load_nikl(input_path, require_output="--input needs reference summaries to score against, e.g. "
+                                                        "일상대화요약_dev.json; test files have none")
     ids, hypotheses, targets = align_by_id(
         [(example.id, example.output) for example in predictions],
         [(example.id, example.output) for example in references],
-        str(predictions_path), str(references_path),
+        str(predictions_path), str(input_path),
     )
     if not any(text.strip() for text in hypotheses):
         raise UserError(f"--predictions {predictions_path}: all {len(hypotheses)} predictions are empty — an "

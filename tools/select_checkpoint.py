@@ -6,21 +6,18 @@ from pathlib import Path
 
 import click
 
-from tools.options import bootstrap_options, generation_options, inference_options, metric_model_options
-from workflow.selection import SELECTION_METRICS
+from tools.options import bootstrap_options, generation_options, input_option, metric_model_options, metric_option
 
 
 @click.command("select-checkpoint")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="A training run's output_dir: its checkpoint-N folders and final weights are compared.")
-@click.option("--dev", "dev_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="NIKL file with reference summaries, e.g. 일상대화요약_dev.json.")
-@click.option("--metric", type=click.Choice(SELECTION_METRICS), default="rouge1",
-              show_default=True, help="What selects: rouge1 needs no weights; the others need their local models.")
+@input_option("NIKL file with reference summaries to score the checkpoints on, e.g. 일상대화요약_dev.json.")
+@metric_option("What selects: rouge1 needs no weights; bertscore, bleurt and official need their models.")
 @metric_model_options
 @bootstrap_options
 @generation_options
-def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_layers, bleurt_model, resamples, seed,
+def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_layers, bleurt_model, resamples, seed,
                       max_new_tokens, threads, progress, **options):
     """Generate dev summaries with every checkpoint of a run, score them, and point RUN/best at the winner.
 
@@ -35,21 +32,23 @@ def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_laye
 
     \b
     Example:
-      tools select-checkpoint --run outputs/exaone-lora --dev 일상대화요약_dev.json
-      tools select-checkpoint --run outputs/exaone-sft --dev 일상대화요약_dev.json --metric official \\
+      tools select-checkpoint --run outputs/exaone-lora --input 일상대화요약_dev.json
+      tools select-checkpoint --run outputs/exaone-sft --input 일상대화요약_dev.json --metric official \\
           --bertscore-model models/bert-base-multilingual-cased --bleurt-model models/BLEURT-20
     """
     from common.devices import use_threads
     from dataset_builders.nikl import load_nikl
     from generation.decoding import Decoding
+    from generation.pipeline import InferenceOptions
     from workflow.selection import select_checkpoint as select
 
-    examples = load_nikl(dev_path, require_output="--dev needs reference summaries to score checkpoints against")
+    examples = load_nikl(input_path, require_output="--input needs reference summaries to score checkpoints against")
     use_threads(threads)
     score_options = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers,
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
-    selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference_options(**options),
-                       metric=metric, score_options=score_options, progress=progress,
+    inference = InferenceOptions.from_flat(**options)
+    selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference, metric=metric,
+                       score_options=score_options, progress=progress,
                        notify=lambda message: click.echo(message, err=True), resamples=resamples, seed=seed)
     click.echo(selection.markdown(), nl=False)
     click.echo(f"best by {metric}: {selection.best.name} → {run_dir / 'best'}; wrote {run_dir / 'selection.json'}, "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.errors import UserError
-from dataset_builders.io import atomic_open, refuse_overwriting_inputs, write_json
+from common.io import atomic_open, refuse_overwriting_inputs, write_json
 from dataset_builders.nikl import Example, load_nikl
 from dataset_builders.prompt import conversation_lines
 from eval.compare import CONFIDENCE, RESAMPLES, SEED, Comparison, compare_systems
@@ -73,7 +73,7 @@ def load_systems(input_path: Path, prediction_paths: Sequence[Path], names: Sequ
 
 
 def compare_files(input_path: Path | str, prediction_paths: Sequence[Path | str], names: Sequence[str] = (), *,
-                  metrics: Sequence[str] = ("rouge",), resamples: int = RESAMPLES, seed: int = SEED,
+                  metrics: Sequence[str] = ("rouge1",), resamples: int = RESAMPLES, seed: int = SEED,
                   confidence: float = CONFIDENCE, progress: Callable[[str], None] = lambda message: None,
                   **score_options: Any) -> tuple[Comparison, list[Example], dict[str, str]]:
     """Compare the submissions in ``prediction_paths`` on the references of ``input_path``: the comparison,

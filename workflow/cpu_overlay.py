@@ -99,7 +99,7 @@ def required_fields(entry: dict[str, Any]) -> tuple[str, ...]:
 def check_rows_fit(entry: dict[str, Any], data: Path | str, option: str, recipe_path: Path | str) -> None:
     """Refuse data whose first row lacks what the recipe reads (SFT rows given to a DPO recipe, or the
     reverse), before Axolotl fails deep inside with a KeyError."""
-    from dataset_builders.io import read_jsonl
+    from common.io import read_jsonl
 
     rows = read_jsonl(data)
     if not rows:
@@ -168,10 +168,9 @@ def overlay_config(
 def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str) -> Path:
     import yaml
 
-    from dataset_builders.io import atomic_open
+    from common.io import write_text
 
     header = (f"# Derived from {recipe} by `tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py).\n"
               "# Not a recipe: edit the recipe, then re-run the command.\n")
-    with atomic_open(path) as file:
-        file.write(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    write_text(path, header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return Path(path)

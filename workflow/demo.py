@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Callable
 
 from common.checkout import RECIPES, require, sample_files
+from common.checkpoint_files import ADAPTER_WEIGHTS, CONFIG, SAFETENSORS_INDEX
 from common.env import offline_env
+from common.io import write_text
 from workflow.stages import Pipeline, Stage, run_program
 
 # Runs one `tools` command (its arguments, without the leading "tools"); raises StageFailed on error.
@@ -112,8 +114,7 @@ def record_settings(path: Path, settings: dict[str, object]) -> Path:
     input re-run after ``--fast``/``--full`` is switched, and stay skipped otherwise."""
     text = json.dumps(settings, sort_keys=True) + "\n"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text)
     return path
 
 
@@ -128,7 +129,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     sft_config, dpo_config = w / "configs" / "exaone_lora.cpu.yml", w / "configs" / "exaone_dpo.cpu.yml"
     sft_dir, dpo_dir = w / "outputs" / "exaone-lora", w / "outputs" / "exaone-dpo"
     merged = sft_dir / "merged"  # where `axolotl merge-lora` writes
-    dpo_adapter = dpo_dir / "adapter_model.safetensors"  # recipes/exaone_dpo.yml is LoRA DPO
+    dpo_adapter = dpo_dir / ADAPTER_WEIGHTS[0]  # recipes/exaone_dpo.yml is LoRA DPO
     results, candidates = w / "results", w / "candidates"
     dpo_data = w / "data" / "dpo" / "train.jsonl"
     steps, save_every = (3, 1) if fast else (8, 2)  # ≥ 3 checkpoints to choose from
@@ -141,12 +142,12 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     pipeline = Pipeline()
     # The sharded checkpoint's index is an output too: an older workdir has a single-file Llama model here.
     pipeline.add(Stage("tiny model (EXAONE layout)",
-                       lambda: run_tools("build-tiny-model", "--layout", "exaone", "--output", hub_model),
-                       outputs=[hub_model / "config.json", hub_model / "model.safetensors.index.json"]))
+                       lambda: run_tools("build-tiny-model", "--layout", "exaone", "--output-dir", hub_model),
+                       outputs=[hub_model / CONFIG, hub_model / SAFETENSORS_INDEX]))
     # --force: the stage only re-runs when its output is out of date, and then replaces it.
     pipeline.add(Stage("convert to Llama layout",
-                       lambda: run_tools("convert-exaone", "--model", hub_model, "--output", model, "--force"),
-                       outputs=[model / "config.json"], inputs=[hub_model / "config.json"]))
+                       lambda: run_tools("convert-exaone", "--model", hub_model, "--output-dir", model, "--force"),
+                       outputs=[model / CONFIG], inputs=[hub_model / CONFIG]))
 
     def build_sft_data() -> None:
         for split, path in sft_data.items():
@@ -154,7 +155,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                       "--recipe", RECIPES / "exaone_lora.yml", "--tokenizer", model)
 
     pipeline.add(Stage("SFT data", build_sft_data, outputs=list(sft_data.values()),
-                       inputs=[*sample.values(), model / "config.json"]))
+                       inputs=[*sample.values(), model / CONFIG]))
 
     def train(recipe: Path, config: Path, base: Path, train_data: Path, eval_data: Path | None, out: Path,
               every: int | None = None) -> None:
@@ -169,24 +170,24 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
         "SFT (LoRA, axolotl)",
         lambda: train(RECIPES / "exaone_lora.yml", sft_config, model, sft_data["train"], sft_data["dev"], sft_dir,
                       save_every),
-        outputs=[sft_dir / "adapter_model.safetensors"],
-        inputs=[model / "config.json", *sft_data.values(), RECIPES / "exaone_lora.yml", settings],
+        outputs=[sft_dir / ADAPTER_WEIGHTS[0]],
+        inputs=[model / CONFIG, *sft_data.values(), RECIPES / "exaone_lora.yml", settings],
     ))
 
     selection = sft_dir / "selection.json"
 
     def select() -> None:
-        run_tools("select-checkpoint", "--run", sft_dir, "--dev", sample["dev"], *generation)
+        run_tools("select-checkpoint", "--run", sft_dir, "--input", sample["dev"], *generation)
         for name in ("selection.md", "selection.png"):  # the table and the plot, beside the demo's own table
             shutil.copyfile(sft_dir / name, w / name)
 
     pipeline.add(Stage("select checkpoint (ROUGE-1 on dev)", select,
                        outputs=[selection, w / "selection.md", w / "selection.png"],
-                       inputs=[sft_dir / "adapter_model.safetensors", sample["dev"]],
+                       inputs=[sft_dir / ADAPTER_WEIGHTS[0], sample["dev"]],
                        score=lambda: selected_of(selection)))
     pipeline.add(Stage("merge selected LoRA (axolotl)",
                        lambda: axolotl("merge-lora", sft_config, "--lora-model-dir", sft_dir / "best"),
-                       outputs=[merged / "config.json"], inputs=[selection]))
+                       outputs=[merged / CONFIG], inputs=[selection]))
 
     def infer_and_score(label: str, ckpt: Path, marker: Path, tag: str,
                         note: Callable[[], str] | None = None) -> Path:
@@ -199,20 +200,20 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
 
     def add_score(name: str, prediction: Path, report: Path, note: Callable[[], str] | None = None) -> None:
         pipeline.add(Stage(name,
-                           lambda: run_tools("score", "--predictions", prediction, "--references", sample["dev"],
-                                             "--metrics", "rouge", "--report", report),
+                           lambda: run_tools("score", "--predictions", prediction, "--input", sample["dev"],
+                                             "--metrics", "rouge1", "--report", report),
                            outputs=[report], inputs=[prediction],
                            score=lambda: score_of(report) + (f"; {note()}" if note else "")))
 
-    sft_dev = infer_and_score("SFT", merged, merged / "config.json", "sft")
+    sft_dev = infer_and_score("SFT", merged, merged / CONFIG, "sft")
 
     train_candidates = candidates / "train_sft.jsonl"
     pipeline.add(Stage("sample train candidates (SFT)",
                        lambda: run_tools("infer", "--ckpt", merged, "--input", sample["train"],
                                          "--output", train_candidates, *generation, *sampling),
-                       outputs=[train_candidates], inputs=[merged / "config.json", sample["train"]]))
+                       outputs=[train_candidates], inputs=[merged / CONFIG, sample["train"]]))
     pipeline.add(Stage("DPO data",
-                       lambda: run_tools("build-dpo-data", "--data", sample["train"], "--candidates", train_candidates,
+                       lambda: run_tools("build-dpo-data", "--input", sample["train"], "--candidates", train_candidates,
                                          "--output", dpo_data, "--strategy", "ref-vs-worst",
                                          "--recipe", RECIPES / "exaone_dpo.yml", "--tokenizer", merged),
                        outputs=[dpo_data], inputs=[train_candidates, sample["train"]]))
@@ -220,7 +221,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
         "DPO (axolotl)",
         lambda: train(RECIPES / "exaone_dpo.yml", dpo_config, merged, dpo_data, None, dpo_dir),
         outputs=[dpo_adapter],
-        inputs=[dpo_data, merged / "config.json", RECIPES / "exaone_dpo.yml"],
+        inputs=[dpo_data, merged / CONFIG, RECIPES / "exaone_dpo.yml"],
         score=lambda: dpo_rewards_of(dpo_dir),
     ))
     # The LoRA adapter is loaded on its (merged SFT) base.

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from dataset_builders.io import atomic_open
+from common.io import atomic_open
 
 SIZE_INCHES, DPI = (8, 4.5), 100  # an 800×450 pixel image
 
@@ -59,7 +59,7 @@ def selection_plot(metric: str, points: Sequence[tuple[int | None, float, float 
     checkpoint), the chosen one (index ``best``) marked: at a glance, whether loss and score agree.
     ``intervals`` (per checkpoint, ``None`` for the chosen one): the interval of its difference to the chosen
     one, drawn around its score — a bar that reaches the chosen score's line is within noise."""
-    from eval.metrics import LABELS
+    from eval.registry import LABELS
 
     plt = pyplot()
     x = [step if step is not None else index for index, (step, _, _) in enumerate(points)]
@@ -112,13 +112,13 @@ def marker(index: int) -> str:
 
 def score_distributions(comparison: Any, metric: str) -> bytes:
     """Per system: the per-example scores as points over a box plot, the mean as a diamond."""
-    from eval.metrics import LABELS
+    from eval.registry import LABELS
 
     plt = pyplot()
     names = list(comparison.systems)
     figure, axis = plt.subplots(figsize=SIZE_INCHES, dpi=DPI)
     values = [comparison.scores[name][metric] for name in names]
-    axis.boxplot(values, vert=False, widths=0.5, showfliers=False, medianprops={"color": "black"})
+    axis.boxplot(values, orientation="horizontal", widths=0.5, showfliers=False, medianprops={"color": "black"})
     jitter = _jitter(comparison.n)
     for index, (name, points) in enumerate(zip(names, values), 1):
         axis.scatter(points, index + jitter, s=12, alpha=0.6, color=colour(index - 1))
@@ -133,7 +133,7 @@ def score_distributions(comparison: Any, metric: str) -> bytes:
 
 def pair_differences(comparison: Any, metric: str) -> bytes:
     """Per pair: every example's difference (points), the mean (diamond) and its interval (thick bar)."""
-    from eval.metrics import LABELS
+    from eval.registry import LABELS
 
     plt = pyplot()
     pairs = [pair for pair in comparison.pairs if pair.metric == metric]
@@ -178,7 +178,7 @@ def summary_lengths(comparison: Any) -> bytes:
 
 def score_by_length(comparison: Any, metric: str) -> bytes:
     """The score against the summary's length relative to its reference: where a system is too long or short."""
-    from eval.metrics import LABELS
+    from eval.registry import LABELS
 
     plt = pyplot()
     figure, axis = plt.subplots(figsize=SIZE_INCHES, dpi=DPI)

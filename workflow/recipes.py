@@ -1,4 +1,5 @@
-"""What other commands need to know of an Axolotl recipe: its sequence length, chat template and base model.
+"""What other commands need to know of an Axolotl recipe: its sequence length, chat template and base model —
+and the prompt builder for rows that must fit it.
 
 `tools build-sft-data --recipe recipes/X.yml` (and `build-dpo-data`) use it so every row fits the length
 Axolotl trains at, rendered with the template Axolotl renders with — read from the recipe, not retyped.
@@ -9,8 +10,11 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from common.errors import UserError
+from common.tokenizer import load_tokenizer
+from dataset_builders.prompt import PromptBuilder
 from workflow.cpu_overlay import load_recipe
 
 TOKENIZER_DEFAULT = "tokenizer_default"  # Axolotl: use the tokenizer's own chat template
@@ -32,6 +36,27 @@ def axolotl_chat_template(name: str) -> str:
     if not path.is_file():
         raise UserError(f"chat_template {name!r}: Axolotl has no such template ({path.parent})")
     return path.read_text(encoding="utf-8")
+
+
+def row_prompt_builder(system_prompt: str | None, clean_rules: Sequence[str], tokenizer: str | None,
+                       max_prompt_tokens: int | None, recipe: Path | str | None, max_seq_len: int | None,
+                       trust_remote_code: bool = False) -> tuple[PromptBuilder, int | None]:
+    """The prompt builder and row length limit for SFT or DPO rows (`build-sft-data`, `build-dpo-data`): ``recipe``
+    gives the sequence length, the chat template and the default tokenizer (its base model); ``max_seq_len`` and
+    ``tokenizer`` override them."""
+    chat_template = None
+    if recipe is not None:
+        rules = length_rules(recipe)
+        max_seq_len = max_seq_len or rules.sequence_len
+        chat_template = rules.chat_template
+        tokenizer = tokenizer or rules.base_model
+    if max_seq_len is not None and tokenizer is None:
+        raise UserError("--max-seq-len needs --tokenizer (or --recipe) to count tokens with")
+    return PromptBuilder(
+        system_prompt=system_prompt, clean_rules=clean_rules,
+        tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,
+        max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
+    ), max_seq_len
 
 
 def length_rules(recipe_path: Path | str) -> RecipeLengthRules:

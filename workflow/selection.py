@@ -25,25 +25,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from common.checkpoint_files import ADAPTER_WEIGHTS, SAFETENSORS, has_weights
 from common.errors import UserError
-from dataset_builders.io import atomic_open, write_json
+from common.io import write_json, write_text
 from dataset_builders.nikl import Example
 from eval.compare import RESAMPLES, SEED
+from eval.registry import DEFAULT_METRIC, LABELS, NAMES, metric_name
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding
 from generation.pipeline import InferenceOptions, infer_file
 from generation.runner import examples_digest
 
 SELECTION_DIR = "selection"
-SELECTION_METRICS = ("rouge1", "bertscore", "bleurt", "official")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
-            "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 @dataclass
-class Candidate:
-    """One checkpoint of the run."""
+class RunCheckpoint:
+    """One checkpoint of the training run: a ``checkpoint-N`` folder or the final output."""
 
     name: str  # "checkpoint-120" or "final"
     path: Path
@@ -66,10 +65,6 @@ class Row:
     generated: bool = field(default=False, compare=False)  # this run generated them (vs reused)
 
 
-def has_weights(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in _WEIGHTS)
-
-
 def training_state(path: Path) -> tuple[int | None, float | None, float | None]:
     """Step, epoch and dev loss at that step, from a checkpoint's ``trainer_state.json`` (Nones if absent)."""
     state_file = path / "trainer_state.json"
@@ -84,7 +79,7 @@ def training_state(path: Path) -> tuple[int | None, float | None, float | None]:
     return step, state.get("epoch"), losses[-1]["eval_loss"] if losses else None
 
 
-def find_checkpoints(run: Path) -> list[Candidate]:
+def find_checkpoints(run: Path) -> list[RunCheckpoint]:
     """``checkpoint-N`` folders in step order, then the final output (``RUN`` itself) when it holds weights."""
     if not run.is_dir():
         raise UserError(f"--run {run}: no such directory")
@@ -93,65 +88,73 @@ def find_checkpoints(run: Path) -> list[Candidate]:
         match = _CHECKPOINT.match(path.name)
         if match and has_weights(path):
             step, epoch, loss = training_state(path)
-            found.append(Candidate(path.name, path, step if step is not None else int(match.group(1)), epoch, loss))
-    found.sort(key=lambda candidate: candidate.step)
+            found.append(RunCheckpoint(path.name, path, step if step is not None else int(match.group(1)), epoch, loss))
+    found.sort(key=lambda checkpoint: checkpoint.step)
     if has_weights(run):
         last = found[-1] if found else None
-        found.append(Candidate("final", run, last.step if last else None, last.epoch if last else None, None))
+        found.append(RunCheckpoint("final", run, last.step if last else None, last.epoch if last else None, None))
     if not found:
-        raise UserError(f"--run {run}: no checkpoint-N folder and no final weights (adapter_model.safetensors, "
-                        "model.safetensors …) — is this an Axolotl output_dir?")
+        raise UserError(f"--run {run}: no checkpoint-N folder and no final weights ({ADAPTER_WEIGHTS[0]}, "
+                        f"{SAFETENSORS} …) — is this an Axolotl output_dir?")
     return found
 
 
-def metrics_to_run(metric: str) -> tuple[str, ...]:
-    """What `eval.metrics.score_pairs` must compute for the chosen selection metric."""
-    return {"rouge1": ("rouge",), "bertscore": ("rouge", "bertscore"), "bleurt": ("rouge", "bleurt"),
-            "official": ("rouge", "bertscore", "bleurt")}[metric]
-
-
-def record_of(candidate: Candidate, examples: Sequence[Example], decoding: Decoding,
+def record_of(checkpoint: RunCheckpoint, examples: Sequence[Example], decoding: Decoding,
               options: InferenceOptions) -> dict[str, Any]:
-    """What the predictions of ``candidate`` depend on: if any of it changes, they are generated again."""
-    checkpoint = resolve_checkpoint(candidate.path, options.base_model)
+    """What the predictions of ``checkpoint`` depend on: if any of it changes, they are generated again."""
+    resolved = resolve_checkpoint(checkpoint.path, options.base_model)
     settings = {key: value for key, value in asdict(options).items() if key not in ("batch_size", "device")}
-    return {"checkpoint": checkpoint.settings(), "decoding": decoding.settings(), "options": settings,
+    return {"checkpoint": resolved.settings(), "decoding": decoding.settings(), "options": settings,
             "input_sha256": examples_digest(examples)}
 
 
-def predictions_for(candidate: Candidate, run: Path, examples: Sequence[Example], decoding: Decoding,
-                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None]) -> tuple[Path, bool]:
-    """The dev predictions of one checkpoint, reused when their record matches; ``(file, generated?)``."""
+@dataclass
+class DevPredictions:
+    path: Path  # RUN/selection/<checkpoint>.dev.json
+    texts: list[str]  # the summaries, in the dev file's order
+    generated: bool  # by this run (else reused from an earlier one)
+
+
+def predictions_for(checkpoint: RunCheckpoint, run: Path, examples: Sequence[Example], decoding: Decoding,
+                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None]) -> DevPredictions:
+    """The dev predictions of one checkpoint: reused when their record matches (then read back and checked, as
+    they may have been edited), else generated — and taken from the run, not read back from the file it wrote."""
     folder = run / SELECTION_DIR
-    output, record_file = folder / f"{candidate.name}.dev.json", folder / f"{candidate.name}.dev.record.json"
-    record = json.loads(json.dumps(record_of(candidate, examples, decoding, options)))
+    output, record_file = folder / f"{checkpoint.name}.dev.json", folder / f"{checkpoint.name}.dev.record.json"
+    record = json.loads(json.dumps(record_of(checkpoint, examples, decoding, options)))
     if output.is_file() and record_file.is_file():
         try:
             if json.loads(record_file.read_text(encoding="utf-8")) == record:
-                return output, False
+                return DevPredictions(output, read_predictions(output, examples), generated=False)
         except ValueError:
             pass  # a torn record: generate again
-    notify(f"{candidate.name}: generating {len(examples)} dev summaries")
-    infer_file(candidate.path, examples, output, decoding, options, progress=progress, notify=notify)
+    notify(f"{checkpoint.name}: generating {len(examples)} dev summaries")
+    report = infer_file(checkpoint.path, examples, output, decoding, options, progress=progress, notify=notify)
     write_json(record_file, record)
-    return output, True
+    return DevPredictions(output, [report.results[example.id]["output"] for example in examples], generated=True)
 
 
-def score_candidate(candidate: Candidate, predictions: Path, examples: Sequence[Example], metric: str,
-                    score_options: dict[str, Any]) -> tuple[dict[str, float | None], float, Any]:
-    """Every computed metric (0–100), the mean summary length, and the per-example values of ``metric``."""
+def read_predictions(path: Path, examples: Sequence[Example]) -> list[str]:
+    """The summaries of a kept predictions file, in the dev file's order (ids checked against it)."""
     from dataset_builders.nikl import load_nikl
-    from eval.compare import per_example_points
-    from eval.metrics import REPORT_KEYS, align_by_id, score_pairs
+    from eval.metrics import align_by_id
 
-    predicted = load_nikl(predictions)
-    ids, hypotheses, references = align_by_id([(e.id, e.output) for e in predicted],
-                                              [(e.id, e.output) for e in examples], str(predictions), "--dev")
-    needed = metrics_to_run(metric)
-    report = score_pairs(hypotheses, references, needed, ids=ids, required=[m for m in needed if m != "rouge"],
-                         **score_options)
-    scores = {key: report.score(key) for key in REPORT_KEYS}
-    return scores, statistics.fmean(len(text) for text in hypotheses), per_example_points(report)[metric]
+    predicted = load_nikl(path)
+    return align_by_id([(e.id, e.output) for e in predicted], [(e.id, e.output) for e in examples], str(path),
+                       "--input")[1]
+
+
+def score_predictions(texts: Sequence[str], examples: Sequence[Example], metric: str,
+                      score_options: dict[str, Any]) -> tuple[dict[str, float | None], float, Any]:
+    """Every metric computed (ROUGE always: it needs no weights; and ``metric``, whose model must load), the
+    mean summary length, and the per-example values of ``metric`` (0–100, for the comparison with the winner)."""
+    from eval.compare import per_example_points
+    from eval.metrics import score_pairs
+
+    report = score_pairs(texts, [example.output for example in examples], (DEFAULT_METRIC, metric),
+                         ids=[example.id for example in examples], required=(metric,), **score_options)
+    return ({key: report.score(key) for key in NAMES}, statistics.fmean(len(text) for text in texts),
+            per_example_points(report)[metric])
 
 
 def winner(rows: Sequence[Row], metric: str) -> Row:
@@ -174,8 +177,7 @@ def point_best(run: Path, best: Row) -> Path:
         os.replace(tmp, link)
     except OSError:
         tmp.unlink(missing_ok=True)
-        with atomic_open(link) as file:
-            file.write(target + "\n")
+        write_text(link, target + "\n")
     return link
 
 
@@ -207,8 +209,6 @@ class Selection:
 
     def noise_line(self) -> str:
         """One sentence: is the choice more than noise?"""
-        from eval.metrics import LABELS
-
         label = LABELS[self.metric]
         compared = [row.vs_best for row in self.rows if row.vs_best is not None]
         if not compared:
@@ -235,10 +235,7 @@ class Selection:
 
     def table(self) -> str:
         """A markdown table: one row per checkpoint, the winner in bold."""
-        from eval.metrics import LABELS
-
-        keys = [key for key in ("rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official")
-                if any(row.metrics.get(key) is not None for row in self.rows)]
+        keys = [key for key in NAMES if any(row.metrics.get(key) is not None for row in self.rows)]
         head = ["checkpoint", "step", "epoch", "dev loss", *(LABELS[key] for key in keys),
                 f"Δ {LABELS[self.metric]} vs best [95 % interval]", "p", "mean chars", "predictions"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -263,7 +260,7 @@ class Selection:
 
 
 def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: Decoding,
-                      options: InferenceOptions = InferenceOptions(), *, metric: str = "rouge1",
+                      options: InferenceOptions = InferenceOptions(), *, metric: str = DEFAULT_METRIC,
                       score_options: dict[str, Any] | None = None, progress: bool = True,
                       notify: Callable[[str], None] = lambda message: None, resamples: int = RESAMPLES,
                       seed: int = SEED) -> Selection:
@@ -272,25 +269,22 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
     ``RUN/selection.png`` and ``RUN/best``."""
     from workflow.plots import selection_plot
 
-    if metric not in SELECTION_METRICS:
-        raise UserError(f"--metric {metric}: choose from {', '.join(SELECTION_METRICS)}")
+    metric = metric_name(metric)
     run = Path(run)
-    candidates = find_checkpoints(run)
     rows, values = [], {}
-    for candidate in candidates:
-        predictions, generated = predictions_for(candidate, run, examples, decoding, options, progress=progress,
-                                                 notify=notify)
-        scores, mean_chars, values[candidate.name] = score_candidate(candidate, predictions, examples, metric,
-                                                                     score_options or {})
-        rows.append(Row(candidate.name, str(candidate.path), candidate.step, candidate.epoch, candidate.eval_loss,
-                        scores, mean_chars, os.path.relpath(predictions, run), generated=generated))
-        notify(f"{candidate.name}: {metric} {scores[metric]:.2f}" + (" (predictions reused)" if not generated else ""))
+    for checkpoint in find_checkpoints(run):
+        predictions = predictions_for(checkpoint, run, examples, decoding, options, progress=progress, notify=notify)
+        scores, mean_chars, values[checkpoint.name] = score_predictions(predictions.texts, examples, metric,
+                                                                        score_options or {})
+        rows.append(Row(checkpoint.name, str(checkpoint.path), checkpoint.step, checkpoint.epoch, checkpoint.eval_loss,
+                        scores, mean_chars, os.path.relpath(predictions.path, run), generated=predictions.generated))
+        notify(f"{checkpoint.name}: {metric} {scores[metric]:.2f}"
+               + ("" if predictions.generated else " (predictions reused)"))
     best = winner(rows, metric)
     compare_with_best(rows, best, values, metric, resamples=resamples, seed=seed)
     selection = Selection(metric, rows, best, resamples, seed)
     write_json(run / "selection.json", selection.to_json())
-    with atomic_open(run / "selection.md") as file:
-        file.write(selection.markdown())
+    write_text(run / "selection.md", selection.markdown())
     intervals = [None if row.vs_best is None else (row.vs_best["low"], row.vs_best["high"]) for row in rows]
     selection_plot(metric, [(row.step, row.metrics[metric], row.eval_loss) for row in rows], rows.index(best),
                    best.name, run / "selection.png", intervals)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.checkpoint_files import TOKENIZER_MAIN_FILES, has_tokenizer
 from common.errors import UserError
 from common.paths import looks_like_local_path
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, config: Any = None):
     """``AutoTokenizer.from_pretrained``; a path that is not there or a directory without tokenizer files
-    is a :class:`UserError` naming it."""
+    is a :class:`UserError` naming it. ``config``: the model's config when already loaded (it is not read again)."""
     from pathlib import Path
 
     from transformers import AutoTokenizer
@@ -19,16 +20,14 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     if looks_like_local_path(name_or_path):
         if not path.exists():
             raise UserError(f"tokenizer {name_or_path}: no such directory")
-        if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        if path.is_dir() and not has_tokenizer(path):
             raise UserError(f"tokenizer {name_or_path}: the directory holds no tokenizer files "
-                            f"({', '.join(TOKENIZER_FILES)}); pass the base model's directory instead")
+                            f"({', '.join(TOKENIZER_MAIN_FILES)}); pass the base model's directory instead")
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
+                                             **({"config": config} if config is not None else {}))
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load tokenizer {str(name_or_path)!r}: {error}") from None
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]], *, chat_template: str | None = None,

@@ -66,11 +66,16 @@ def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def write_json(path: Path | str, data: Any) -> None:
-    """Write JSON the way the leaderboard files look: UTF-8 text, indent 4."""
+def write_json(path: Path | str, data: Any, *, indent: int = 4, sort_keys: bool = False) -> None:
+    """Write JSON as UTF-8 text, atomically. The defaults are the leaderboard files' look (indent 4, keys in their
+    order); checkpoint files are written as ``save_pretrained`` writes them (``indent=2, sort_keys=True``)."""
+    write_text(path, json.dumps(data, ensure_ascii=False, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path) as file:
-        json.dump(data, file, ensure_ascii=False, indent=4)
-        file.write("\n")
+        file.write(text)
 
 
 def same_file(a: Path | str, b: Path | str) -> bool:
