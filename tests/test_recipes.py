@@ -355,7 +355,8 @@ def test_recipe_wiring(recipe_path):
     assert recipe["output_dir"] == "outputs/" + recipe_path.stem.replace("_", "-")
     assert recipe["chat_template"] == "exaone" and recipe["eot_tokens"] == [ENDOFTURN]
     assert "trust_remote_code" not in recipe and recipe["bf16"] is True  # converted EXAONE 3.x: native Llama
-    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin"] and LIGER <= set(recipe)
+    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "workflow.axolotl_plugins.AdapterOnlyOutput"]
+    assert LIGER <= set(recipe)
     assert recipe["attn_implementation"] == "flash_attention_2" and "flash_attention" not in recipe
     assert recipe["gradient_checkpointing"] is True
     if recipe.get("deepspeed"):

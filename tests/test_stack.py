@@ -15,12 +15,20 @@ from common.stack import COMPONENTS, Component, inspect
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def test_one_line_per_component_with_the_installed_version():
-    result = tools_cli("versions")
-    assert result.exit_code == 0, result.output
+def tools_versions(*args) -> "subprocess.CompletedProcess":
+    """`tools versions` as a user runs it: in its own process (it imports Axolotl and DeepSpeed, whose loggers
+    must not outlive a test's captured streams)."""
+    import subprocess
+
+    return subprocess.run([str(Path(sys.executable).parent / "tools"), "versions", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_one_line_per_component_with_the_installed_version(tmp_path):
+    result = tools_versions()
+    assert result.returncode == 0, result.stderr
     names = [component.distribution for component in COMPONENTS]
-    # (under pytest, Axolotl's import logs DeprecationWarnings to stdout: only the component lines count)
-    lines = [line for line in result.stdout.splitlines() if line.split(":")[0] in names]
+    lines = result.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == names
     for component, line in zip(COMPONENTS, lines):
         try:
@@ -34,18 +42,20 @@ def test_one_line_per_component_with_the_installed_version():
     torch_line = lines[0]
     assert ("CPU build" in torch_line) == (torch.version.cuda is None), torch_line
 
-
-def test_what_pip_would_install_is_named(tmp_path):
+    # what pip would install, from `pip install --dry-run --report` files (`make check-gpu-deps`)
     report = tmp_path / "resolve.json"
     report.write_text(json.dumps({"install": [{"metadata": {"name": "flash_attn", "version": "9.9.9"}},
                                               {"metadata": {"name": "einops", "version": "0.8.0"}}]}))
     vllm_report = tmp_path / "vllm.json"
     vllm_report.write_text(json.dumps({"install": [{"metadata": {"name": "vllm", "version": "0.99.0"}}]}))
-    result = tools_cli("versions", "--resolved", report, "--resolved", vllm_report)
-    assert result.exit_code == 0, result.output
+    result = tools_versions("--resolved", report, "--resolved", vllm_report)
+    assert result.returncode == 0, result.stderr
     assert f"{report}: pip would install 2 package(s), of them flash-attn 9.9.9" in result.stdout
     assert f"{vllm_report}: pip would install 1 package(s), of them vllm 0.99.0" in result.stdout
 
+
+def test_a_report_that_is_not_pip_s_is_one_line(tmp_path):
+    report = tmp_path / "resolve.json"
     report.write_text("[1, 2]")
     assert "not a pip --report file" in one_line_error(tools_cli("versions", "--resolved", report))
 
