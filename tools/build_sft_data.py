@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+KEPT_OUT_SUFFIX = ".kept-out.txt"  # OUTPUT.kept-out.txt: the ids of the rows kept out, one per line
+
 from tools.options import (
     clean_option,
     input_option,
@@ -32,7 +34,8 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
     With --recipe (or --max-seq-len and --tokenizer) every row fits the recipe's sequence_len — prompt,
     summary and template tokens, counted as Axolotl counts them — by dropping utterances from the middle
     of long conversations (never the [Question] line). Axolotl would drop longer rows silently; a row
-    whose summary alone does not fit is kept out and named.
+    that cannot keep even the first word of its dialogue beside its summary is kept out, counted and
+    listed in OUTPUT.kept-out.txt.
 
     \b
     Example:
@@ -41,18 +44,29 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
       tools build-sft-data --input 일상대화요약_train.json --output data/sft/train.jsonl \\
           --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama --max-seq-len 4096 --clean fillers
     """
-    from dataset_builders.io import refuse_overwriting_inputs, write_jsonl
+    from common.errors import UserError
+    from dataset_builders.io import atomic_open, refuse_overwriting_inputs, write_jsonl
     from dataset_builders.nikl import load_nikl
     from dataset_builders.sft import BuildStats, sft_rows
     from tools.options import length_rules_builder
 
-    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--recipe": recipe})
+    kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
+    refuse_overwriting_inputs({"--output": output_path, "the kept-out list": kept_out_file},
+                              {"--input": input_path, "--recipe": recipe})
     examples = load_nikl(input_path, require_output=True)
     builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
                                                 max_seq_len, trust_remote_code)
     stats = BuildStats()
     rows = sft_rows(examples, builder, stats, max_seq_len)
+    if not rows:
+        raise UserError(f"all {len(examples)} examples of {input_path} were kept out: not even the first word of a "
+                        "dialogue fits the length limit; raise --max-seq-len or --max-prompt-tokens. Nothing written")
     write_jsonl(output_path, rows)
+    if stats.kept_out:
+        with atomic_open(kept_out_file) as file:
+            file.write("".join(f"{example_id}\n" for example_id in stats.kept_out))
+    else:  # a list from an earlier run would name rows this output has
+        kept_out_file.unlink(missing_ok=True)
     click.echo(f"wrote {output_path}")
-    for line in stats.lines(builder, max_seq_len):
+    for line in stats.lines(builder, max_seq_len, kept_out_file if stats.kept_out else None):
         click.echo(line)

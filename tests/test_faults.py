@@ -1,0 +1,106 @@
+"""Fault injection, as a user meets each fault: through the `tools` commands, on files on disk. One section per
+item of issue 22 ("no traceback, no lost file, no wrong result"); each checks the one-line message, that every
+input is byte-identical afterwards, and that nothing partial or hidden is left behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import DEV, TRAIN, load_json, one_line_error, tools_cli
+
+INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "6"]
+
+
+def snapshot(*paths: Path) -> dict[Path, bytes]:
+    """Every file under ``paths`` (files or folders) and its bytes, to compare before and after a command."""
+    files = {}
+    for path in paths:
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            files[file] = file.read_bytes()
+    return files
+
+
+def listing(folder: Path) -> list[str]:
+    """Every name under ``folder``, hidden ones included."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+# --------------------------------------------------------------------------- 1. truncation at tiny budgets
+
+
+def empty_and_answer_tokens(tokenizer_dir: Path, item: dict) -> int:
+    """Tokens of a training row with no conversation at all: the prompt's frame plus the answer."""
+    from dataset_builders.nikl import parse_example
+    from dataset_builders.prompt import CONVERSATION_HEADER, PromptBuilder, question_text
+    from dataset_builders.tokenizer import load_tokenizer
+
+    builder = PromptBuilder(tokenizer=load_tokenizer(str(tokenizer_dir)))
+    example = parse_example(item, 0)
+    frame = builder.render(builder.messages(CONVERSATION_HEADER + question_text(example.subject_keyword)))
+    return len(frame) + builder.completion_tokens(builder.build(example), example.output)
+
+
+def has_dialogue_text(user_message: str) -> bool:
+    conversation = user_message.split("[Conversation]\n", 1)[1].split("\n\n[Question]", 1)[0]
+    return any(line.split(": ", 1)[-1].strip() for line in conversation.splitlines() if ": " in line)
+
+
+class TestTruncationAtTinyBudgets:
+    """Issue 22, item 1: a budget the size of the empty-conversation prompt crashed; one token more wrote a row
+    whose conversation was a cut-off speaker label; only 10 kept-out ids were named."""
+
+    @pytest.mark.parametrize("extra", [0, 1, 2])
+    def test_no_row_without_dialogue_text_and_no_crash(self, tiny_model, tmp_path, write_nikl, extra):
+        items = load_json(TRAIN)
+        tight = items[1]
+        max_seq_len = empty_and_answer_tokens(tiny_model, tight) + extra
+        data = write_nikl(items)
+        before = snapshot(data)
+        out = tmp_path / "sft.jsonl"
+        result = tools_cli("build-sft-data", "--input", data, "--output", out, "--tokenizer", tiny_model,
+                           "--max-seq-len", max_seq_len)
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert all(has_dialogue_text(row["messages"][1]["content"]) for row in rows)
+        assert tight["id"] not in {row["id"] for row in rows}
+        kept_out = Path(f"{out}.kept-out.txt").read_text(encoding="utf-8").split()
+        assert tight["id"] in kept_out and f"examples kept out: {len(kept_out)} " in result.output
+        assert len(rows) + len(kept_out) == len(items)
+        assert snapshot(data) == before
+
+    def test_every_kept_out_id_is_named_with_the_count(self, tiny_model, tmp_path, write_nikl):
+        short = load_json(TRAIN)[0]
+        items = [{**item, "id": f"{item['id']}-{copy}", "output": "아주 긴 요약입니다. " * 40}
+                 for copy in range(5) for item in load_json(TRAIN)]
+        items.append(short)  # fits: the others are kept out
+        out = tmp_path / "sft.jsonl"
+        result = tools_cli("build-sft-data", "--input", write_nikl(items), "--output", out, "--tokenizer", tiny_model,
+                           "--max-seq-len", empty_and_answer_tokens(tiny_model, short) + 30)
+        assert result.exit_code == 0, result.output
+        kept_out = [item["id"] for item in items[:-1]]
+        assert f"examples kept out: {len(kept_out)} " in result.output
+        assert f"and {len(kept_out) - 10} more; all {len(kept_out)} listed in" in result.output
+        assert Path(f"{out}.kept-out.txt").read_text(encoding="utf-8").split() == kept_out
+        # A later run that keeps nothing out leaves no stale list behind.
+        assert tools_cli("build-sft-data", "--input", write_nikl(items), "--output", out).exit_code == 0
+        assert not Path(f"{out}.kept-out.txt").exists()
+
+    def test_nothing_written_when_every_row_is_kept_out(self, tiny_model, tmp_path, write_nikl):
+        message = one_line_error(tools_cli("build-sft-data", "--input", write_nikl(load_json(TRAIN)), "--output",
+                                           tmp_path / "sft.jsonl", "--tokenizer", tiny_model, "--max-seq-len", 40))
+        assert "were kept out" in message and "raise --max-seq-len" in message
+        assert listing(tmp_path) == ["data.json"]
+
+    def test_infer_names_the_dialogues_and_the_budget_they_need(self, tiny_model, tmp_path, write_nikl):
+        items = load_json(DEV)
+        data = write_nikl(items)
+        frame = empty_and_answer_tokens(tiny_model, {**items[0], "output": ""})
+        message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", data, "--output",
+                                           tmp_path / "out.json", "--max-prompt-tokens", frame))
+        assert "leaves no room for any dialogue text" in message and repr(items[0]["id"]) in message
+        assert "they need at least" in message and "--max-prompt-tokens" in message
+        assert listing(tmp_path) == ["data.json"]
