@@ -109,6 +109,7 @@ class Sidecar:
             raise UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
                             "delete it or pass --restart")
         rows: dict[str, dict[str, Any]] = {}
+        first_line: dict[str, int] = {}
         for number, raw in enumerate(lines[1:], 2):
             if not raw.strip():
                 continue
@@ -122,12 +123,15 @@ class Sidecar:
             else:
                 problem = ("not a result row (no 'id' string)" if not isinstance(row, dict)
                            or not isinstance(row.get("id"), str) or not row["id"] else self.check_row(row))
-            if problem is None and row["id"] in rows:
-                problem = f"a second result for id {row['id']!r}"
+            if problem is None and row["id"] in first_line:  # which copy is right cannot be told: keep neither
+                problem = (f"a second result for id {row['id']!r} (line {first_line[row['id']]} has one too); "
+                           "neither copy is kept")
+                rows.pop(row["id"], None)
             if problem:
                 self.problems.append(f"{self.path}: line {number}: {problem}; that example is generated again")
             else:
                 rows[row["id"]] = row
+                first_line[row["id"]] = number
         return header, rows
 
 

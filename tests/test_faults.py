@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import DEV, TRAIN, load_json, one_line_error, tools_cli
+from common.env import offline_env
+from conftest import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
 
 INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "6"]
 
@@ -22,6 +26,40 @@ def snapshot(*paths: Path) -> dict[Path, bytes]:
         for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
             files[file] = file.read_bytes()
     return files
+
+
+def tools_command() -> list[str]:
+    script = Path(sys.executable).with_name("tools")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tools.cli"]
+
+
+def killed(args: list, until, timeout: float = 120) -> None:
+    """Run `tools ARGS…` in a subprocess and kill -9 it as soon as ``until()`` is true."""
+    process = subprocess.Popen([*tools_command(), *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env=offline_env())
+    deadline = time.monotonic() + timeout
+    try:
+        while not until():
+            assert process.poll() is None, f"finished before it could be killed: {process.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "never reached the point to kill it at"
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+
+
+def lines_in(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def many_dialogues(write_nikl, copies: int = 8) -> Path:
+    """The bundled dialogues, ``copies`` times over under new ids: a run long enough to be killed midway."""
+    return write_nikl([{**item, "id": f"{item['id']}-{copy}"} for copy in range(copies)
+                       for path in (TRAIN, DEV, TEST) for item in load_json(path)], "many.json")
 
 
 def listing(folder: Path) -> list[str]:
@@ -104,3 +142,30 @@ class TestTruncationAtTinyBudgets:
         assert "leaves no room for any dialogue text" in message and repr(items[0]["id"]) in message
         assert "they need at least" in message and "--max-prompt-tokens" in message
         assert listing(tmp_path) == ["data.json"]
+
+
+# --------------------------------------------------------------------------- 2. duplicate ids in a sidecar
+
+
+class TestDuplicateSidecarRows:
+    """Issue 22, item 2: a second row for an id was reported as "generated again", but the first (hand-edited)
+    copy went into the submission."""
+
+    def test_the_id_is_generated_again_as_said(self, tiny_model, tmp_path, write_nikl):
+        data = many_dialogues(write_nikl)
+        out = tmp_path / "result.json"
+        sidecar = Path(f"{out}.partial.jsonl")
+        args = [*INFER, "--ckpt", tiny_model, "--input", data, "--output", out, "--batch-size", 1]
+        killed(args, lambda: lines_in(sidecar) >= 4)
+        header, first, second, *rest = sidecar.read_text(encoding="utf-8").splitlines()
+        row = json.loads(second)
+        edited = {**row, "output": "HAND EDITED"}
+        sidecar.write_text("\n".join([header, first, json.dumps(edited, ensure_ascii=False), *rest, second]) + "\n",
+                           encoding="utf-8")
+        result = tools_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert f"a second result for id {row['id']!r} (line 3 has one too); neither copy is kept; that example is " \
+               "generated again" in result.output
+        outputs = {item["id"]: item["output"] for item in load_json(out)}
+        assert outputs[row["id"]] == row["output"] != "HAND EDITED"  # regenerated (greedy: the same text)
+        assert listing(tmp_path) == ["many.json", "result.json"]
