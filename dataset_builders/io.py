@@ -5,7 +5,9 @@
   (SIGTERM and Ctrl-C included, see ``tools/cli.py``). The written file gets the permissions a plain
   ``open()`` would give (the umask; an existing file keeps its mode), and an output path that is a
   symlink is written *through*: its target gets the new content.
-* :func:`refuse_overwriting_inputs` stops a command before any work when an output is one of its inputs.
+* :func:`refuse_overwriting_inputs` stops a command before any work when an output (or a side file it
+  writes, such as ``OUTPUT.lock``) is one of its inputs; :func:`refuse_writing_into` when an output would
+  land in a folder the command reads a model, tokenizer or adapter from.
 * JSONL reading names the file and line of every problem, and recognises a JSON list given by mistake.
 """
 
@@ -95,6 +97,21 @@ def refuse_overwriting_inputs(outputs: Mapping[str, Path | str | None], inputs: 
                 if path is not None and same_file(output, path):
                     raise UserError(f"{out_option} {output} is the same file as {in_option} {path}: refusing to "
                                     "overwrite an input; choose another output path")
+
+
+def refuse_writing_into(outputs: Mapping[str, Path | str | None], folders: Mapping[str, Path | str | None]) -> None:
+    """Raise a :class:`UserError` when an output (``{"--output": path}``) would be written into one of
+    ``folders`` (``{"--ckpt": dir}``): a model, tokenizer or adapter folder the command reads. Writing there
+    would change what the folder holds (a ``config.json`` replaced, a checkpoint's fingerprint changed).
+    Values that are not local directories (hub ids, ``None``) are skipped."""
+    for out_option, output in outputs.items():
+        if output is None:
+            continue
+        parent = os.path.dirname(os.path.realpath(output))
+        for option, folder in folders.items():
+            if folder is not None and os.path.isdir(folder) and os.path.realpath(folder) == parent:
+                raise UserError(f"{out_option} {output} is inside {option} {folder}: refusing to write into a folder "
+                                "a model or tokenizer is read from; choose another output path")
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:

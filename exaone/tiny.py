@@ -16,10 +16,12 @@ by :func:`exaone.convert.convert`, exactly as a user's download is. Nothing is d
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from common.checkout import sample_files
+from common.errors import UserError
 from exaone.convert import INDEX, convert, staged_directory, write_json
 from exaone.layout import ARCHITECTURES, EXAONE, EXAONE_AUTO_MAP, tensor_shapes
 
@@ -211,6 +213,7 @@ def build_tiny_exaone(
     every position encoding detail) moves the logits far more than their tolerance."""
     output_dir = Path(output_dir)
     data_paths = list(data_paths) if data_paths is not None else sample_files()
+    check_replaceable(output_dir, data_paths)
     tokenizer = build_tokenizer(corpus_from_nikl(data_paths), vocab_size=vocab_size)
     config = exaone_config(shape, vocab_size=len(tokenizer), hidden_size=hidden_size, num_layers=num_layers,
                            max_position_embeddings=max_position_embeddings, head_dim=head_dim,
@@ -225,6 +228,20 @@ def build_tiny_exaone(
     return output_dir
 
 
+def check_replaceable(output_dir: Path, data_paths: Iterable[Path]) -> None:
+    """``output_dir`` is replaced by a build: refuse when a ``--data`` file lies inside it, or when it holds
+    files that no earlier build wrote (a folder that is not a tiny model)."""
+    inside = Path(os.path.realpath(output_dir))
+    for path in data_paths:
+        if inside in Path(os.path.realpath(path)).parents:
+            raise UserError(f"--data {path} is inside {output_dir}, which the build replaces; move the data or "
+                            "choose another --output")
+    built = (output_dir / TINY_MARKER).is_file() or (exaone_layout_sibling(output_dir) / TINY_MARKER).is_file()
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not built:
+        raise UserError(f"--output {output_dir} holds files `tools build-tiny-model` did not write, and the build "
+                        "replaces the folder; choose a new or empty folder")
+
+
 def exaone_layout_sibling(output_dir: Path | str) -> Path:
     """Where :func:`build_tiny_model` keeps the EXAONE-layout original of ``output_dir``."""
     output_dir = Path(output_dir)
@@ -235,6 +252,9 @@ def build_tiny_model(output_dir: Path | str, **options: Any) -> Path:
     """A tiny EXAONE 3.x checkpoint converted to the Llama layout in ``output_dir`` (loadable by
     ``AutoModelForCausalLM`` natively); returns the path. The EXAONE-layout original it was converted from
     stays next to it (:func:`exaone_layout_sibling`). ``options``: those of :func:`build_tiny_exaone`."""
+    if options.get("data_paths") is not None:
+        options["data_paths"] = list(options["data_paths"])
+    check_replaceable(Path(output_dir), options.get("data_paths") or sample_files())
     original = build_tiny_exaone(exaone_layout_sibling(output_dir), **options)
     convert(original, output_dir, force=True, progress=False)
     return Path(output_dir)

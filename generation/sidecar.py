@@ -16,6 +16,13 @@ from dataset_builders.io import write_jsonl
 SIDECAR_SUFFIX = ".partial.jsonl"
 LOCK_SUFFIX = ".lock"
 
+def side_files(output: Path | str) -> dict[str, Path]:
+    """The files a run on ``output`` writes beside it, by what they are (for refusing one that is an input)."""
+    output = Path(output)
+    return {"its results sidecar": output.with_name(output.name + SIDECAR_SUFFIX),
+            "its lock file": output.with_name(output.name + LOCK_SUFFIX)}
+
+
 # Checks one finished row (a dict with an "id" string); returns what is wrong with it, or None.
 RowCheck = Callable[[dict], "str | None"]
 
@@ -95,9 +102,6 @@ class Sidecar:
     def _read(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]
-        if len(complete) != len(data):  # killed mid-line: drop the torn tail before appending again
-            with open(self.path, "r+b") as file:
-                file.truncate(len(complete))
         lines = complete.splitlines()
         if not lines:  # killed before the header was complete: nothing to resume
             return None, {}
@@ -105,9 +109,12 @@ class Sidecar:
             header = json.loads(lines[0].decode("utf-8"))["header"]
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             header = None
-        if not isinstance(header, dict):
+        if not isinstance(header, dict):  # not ours: checked before anything in it is touched
             raise UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
                             "delete it or pass --restart")
+        if len(complete) != len(data):  # killed mid-line: drop the torn tail before appending again
+            with open(self.path, "r+b") as file:
+                file.truncate(len(complete))
         rows: dict[str, dict[str, Any]] = {}
         first_line: dict[str, int] = {}
         for number, raw in enumerate(lines[1:], 2):

@@ -169,3 +169,64 @@ class TestDuplicateSidecarRows:
         outputs = {item["id"]: item["output"] for item in load_json(out)}
         assert outputs[row["id"]] == row["output"] != "HAND EDITED"  # regenerated (greedy: the same text)
         assert listing(tmp_path) == ["many.json", "result.json"]
+
+
+# --------------------------------------------------------------------------- 3. side files and model folders
+
+
+class TestSideFilesNeverDestroyInputs:
+    """Issue 22, item 3: an input named OUT.lock was deleted by `infer --output OUT`, one named
+    OUT.partial.jsonl lost its last byte; --output inside the checkpoint or tokenizer folder replaced a file
+    there; `build-tiny-model --output D --data D/mydata.json` deleted its own input and all of D."""
+
+    @pytest.mark.parametrize("suffix, what", [(".lock", "its lock file"), (".partial.jsonl", "its results sidecar")])
+    def test_an_input_named_like_a_side_file_is_refused(self, tiny_model, tmp_path, suffix, what):
+        data = tmp_path / f"result.json{suffix}"
+        data.write_bytes(DEV.read_bytes()[:-1])  # no final newline: a torn sidecar tail would be cut
+        before = snapshot(data)
+        message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", data, "--output",
+                                           tmp_path / "result.json"))
+        assert f"{what} {data} is the same file as --input" in message
+        assert snapshot(data) == before and listing(tmp_path) == [data.name]
+
+    def test_a_foreign_file_at_the_sidecar_path_is_not_touched(self, tiny_model, tmp_path):
+        sidecar = tmp_path / "result.json.partial.jsonl"
+        sidecar.write_bytes(b'{"not": "a header"}\n{"torn')
+        message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", DEV, "--output",
+                                           tmp_path / "result.json"))
+        assert "is not a results sidecar" in message
+        assert sidecar.read_bytes() == b'{"not": "a header"}\n{"torn'
+
+    @pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "predictions.json"])
+    def test_infer_never_writes_into_the_checkpoint_folder(self, tiny_model, tmp_path, name):
+        model = tmp_path / "model"
+        shutil.copytree(tiny_model, model)
+        before = snapshot(model)
+        message = one_line_error(tools_cli(*INFER, "--ckpt", model, "--input", DEV, "--output", model / name))
+        assert f"--output {model / name} is inside --ckpt {model}" in message
+        assert snapshot(model) == before and listing(model) == sorted(path.name for path in before)
+
+    def test_data_builders_never_write_into_the_tokenizer_folder(self, tiny_model, tmp_path):
+        model = tmp_path / "model"
+        shutil.copytree(tiny_model, model)
+        before = snapshot(model)
+        message = one_line_error(tools_cli("build-sft-data", "--input", TRAIN, "--tokenizer", model, "--output",
+                                           model / "tokenizer.json"))
+        assert f"is inside --tokenizer {model}" in message
+        assert snapshot(model) == before
+
+    def test_build_tiny_model_never_deletes_its_data_or_a_foreign_folder(self, tmp_path):
+        folder = tmp_path / "D"
+        folder.mkdir()
+        data = folder / "mydata.json"
+        shutil.copy(TRAIN, data)
+        (folder / "notes.txt").write_text("mine")
+        before = snapshot(folder)
+        message = one_line_error(tools_cli("build-tiny-model", "--output", folder, "--data", data))
+        assert f"--data {data} is inside {folder}" in message
+        message = one_line_error(tools_cli("build-tiny-model", "--output", folder, "--data", TRAIN))
+        assert "holds files `tools build-tiny-model` did not write" in message
+        assert snapshot(folder) == before and listing(tmp_path) == ["D", "D/mydata.json", "D/notes.txt"]
+        # Its own earlier build is replaced, as the help says.
+        for _ in range(2):
+            assert tools_cli("build-tiny-model", "--output", tmp_path / "tiny", "--data", TRAIN).exit_code == 0

@@ -58,7 +58,7 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     from tqdm import tqdm
 
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
-    from dataset_builders.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
+    from dataset_builders.io import read_jsonl, refuse_overwriting_inputs, refuse_writing_into, write_jsonl
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
     from tools.options import length_rules_builder
@@ -70,7 +70,9 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     candidates = load_candidates(candidate_paths, ids)
     human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
     builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
-                                                max_seq_len)
+                                                max_seq_len, outputs={"--output": output_path})
+    refuse_writing_into({"--output": output_path}, {"--bertscore-model": bertscore_model,
+                                                    "--bleurt-model": bleurt_model})
     score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model,
                            bertscore_layers=bertscore_layers)
     click.echo(f"scoring candidates with {metric} …")

@@ -51,11 +51,11 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
     from tools.options import length_rules_builder
 
     kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
-    refuse_overwriting_inputs({"--output": output_path, "the kept-out list": kept_out_file},
-                              {"--input": input_path, "--recipe": recipe})
+    outputs = {"--output": output_path, "the kept-out list": kept_out_file}
+    refuse_overwriting_inputs(outputs, {"--input": input_path, "--recipe": recipe})
     examples = load_nikl(input_path, require_output=True)
     builder, max_seq_len = length_rules_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
-                                                max_seq_len, trust_remote_code)
+                                                max_seq_len, trust_remote_code, outputs=outputs)
     stats = BuildStats()
     rows = sft_rows(examples, builder, stats, max_seq_len)
     if not rows:

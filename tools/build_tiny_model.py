@@ -12,7 +12,8 @@ from exaone.tiny import SHAPES
 
 @click.command("build-tiny-model")
 @click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write the checkpoint and tokenizer to (replaced if it exists).")
+              help="Directory to write the checkpoint and tokenizer to (an earlier build there is replaced; any other "
+                   "non-empty folder, or one holding a --data file, is refused).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="llama", show_default=True,
               help="exaone: EXAONE 3.x's own hub layout, as a download from the hub (convert it with "
                    "`tools convert-exaone`); llama: that checkpoint already converted, with the EXAONE-layout "

@@ -46,6 +46,7 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
     from dataset_builders.nikl import load_nikl
     from generation.decoding import Decoding
     from generation.pipeline import infer_file
+    from generation.sidecar import side_files
 
     sampling_flags = {"--temperature": temperature, "--top-p": top_p, "--seed": seed}
     if num_candidates is None and any(value is not None for value in sampling_flags.values()):
@@ -53,7 +54,7 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
         verb = "apply" if len(given) > 1 else "applies"
         raise click.UsageError(f"{', '.join(given)} {verb} only with --num-candidates (the default decoding is greedy)")
     check_output_kind(output_path, candidates=num_candidates is not None)
-    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path})
+    refuse_overwriting_inputs({"--output": output_path, **side_files(output_path)}, {"--input": input_path})
     decoding = Decoding(max_new_tokens=max_new_tokens, num_candidates=num_candidates,
                         temperature=1.0 if temperature is None else temperature,
                         top_p=1.0 if top_p is None else top_p, seed=0 if seed is None else seed)

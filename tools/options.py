@@ -85,21 +85,26 @@ def recipe_length_options(function: F) -> F:
 
 def length_rules_builder(system_prompt: str, clean_rules: tuple[str, ...], tokenizer: str | None,
                          max_prompt_tokens: int | None, recipe: Path | None, max_seq_len: int | None,
-                         trust_remote_code: bool = False):
+                         trust_remote_code: bool = False, *, outputs: dict[str, Path | None] | None = None):
     """The prompt builder and row length limit from the prompt and length options (``--recipe`` gives the
-    sequence length, chat template and default tokenizer)."""
+    sequence length, chat template and default tokenizer). ``outputs`` (``{"--output": path}``) may not lie
+    in the tokenizer's folder."""
+    from dataset_builders.io import refuse_writing_into
     from dataset_builders.prompt import PromptBuilder
     from dataset_builders.tokenizer import load_tokenizer
     from workflow.recipes import length_rules
 
     chat_template = None
+    source = "--tokenizer"
     if recipe is not None:
         rules = length_rules(recipe)
         max_seq_len = max_seq_len or rules.sequence_len
         chat_template = rules.chat_template
-        tokenizer = tokenizer or rules.base_model
+        if tokenizer is None:
+            tokenizer, source = rules.base_model, f"the base_model of {recipe}"
     if max_seq_len is not None and tokenizer is None:
         raise click.UsageError("--max-seq-len needs --tokenizer (or --recipe) to count tokens with")
+    refuse_writing_into(outputs or {}, {source: tokenizer})
     return PromptBuilder(
         system_prompt=system_prompt, clean_rules=clean_rules,
         tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,

@@ -48,12 +48,14 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
       tools score --predictions result.json --references 일상대화요약_dev.json --report report.json
       tools score --predictions result.json --references 일상대화요약_dev.json --metrics rouge
     """
-    from dataset_builders.io import refuse_overwriting_inputs, write_json
+    from dataset_builders.io import refuse_overwriting_inputs, refuse_writing_into, write_json
     from dataset_builders.nikl import load_nikl
     from eval.metrics import align_by_id, score_pairs
 
     refuse_overwriting_inputs({"--report": report_path}, {"--predictions": predictions_path,
                                                           "--references": references_path})
+    refuse_writing_into({"--report": report_path}, {"--bertscore-model": bertscore_model,
+                                                    "--bleurt-model": bleurt_model})
 
     context = click.get_current_context()
     required = [metric for metric, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))

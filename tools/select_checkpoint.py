@@ -37,10 +37,13 @@ def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_laye
           --bertscore-model models/bert-base-multilingual-cased --bleurt-model models/BLEURT-20
     """
     from common.devices import use_threads
+    from dataset_builders.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
     from generation.decoding import Decoding
     from workflow.selection import select_checkpoint as select
+    from workflow.selection import selection_outputs
 
+    refuse_overwriting_inputs(selection_outputs(run_dir), {"--dev": dev_path})
     examples = load_nikl(dev_path, require_output="--dev needs reference summaries to score checkpoints against")
     use_threads(threads)
     score_options = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers,

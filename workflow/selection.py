@@ -99,6 +99,20 @@ def find_checkpoints(run: Path) -> list[Candidate]:
     return found
 
 
+def selection_outputs(run: Path) -> dict[str, Path]:
+    """Every file `tools select-checkpoint` may write for ``run``, by what it is (to refuse one that is an input)."""
+    from generation.sidecar import side_files
+
+    outputs = {"the selection table": run / "selection.json", "the selection table (markdown)": run / "selection.md",
+               "the selection plot": run / "selection.png", "the best-checkpoint link": run / "best"}
+    for candidate in find_checkpoints(run):
+        predictions = run / SELECTION_DIR / f"{candidate.name}.dev.json"
+        outputs[f"the predictions of {candidate.name}"] = predictions
+        outputs[f"the record of {candidate.name}"] = predictions.with_name(f"{candidate.name}.dev.record.json")
+        outputs.update({f"{what} for {candidate.name}": path for what, path in side_files(predictions).items()})
+    return outputs
+
+
 def metrics_to_run(metric: str) -> tuple[str, ...]:
     """What `eval.metrics.score_pairs` must compute for the chosen selection metric."""
     return {"rouge1": ("rouge",), "bertscore": ("rouge", "bertscore"), "bleurt": ("rouge", "bleurt"),
