@@ -2,7 +2,8 @@
 
 * Outputs are written to a temporary file beside the target and renamed over it: a crash, a full disk or
   a validation error never leaves a partial file, and the temporary file is removed on every error
-  (SIGTERM and Ctrl-C included, see ``tools/cli.py``). The written file gets the permissions a plain
+  (SIGTERM and Ctrl-C included, see ``tools/cli.py``); one left by ``kill -9`` (``.NAME.tmp-PID-…``) is
+  removed by the next write of the same file (:mod:`common.files`). The written file gets the permissions a plain
   ``open()`` would give (the umask; an existing file keeps its mode), and an output path that is a
   symlink is written *through*: its target gets the new content.
 * :func:`refuse_overwriting_inputs` stops a command before any work when an output (or a side file it
@@ -15,17 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Mapping
 
 from common.errors import UserError
-
-
-def _cannot_write(path: Path | str, error: OSError) -> UserError:
-    return UserError(f"cannot write {path}: {error.strerror or error}")
+from common.files import cannot_write, clear_leftovers, leftover_name
 
 
 @contextmanager
@@ -39,10 +36,11 @@ def atomic_open(path: Path | str) -> Iterator[IO[str]]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        clear_leftovers(target, ("tmp",))
+        tmp = leftover_name(target, "tmp", unique=True)
         handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     except OSError as error:
-        raise _cannot_write(path, error) from None
+        raise cannot_write(path, error) from None
     try:
         if mode is not None:
             os.chmod(tmp, mode)
@@ -53,7 +51,7 @@ def atomic_open(path: Path | str) -> Iterator[IO[str]]:
         os.replace(tmp, target)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise _cannot_write(path, error) from None
+        raise cannot_write(path, error) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

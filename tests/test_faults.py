@@ -5,6 +5,7 @@ input is byte-identical afterwards, and that nothing partial or hidden is left b
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from common.env import offline_env
-from conftest import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
+from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
 
 INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "6"]
 
@@ -47,6 +48,59 @@ def killed(args: list, until, timeout: float = 120) -> None:
         process.kill()
         process.wait()
         process.stderr.close()
+
+
+# Runs `tools ARGS…` with one function wrapped so that the process kills itself (SIGKILL: no handler, no
+# cleanup) just before the Nth call: a kill -9 at an exact point of a real run.
+KILL_BEFORE = """
+import importlib, os, signal, sys
+where, name, nth = sys.argv[1].rsplit(".", 1)[0], sys.argv[1].rsplit(".", 1)[1], int(sys.argv[2])
+parts = where.split(":")
+owner = importlib.import_module(parts[0])
+for attribute in parts[1:]:
+    owner = getattr(owner, attribute)
+original, calls = getattr(owner, name), []
+def wrapper(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+setattr(owner, name, wrapper)
+from tools.cli import cli
+cli(sys.argv[3:])
+"""
+
+
+def killed_before(function: str, nth: int, *args) -> None:
+    """kill -9 `tools ARGS…` just before the ``nth`` call of ``function`` (``module.name`` or
+    ``module:Class.name``)."""
+    env = {**offline_env(), "PYTHONPATH": f"{REPO}{':' + os.environ['PYTHONPATH'] if os.environ.get('PYTHONPATH') else ''}"}
+    result = subprocess.run([sys.executable, "-c", KILL_BEFORE, function, str(nth), *map(str, args)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == -9, f"not killed (exit {result.returncode}): {result.stderr[-2000:]}"
+
+
+def private_mounts_work() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+LEFT = "--- left on the disk:"
+
+
+def on_mounted(options: str, folder: Path, *args) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run `tools ARGS…` with a fresh tmpfs mounted on ``folder`` (``size=200k`` for a nearly full disk, ``ro``
+    for a read-only one), in a private mount namespace (``unshare -rm``) that vanishes with the process:
+    the disk faults of a real machine, without root and without touching the system's mounts. Returns the
+    result and what the command left on that disk (hidden files included)."""
+    if not private_mounts_work():
+        pytest.skip("needs `unshare -rm` (user and mount namespaces) to mount a small or read-only tmpfs")
+    script = f'mount -t tmpfs -o {options} tmpfs "$0" && {{ "$@"; code=$?; echo "{LEFT}"; ls -A "$0"; exit $code; }}'
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script, str(folder), *tools_command(), *map(str, args)],
+                            capture_output=True, text=True, env=offline_env(), timeout=300)
+    assert LEFT in result.stdout, result.stderr
+    return result, result.stdout.split(LEFT, 1)[1].split()
 
 
 def lines_in(path: Path) -> int:
@@ -230,3 +284,136 @@ class TestSideFilesNeverDestroyInputs:
         # Its own earlier build is replaced, as the help says.
         for _ in range(2):
             assert tools_cli("build-tiny-model", "--output", tmp_path / "tiny", "--data", TRAIN).exit_code == 0
+
+
+# --------------------------------------------------------------------------- 4. convert-exaone and final writes
+
+
+@pytest.fixture(scope="module")
+def hub_checkpoint(tmp_path_factory) -> Path:
+    from exaone.tiny import build_tiny_exaone
+
+    return build_tiny_exaone(tmp_path_factory.mktemp("hub") / "EXAONE-3.0-tiny")
+
+
+def rewrite_first_shard(model: Path, edit) -> None:
+    """Replace the header of ``model``'s first shard by ``edit(header)`` (valid JSON, wrong content)."""
+    shard = sorted(model.glob("*.safetensors"))[0]
+    raw = shard.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    blob = json.dumps(edit(json.loads(raw[8:8 + length]))).encode()
+    shard.write_bytes(len(blob).to_bytes(8, "little") + blob + raw[8 + length:])
+
+
+def first_tensor(header: dict) -> dict:
+    return header[next(name for name in header if name != "__metadata__")]
+
+
+def with_entry(change):
+    def edit(header):
+        change(first_tensor(header))
+        return header
+    return edit
+
+
+class TestConvertExaone:
+    """Issue 22, item 4: kill -9 left .NAME.partial-PID/ forever; a symlinked --output was a traceback;
+    a full or read-only disk and wrong safetensors headers or config values were tracebacks; kill -9 in
+    build-sft-data's final write left a hidden .NAME.*.tmp."""
+
+    def convert(self, model: Path, output: Path, *extra):
+        return tools_cli("convert-exaone", "--model", model, "--output", output, "--no-progress", *extra)
+
+    def test_kill_9_leftovers_are_cleared_by_the_next_run(self, hub_checkpoint, tmp_path):
+        output = tmp_path / "converted"
+        args = ["convert-exaone", "--model", hub_checkpoint, "--output", output, "--no-progress"]
+        killed_before("exaone.convert.write_shard", 2, *args)  # one shard written, then kill -9
+        assert [name for name in listing(tmp_path) if "/" not in name][0].startswith(".converted.partial-")
+        result = tools_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert [name for name in listing(tmp_path) if "/" not in name] == ["converted"]
+
+    def test_kill_9_between_the_two_renames_keeps_the_previous_output(self, hub_checkpoint, tmp_path):
+        output = tmp_path / "converted"
+        args = ["convert-exaone", "--model", hub_checkpoint, "--output", output, "--no-progress", "--force"]
+        assert tools_cli(*args).exit_code == 0
+        previous = snapshot(output)
+        killed_before("pathlib:Path.rename", 2, *args)  # the old output moved aside, the new one not yet in place
+        assert not output.exists()
+        assert tools_cli(*args[:-1]).exit_code == 1  # refused without --force: the previous output is back …
+        assert snapshot(output) == previous
+        assert [name for name in listing(tmp_path) if "/" not in name] == ["converted"]  # … and nothing else
+
+    def test_a_symlinked_output_is_written_through(self, hub_checkpoint, tmp_path):
+        (tmp_path / "real").mkdir()
+        link = tmp_path / "link"
+        link.symlink_to("real", target_is_directory=True)
+        for extra in ((), ("--force",)):  # into the empty folder, then replacing it
+            result = self.convert(hub_checkpoint, link, *extra)
+            assert result.exit_code == 0, result.output
+        assert link.is_symlink() and (tmp_path / "real" / "config.json").is_file()
+        assert [name for name in listing(tmp_path) if "/" not in name] == ["link", "real"]
+
+    def test_a_file_size_limit_is_one_line(self, hub_checkpoint, tmp_path):
+        import resource
+        import signal as signals
+
+        def limit():  # the kernel refuses writes past 200 kB (EFBIG), as a nearly full disk would
+            signals.signal(signals.SIGXFSZ, signals.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+        output = tmp_path / "converted"
+        result = subprocess.run([*tools_command(), "convert-exaone", "--model", str(hub_checkpoint), "--output",
+                                 str(output), "--no-progress"], preexec_fn=limit, capture_output=True, text=True,
+                                env=offline_env())
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            f"Error: cannot write {output}: File too large (a file size limit (ulimit -f) stops it; raise the limit "
+            "or write elsewhere)"], result.stderr
+        assert listing(tmp_path) == []
+
+    @pytest.mark.parametrize("options, problem", [
+        ("size=200k", "No space left on device (the disk is full; free some space or write elsewhere)"),
+        ("ro,size=1m", "Read-only file system (the file system is read-only; write elsewhere)"),
+    ])
+    def test_a_full_or_read_only_disk_is_one_line(self, hub_checkpoint, tmp_path, options, problem):
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        result, left = on_mounted(options, disk, "convert-exaone", "--model", hub_checkpoint, "--output",
+                                  disk / "converted", "--no-progress")
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            f"Error: cannot write {disk / 'converted'}: {problem}"], result.stderr
+        assert left == []
+
+    @pytest.mark.parametrize("edit, problem", [
+        (lambda header: [header], "header is a JSON list, not an object"),
+        (with_entry(lambda entry: entry.update(dtype="F33")), "unknown dtype 'F33'"),
+        (with_entry(lambda entry: entry.update(dtype="F16")), "dtype F16 and shape"),
+        (with_entry(lambda entry: entry.update(data_offsets=[*entry["data_offsets"], 0])), "is not two byte offsets"),
+        (with_entry(lambda entry: entry.pop("shape")), "no shape"),
+        (with_entry(lambda entry: entry.update(shape="64")), "is not a list of sizes"),
+    ])
+    def test_wrong_safetensors_headers_are_one_line(self, hub_checkpoint, tmp_path, edit, problem):
+        model = tmp_path / "model"
+        shutil.copytree(hub_checkpoint, model)
+        rewrite_first_shard(model, edit)
+        before = snapshot(model)
+        message = one_line_error(self.convert(model, tmp_path / "out"))
+        assert problem in message and "download the checkpoint again" in message
+        assert snapshot(model) == before and not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("key", ["num_attention_heads", "hidden_size", "num_layers"])
+    def test_a_zero_size_in_config_is_one_line(self, hub_checkpoint, tmp_path, key):
+        model = tmp_path / "model"
+        shutil.copytree(hub_checkpoint, model)
+        config = load_json(model / "config.json")
+        (model / "config.json").write_text(json.dumps({**config, key: 0}), encoding="utf-8")
+        message = one_line_error(self.convert(model, tmp_path / "out"))
+        assert f"config.json has {key} 0; it must be a positive number" in message
+
+    def test_kill_9_in_the_final_write_of_build_sft_data(self, tmp_path):
+        output = tmp_path / "sft.jsonl"
+        args = ["build-sft-data", "--input", TRAIN, "--output", output]
+        killed_before("os.fsync", 1, *args)  # every row written to the temporary file, not yet renamed
+        assert [name.split(".tmp-")[0] for name in listing(tmp_path)] == [".sft.jsonl"]
+        assert tools_cli(*args).exit_code == 0
+        assert listing(tmp_path) == ["sft.jsonl"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from common.errors import UserError
+from common.files import clear_leftovers, leftover_name
 from dataset_builders.io import atomic_open, write_json
 from dataset_builders.nikl import Example
 from generation.checkpoints import resolve_checkpoint
@@ -174,7 +175,8 @@ def point_best(run: Path, best: Row) -> Path:
     target = os.path.relpath(best.path, run)
     if link.exists() and not link.is_symlink() and link.is_dir():
         raise UserError(f"{link} is a directory; move it away so it can point to the selected checkpoint")
-    tmp = run / f".best.{os.getpid()}.tmp"
+    clear_leftovers(link, ("tmp",))
+    tmp = leftover_name(link, "tmp")
     try:
         tmp.unlink(missing_ok=True)
         os.symlink(target, tmp, target_is_directory=True)
