@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
 from common.checkout import sample_files
 from common.errors import UserError
+from common.files import cannot_write
 from exaone.convert import INDEX, convert, staged_directory, write_json
 from exaone.layout import ARCHITECTURES, EXAONE, EXAONE_AUTO_MAP, tensor_shapes
 
@@ -169,8 +171,10 @@ def random_weights(config: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def write_sharded(weights: dict[str, Any], directory: Path, num_shards: int) -> None:
-    """``weights`` over ``num_shards`` files of similar size, named and indexed as the hub names them."""
-    from safetensors.torch import save_file
+    """``weights`` over ``num_shards`` files of similar size, named and indexed as the hub names them. Each
+    file is written with a plain ``open()`` (safetensors' ``save_file`` creates it 0600): the umask's mode,
+    like the converted shards, and a full disk is an ``OSError``."""
+    from safetensors.torch import save
 
     sizes = {name: tensor.numel() * tensor.element_size() for name, tensor in weights.items()}
     total, names = sum(sizes.values()), list(weights)
@@ -188,7 +192,7 @@ def write_sharded(weights: dict[str, Any], directory: Path, num_shards: int) -> 
     weight_map = {}
     for number, group in enumerate(groups, 1):
         file = f"model-{number:05d}-of-{num_shards:05d}.safetensors"
-        save_file({name: weights[name] for name in group}, str(directory / file), metadata={"format": "pt"})
+        (directory / file).write_bytes(save({name: weights[name] for name in group}, metadata={"format": "pt"}))
         weight_map.update(dict.fromkeys(group, file))
     write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
 
@@ -218,13 +222,16 @@ def build_tiny_exaone(
     config = exaone_config(shape, vocab_size=len(tokenizer), hidden_size=hidden_size, num_layers=num_layers,
                            max_position_embeddings=max_position_embeddings, head_dim=head_dim,
                            initializer_range=initializer_range)
-    with staged_directory(output_dir) as staging:
-        write_sharded(random_weights(config, seed), staging, num_shards)
-        write_json(staging / "config.json", config)
-        save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
-        write_json(staging / TINY_MARKER, {"what": "tiny random EXAONE 3.x checkpoint in its hub layout",
-                                           "shape": shape, "seed": seed, "hidden_size": hidden_size,
-                                           "num_layers": num_layers, "vocab_size": len(tokenizer)})
+    try:
+        with staged_directory(output_dir) as staging:
+            write_sharded(random_weights(config, seed), staging, num_shards)
+            write_json(staging / "config.json", config)
+            save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
+            write_json(staging / TINY_MARKER, {"what": "tiny random EXAONE 3.x checkpoint in its hub layout",
+                                               "shape": shape, "seed": seed, "hidden_size": hidden_size,
+                                               "num_layers": num_layers, "vocab_size": len(tokenizer)})
+    except OSError as error:  # a full, read-only or forbidden disk
+        raise cannot_write(output_dir, error) from None
     return output_dir
 
 
@@ -256,5 +263,9 @@ def build_tiny_model(output_dir: Path | str, **options: Any) -> Path:
         options["data_paths"] = list(options["data_paths"])
     check_replaceable(Path(output_dir), options.get("data_paths") or sample_files())
     original = build_tiny_exaone(exaone_layout_sibling(output_dir), **options)
-    convert(original, output_dir, force=True, progress=False)
+    try:
+        convert(original, output_dir, force=True, progress=False)
+    except BaseException:  # half a build is no build: the original written just now goes too
+        shutil.rmtree(original, ignore_errors=True)
+        raise
     return Path(output_dir)

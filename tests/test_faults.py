@@ -417,3 +417,34 @@ class TestConvertExaone:
         assert [name.split(".tmp-")[0] for name in listing(tmp_path)] == [".sft.jsonl"]
         assert tools_cli(*args).exit_code == 0
         assert listing(tmp_path) == ["sft.jsonl"]
+
+
+# --------------------------------------------------------------------------- 8. build-tiny-model's file modes
+
+
+class TestBuildTinyModelFiles:
+    """Issue 22, item 8: build-tiny-model wrote its weights 0600 (converted shards are 0644)."""
+
+    @pytest.mark.parametrize("layout", ["exaone", "llama"])
+    def test_weights_get_the_umask_mode_like_every_other_file(self, tmp_path, layout):
+        previous = os.umask(0o022)
+        try:
+            result = tools_cli("build-tiny-model", "--layout", layout, "--output", tmp_path / "tiny")
+        finally:
+            os.umask(previous)
+        assert result.exit_code == 0, result.output
+        modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (tmp_path / "tiny").iterdir()}
+        assert set(modes.values()) == {"0o644"}, modes
+
+    def test_a_full_disk_is_one_line_and_leaves_nothing(self, tmp_path, tiny_model):
+        from exaone.tiny import exaone_layout_sibling
+
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        # Room for the EXAONE-layout original, not for the converted copy as well.
+        room = sum(path.stat().st_size for path in exaone_layout_sibling(tiny_model).iterdir()) + 100_000
+        result, left = on_mounted(f"size={room}", disk, "build-tiny-model", "--output", disk / "tiny")
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            f"Error: cannot write {disk / 'tiny'}: No space left on device (the disk is full; free some space or "
+            "write elsewhere)"], result.stderr
+        assert left == []
