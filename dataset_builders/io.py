@@ -23,6 +23,7 @@ from typing import IO, Any, Iterable, Iterator, Mapping
 
 from common.errors import UserError
 from common.files import cannot_write, clear_leftovers, leftover_name
+from common.text import unencodable_problem
 
 
 @contextmanager
@@ -113,8 +114,8 @@ def refuse_writing_into(outputs: Mapping[str, Path | str | None], folders: Mappi
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number (a JSON list
-    or a file that is not UTF-8 is named as such)."""
+    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number (a JSON list,
+    a file that is not UTF-8, or a string no file can hold — a lone surrogate — is named as such)."""
     rows = []
     try:
         lines = Path(path).read_bytes().splitlines()
@@ -136,5 +137,9 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
             raise UserError(f"{path}: line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {number}: must be a JSON object")
+        if problem := unencodable_problem(row):
+            example_id = row.get("id")
+            named = f" (id {example_id!r})" if isinstance(example_id, str) and example_id else ""
+            raise UserError(f"{path}: line {number}{named}: {problem}")
         rows.append(row)
     return rows

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from common.errors import UserError
+from common.text import unencodable_problem
 from dataset_builders.io import write_jsonl
 
 SIDECAR_SUFFIX = ".partial.jsonl"
@@ -129,7 +130,8 @@ class Sidecar:
                 problem = f"not JSON ({error.msg})"
             else:
                 problem = ("not a result row (no 'id' string)" if not isinstance(row, dict)
-                           or not isinstance(row.get("id"), str) or not row["id"] else self.check_row(row))
+                           or not isinstance(row.get("id"), str) or not row["id"]
+                           else unencodable_problem(row) or self.check_row(row))
             if problem is None and row["id"] in first_line:  # which copy is right cannot be told: keep neither
                 problem = (f"a second result for id {row['id']!r} (line {first_line[row['id']]} has one too); "
                            "neither copy is kept")

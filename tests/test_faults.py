@@ -448,3 +448,91 @@ class TestBuildTinyModelFiles:
             f"Error: cannot write {disk / 'tiny'}: No space left on device (the disk is full; free some space or "
             "write elsewhere)"], result.stderr
         assert left == []
+
+
+# --------------------------------------------------------------------------- 5. lone surrogates
+
+
+LONE = "\ud800"  # json.dumps writes it as the escape \ud800: legal JSON, no UTF-8 encoding
+
+
+def spoiled(items: list[dict], index: int, path: tuple) -> list[dict]:
+    """A deep copy of ``items`` with a lone surrogate appended to the string at ``items[index][path…]``."""
+    items = json.loads(json.dumps(items))
+    owner = items[index]
+    for key in path[:-1]:
+        owner = owner[key]
+    owner[path[-1]] += LONE
+    return items
+
+
+class TestLoneSurrogates:
+    """Issue 22, item 5: a lone surrogate in an utterance, output or id crashed build-sft-data, infer,
+    build-dpo-data and rerank with UnicodeEncodeError/TypeError tracebacks."""
+
+    @pytest.mark.parametrize("field, path", [
+        ("input.conversation[2].utterance", ("input", "conversation", 2, "utterance")),
+        ("output", ("output",)),
+        ("id", ("id",)),
+        ("input.subject_keyword[0]", ("input", "subject_keyword", 0)),
+    ])
+    @pytest.mark.parametrize("command", ["build-sft-data", "infer", "score", "rerank"])
+    def test_nikl_files_are_rejected_at_load(self, tiny_model, tmp_path, field, path, command):
+        items = load_json(DEV)
+        data = tmp_path / "dev.json"
+        data.write_text(json.dumps(spoiled(items, 1, path)), encoding="utf-8")
+        before = snapshot(data)
+        out = tmp_path / "out.json"
+        args = {"build-sft-data": ["build-sft-data", "--input", data, "--output", tmp_path / "out.jsonl"],
+                "infer": [*INFER, "--ckpt", tiny_model, "--input", data, "--output", out],
+                "score": ["score", "--predictions", data, "--references", DEV, "--metrics", "rouge"],
+                "rerank": ["rerank", "--candidates", candidates_file(tmp_path, items), "--input", data, "--output", out],
+                }[command]
+        message = one_line_error(tools_cli(*args))
+        assert message.startswith(f"Error: {data}: example ") and "(index 1)" in message
+        assert f"field '{field}' holds a lone surrogate" in message
+        assert snapshot(data) == before and "out.json" not in listing(tmp_path)
+
+    @pytest.mark.parametrize("command", ["rerank", "build-dpo-data"])
+    def test_candidates_are_rejected_at_load(self, tmp_path, command):
+        items = load_json(DEV)
+        candidates = candidates_file(tmp_path, items)
+        rows = [json.loads(line) for line in candidates.read_text(encoding="utf-8").splitlines()]
+        candidates.write_text("".join(json.dumps(row) + "\n" for row in spoiled(rows, 2, ("candidates", 1))),
+                              encoding="utf-8")
+        input_option = "--input" if command == "rerank" else "--data"
+        message = one_line_error(tools_cli(command, "--candidates", candidates, input_option, DEV, "--output",
+                                           tmp_path / ("out.json" if command == "rerank" else "out.jsonl")))
+        assert message.startswith(f"Error: {candidates}: line 3 (id {items[2]['id']!r}): field 'candidates[1]' holds "
+                                  "a lone surrogate")
+
+    def test_human_pairs_are_rejected_at_load(self, tmp_path):
+        items = load_json(DEV)
+        human = tmp_path / "human.jsonl"
+        pair = {"id": items[0]["id"], "chosen": "좋은 요약", "rejected": "나쁜 요약"}
+        human.write_text(json.dumps(spoiled([pair], 0, ("rejected",))[0]) + "\n", encoding="utf-8")
+        message = one_line_error(tools_cli("build-dpo-data", "--data", DEV, "--candidates", candidates_file(tmp_path, items),
+                                           "--human", human, "--output", tmp_path / "out.jsonl"))
+        assert f"{human}: line 1 (id {items[0]['id']!r}): field 'rejected' holds a lone surrogate" in message
+
+    def test_a_sidecar_row_with_one_is_regenerated(self, tiny_model, tmp_path, write_nikl):
+        data = many_dialogues(write_nikl)
+        out = tmp_path / "result.json"
+        sidecar = Path(f"{out}.partial.jsonl")
+        args = [*INFER, "--ckpt", tiny_model, "--input", data, "--output", out, "--batch-size", 1]
+        killed(args, lambda: lines_in(sidecar) >= 3)
+        header, first, *rest = sidecar.read_text(encoding="utf-8").splitlines()
+        row = json.loads(first)
+        sidecar.write_text("\n".join([header, json.dumps({**row, "output": row["output"] + LONE}), *rest]) + "\n",
+                           encoding="utf-8")
+        result = tools_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert "line 2: field 'output' holds a lone surrogate" in result.output
+        assert {item["id"]: item["output"] for item in load_json(out)}[row["id"]] == row["output"]
+
+
+def candidates_file(folder: Path, items: list[dict]) -> Path:
+    path = folder / "candidates.jsonl"
+    path.write_text("".join(json.dumps({"id": item["id"], "candidates": [item["output"] or "요약", "두 사람은 이야기를 했다."]},
+                                       ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
+    return path
