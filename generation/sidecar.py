@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from common.errors import UserError
+from common.files import cannot_write
 from common.text import unencodable_problem
 from dataset_builders.io import write_jsonl
 
@@ -70,11 +71,14 @@ class Sidecar:
         self.problems: list[str] = []  # bad lines found on open, each already explained
 
     def open(self, *, restart: bool = False) -> dict[str, dict[str, Any]]:
-        """Start or resume; returns the finished rows by id (``problems`` says what was not kept)."""
+        """Start or resume; returns the finished rows by id (``problems`` says what was not kept). A sidecar
+        holding no results (a run that stopped before its first batch) is replaced, whatever its settings."""
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a directory, where this run keeps its results sidecar; move it away")
         if restart:
             self.path.unlink(missing_ok=True)
         header, rows = self._read() if self.path.exists() else (None, {})
-        if header is None:  # a new run (or one killed before its header was written)
+        if header is None or (header != self.header and not rows and not self.problems):  # nothing to resume
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write_lines([{"header": self.header}], mode="w")
             return {}
@@ -98,7 +102,7 @@ class Sidecar:
                 file.flush()
                 os.fsync(file.fileno())
         except OSError as error:
-            raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
+            raise cannot_write(self.path, error) from None
 
     def _read(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         data = self.path.read_bytes()
@@ -160,7 +164,7 @@ def output_lock(output: Path | str) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+        raise cannot_write(path, error) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -110,10 +110,10 @@ def lines_in(path: Path) -> int:
         return 0
 
 
-def many_dialogues(write_nikl, copies: int = 8) -> Path:
+def many_dialogues(write_nikl, copies: int = 8, splits=(TRAIN, DEV, TEST)) -> Path:
     """The bundled dialogues, ``copies`` times over under new ids: a run long enough to be killed midway."""
     return write_nikl([{**item, "id": f"{item['id']}-{copy}"} for copy in range(copies)
-                       for path in (TRAIN, DEV, TEST) for item in load_json(path)], "many.json")
+                       for path in splits for item in load_json(path)], "many.json")
 
 
 def listing(folder: Path) -> list[str]:
@@ -536,3 +536,76 @@ def candidates_file(folder: Path, items: list[dict]) -> Path:
     path.write_text("".join(json.dumps({"id": item["id"], "candidates": [item["output"] or "요약", "두 사람은 이야기를 했다."]},
                                        ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------- 6. resume bookkeeping
+
+
+def summary_line(output: str, start: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(start))
+
+
+@pytest.fixture
+def full_run(tiny_model, tmp_path) -> Path:
+    """A training output_dir with one full-weight checkpoint (a copy of the tiny model)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "checkpoint-1")
+    return run
+
+
+class TestResumeBookkeeping:
+    """Issue 22, item 6: a resumed run said "prompts truncated: 0" where a clean run said 7; a sidecar with no
+    results refused the corrected rerun; select-checkpoint suggested a --restart it did not have; a folder at
+    the sidecar path and a trainer_state.json that is a list were tracebacks."""
+
+    def test_a_resumed_run_reports_what_a_clean_run_does(self, tiny_model, tmp_path, write_nikl):
+        data = many_dialogues(write_nikl, copies=3)
+        common = [*INFER, "--ckpt", tiny_model, "--input", data, "--batch-size", 1, "--max-prompt-tokens", 150]
+        clean = tools_cli(*common, "--output", tmp_path / "clean.json")
+        assert clean.exit_code == 0, clean.output
+        out = tmp_path / "resumed.json"
+        killed([*common, "--output", out], lambda: lines_in(Path(f"{out}.partial.jsonl")) >= 5)
+        resumed = tools_cli(*common, "--output", out)
+        assert resumed.exit_code == 0 and "resumed from" in resumed.output, resumed.output
+        line = summary_line(clean.output, "prompts truncated: ")
+        assert not line.startswith("prompts truncated: 0 ") and summary_line(resumed.output, "prompts truncated: ") == line
+        assert load_json(out) == load_json(tmp_path / "clean.json")
+
+    def test_a_sidecar_without_results_is_replaced_without_restart(self, tiny_model, tmp_path):
+        out = tmp_path / "result.json"
+        killed_before("generation.hf:HFEngine.generate", 1, *INFER, "--ckpt", tiny_model, "--input", DEV,
+                      "--output", out)
+        assert Path(f"{out}.partial.jsonl").read_text(encoding="utf-8").count("\n") == 1  # the header only
+        result = tools_cli(*INFER, "--max-new-tokens", 7, "--ckpt", tiny_model, "--input", DEV, "--output", out)
+        assert result.exit_code == 0 and "resumed" not in result.output, result.output
+        assert listing(tmp_path) == ["result.json"]
+
+    def test_select_checkpoint_has_the_restart_it_suggests(self, full_run, write_nikl):
+        data = many_dialogues(write_nikl, copies=2, splits=(TRAIN, DEV))
+        common = ["select-checkpoint", "--run", full_run, "--dev", data, "--no-progress", "--threads", 1,
+                  "--batch-size", 1]
+        killed_before("generation.hf:HFEngine.generate", 4, *common, "--max-new-tokens", 6)
+        result = tools_cli(*common, "--max-new-tokens", 7)
+        assert result.exit_code == 1 and result.output.count("Error: ") == 1, result.output
+        message = result.output.strip().splitlines()[-1]  # after the progress note naming the checkpoint
+        assert "different settings" in message and "pass --restart" in message
+        result = tools_cli(*common, "--max-new-tokens", 7, "--restart")
+        assert result.exit_code == 0, result.output
+        assert sorted(path.name for path in (full_run / "selection").iterdir()) == [
+            "checkpoint-1.dev.json", "checkpoint-1.dev.record.json"]
+
+    def test_a_directory_at_the_sidecar_or_lock_path_is_one_line(self, tiny_model, tmp_path):
+        for name, problem in (("result.json.partial.jsonl", "is a directory, where this run keeps its results sidecar"),
+                              ("result.json.lock", "Is a directory")):
+            (tmp_path / name).mkdir()
+            message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", DEV, "--output",
+                                               tmp_path / "result.json"))
+            assert str(tmp_path / name) in message and problem in message
+            (tmp_path / name).rmdir()
+
+    @pytest.mark.parametrize("state", [[{"global_step": 1}], {"global_step": "1"}, {"log_history": {"a": 1}}])
+    def test_a_malformed_trainer_state_is_one_line(self, full_run, state):
+        state_file = full_run / "checkpoint-1" / "trainer_state.json"
+        state_file.write_text(json.dumps(state), encoding="utf-8")
+        message = one_line_error(tools_cli("select-checkpoint", "--run", full_run, "--dev", DEV, "--no-progress"))
+        assert str(state_file) in message and "from the training run or delete it" in message

@@ -180,7 +180,8 @@ def test_restart_discards_old_results_and_torn_lines_are_dropped(tmp_path, tiny_
     ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
     reference = outputs(out)
     # A crashed run with other settings left a sidecar, its last line cut short by the kill.
-    sidecar.write_text(json.dumps({"header": {"decoding": "other"}}) + '\n{"id": "nikl-te', encoding="utf-8")
+    sidecar.write_text(json.dumps({"header": {"decoding": "other"}}) + '\n{"id": "nikl-test-000001", "output": "x"}'
+                       '\n{"id": "nikl-te', encoding="utf-8")
     assert "different settings" in one_line_error(
         infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
     result = ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8, "--restart"))

@@ -19,16 +19,18 @@ from workflow.selection import SELECTION_METRICS
               show_default=True, help="What selects: rouge1 needs no weights; the others need their local models.")
 @metric_model_options
 @generation_options
+@click.option("--restart", is_flag=True,
+              help="Generate every checkpoint's predictions again: reuse none, discard interrupted runs' sidecars.")
 def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_layers, bleurt_model, max_new_tokens,
-                      threads, progress, **options):
+                      threads, progress, restart, **options):
     """Generate dev summaries with every checkpoint of a run, score them, and point RUN/best at the winner.
 
     Writes RUN/selection.json (per checkpoint: step, epoch, dev loss, every metric, mean summary length,
     predictions file), RUN/selection.md (the table, printed too) and RUN/selection.png (metric and dev
     loss against the step). The best score wins; ties go to the earliest step (the final output counts
     after the checkpoints). Predictions are kept in RUN/selection/: a rerun — after an interruption, or
-    once more checkpoints exist — generates only what is missing or stale. Generation uses the same
-    engine and options as `tools infer`.
+    once more checkpoints exist — generates only what is missing or stale (--restart: everything again).
+    Generation uses the same engine and options as `tools infer`.
 
     \b
     Example:
@@ -50,7 +52,7 @@ def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_laye
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
     selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference_options(**options),
                        metric=metric, score_options=score_options, progress=progress,
-                       notify=lambda message: click.echo(message, err=True))
+                       notify=lambda message: click.echo(message, err=True), restart=restart)
     click.echo(selection.table())
     click.echo(f"best by {metric}: {selection.best.name} → {run_dir / 'best'}; wrote {run_dir / 'selection.json'}, "
                f"{run_dir / 'selection.md'}, {run_dir / 'selection.png'}")

@@ -75,9 +75,17 @@ def training_state(path: Path) -> tuple[int | None, float | None, float | None]:
         state = json.loads(state_file.read_text(encoding="utf-8"))
     except ValueError:
         raise UserError(f"{state_file}: not valid JSON") from None
-    step = state.get("global_step")
-    losses = [entry for entry in state.get("log_history", []) if "eval_loss" in entry and entry.get("step") == step]
-    return step, state.get("epoch"), losses[-1]["eval_loss"] if losses else None
+    if not isinstance(state, dict):
+        raise UserError(f"{state_file}: a JSON {type(state).__name__}, not the object the Trainer writes; "
+                        "restore it from the training run or delete it (step and dev loss are then not shown)")
+    step, epoch, history = state.get("global_step"), state.get("epoch"), state.get("log_history", [])
+    for key, value, kinds in (("global_step", step, int), ("epoch", epoch, (int, float)), ("log_history", history, list)):
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise UserError(f"{state_file}: '{key}' is a JSON {type(value).__name__}; restore the file from the "
+                            "training run or delete it (step and dev loss are then not shown)")
+    losses = [entry["eval_loss"] for entry in history
+              if isinstance(entry, dict) and entry.get("step") == step and isinstance(entry.get("eval_loss"), (int, float))]
+    return step, epoch, losses[-1] if losses else None
 
 
 def find_checkpoints(run: Path) -> list[Candidate]:
@@ -130,19 +138,21 @@ def record_of(candidate: Candidate, examples: Sequence[Example], decoding: Decod
 
 
 def predictions_for(candidate: Candidate, run: Path, examples: Sequence[Example], decoding: Decoding,
-                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None]) -> tuple[Path, bool]:
-    """The dev predictions of one checkpoint, reused when their record matches; ``(file, generated?)``."""
+                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None],
+                    restart: bool = False) -> tuple[Path, bool]:
+    """The dev predictions of one checkpoint, reused when their record matches (never with ``restart``,
+    which also discards an interrupted run's sidecar); ``(file, generated?)``."""
     folder = run / SELECTION_DIR
     output, record_file = folder / f"{candidate.name}.dev.json", folder / f"{candidate.name}.dev.record.json"
     record = json.loads(json.dumps(record_of(candidate, examples, decoding, options)))
-    if output.is_file() and record_file.is_file():
+    if output.is_file() and record_file.is_file() and not restart:
         try:
             if json.loads(record_file.read_text(encoding="utf-8")) == record:
                 return output, False
         except ValueError:
             pass  # a torn record: generate again
     notify(f"{candidate.name}: generating {len(examples)} dev summaries")
-    infer_file(candidate.path, examples, output, decoding, options, progress=progress, notify=notify)
+    infer_file(candidate.path, examples, output, decoding, options, restart=restart, progress=progress, notify=notify)
     write_json(record_file, record)
     return output, True
 
@@ -222,9 +232,10 @@ class Selection:
 def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: Decoding,
                       options: InferenceOptions = InferenceOptions(), *, metric: str = "rouge1",
                       score_options: dict[str, Any] | None = None, progress: bool = True,
-                      notify: Callable[[str], None] = lambda message: None) -> Selection:
+                      notify: Callable[[str], None] = lambda message: None, restart: bool = False) -> Selection:
     """Generate (or reuse) and score dev predictions for every checkpoint of ``run``; write
-    ``RUN/selection.json``, ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``."""
+    ``RUN/selection.json``, ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``. ``restart``:
+    generate every checkpoint's predictions again, reusing nothing."""
     from workflow.plots import selection_plot
 
     if metric not in SELECTION_METRICS:
@@ -234,7 +245,7 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
     rows = []
     for candidate in candidates:
         predictions, generated = predictions_for(candidate, run, examples, decoding, options, progress=progress,
-                                                 notify=notify)
+                                                 notify=notify, restart=restart)
         scores, mean_chars = score_candidate(candidate, predictions, examples, metric, score_options or {})
         rows.append(Row(candidate.name, str(candidate.path), candidate.step, candidate.epoch, candidate.eval_loss,
                         scores, mean_chars, os.path.relpath(predictions, run), generated))
