@@ -5,23 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from common.errors import UserError
-from common.paths import looks_like_local_path
+from common.paths import MAKES_BASE_MODEL, looks_like_local_path, require_local
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    """``AutoTokenizer.from_pretrained``; a path that is not there or a directory without tokenizer files
-    is a :class:`UserError` naming it."""
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, source: str = "--tokenizer",
+                   makes: str = MAKES_BASE_MODEL):
+    """``AutoTokenizer.from_pretrained``; a path that is not there (``source`` says where the value came
+    from, ``makes`` what creates it) or a directory without tokenizer files is a :class:`UserError` naming
+    it, before any hub call."""
     from pathlib import Path
-
-    from transformers import AutoTokenizer
 
     path = Path(str(name_or_path)).expanduser()
     if looks_like_local_path(name_or_path):
-        if not path.exists():
-            raise UserError(f"tokenizer {name_or_path}: no such directory")
+        require_local(name_or_path, source, makes)
         if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
             raise UserError(f"tokenizer {name_or_path}: the directory holds no tokenizer files "
                             f"({', '.join(TOKENIZER_FILES)}); pass the base model's directory instead")
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:

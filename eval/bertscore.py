@@ -18,7 +18,7 @@ from typing import Sequence
 
 from common.devices import resolve_device
 from eval.loading import BERTSCORE_MODEL as DEFAULT_MODEL
-from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
+from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error, require_metric_model
 
 
 # config.json values that identify a local copy of bert-base-multilingual-cased, whatever its folder name.
@@ -49,6 +49,7 @@ class BertScorer:
 
     def __init__(self, model: str = DEFAULT_MODEL, num_layers: int | None = None, *,
                  device: str | None = None, batch_size: int = 64) -> None:
+        require_metric_model("bertscore", model, "--bertscore-model")
         layers = num_layers if num_layers is not None else default_layer(model)
         if layers is None:
             raise MetricUnavailable(

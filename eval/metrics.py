@@ -70,6 +70,16 @@ def _load(metric: str, *, bertscore_model: str | None = None, bertscore_layers: 
     raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
 
 
+def load_models(metrics: Sequence[str], *, bertscore_model: str = BERTSCORE_MODEL, bertscore_layers: int | None = None,
+                bleurt_model: str = BLEURT_MODEL, device: str | None = None, batch_size: int | None = None) -> None:
+    """Load the models ``metrics`` need now (kept for :func:`score_pairs` with the same options): a model
+    that cannot be loaded is a :class:`MetricUnavailable` before any long work, not after it."""
+    for metric in metrics:
+        if metric in ("bertscore", "bleurt"):
+            _load(metric, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers, bleurt_model=bleurt_model,
+                  device=device, batch_size=batch_size)
+
+
 def pair_scorer(metric: str, bertscore_model: str | None = None, bleurt_model: str | None = None, *,
                 bertscore_layers: int | None = None, device: str | None = None) -> ScoreFn:
     """A batched scoring function for one of ``rouge1``, ``bertscore``, ``bleurt`` or ``official`` (the

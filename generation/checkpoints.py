@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.paths import looks_like_local_path
+from common.paths import MAKES_BASE_MODEL, MAKES_CHECKPOINT, require_local
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,24 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def _adapter_base(config: dict[str, Any], where: str, base_model: str | None) -> str:
-    base = base_model or config.get("base_model_name_or_path")
-    if not base:
-        raise UserError(f"{where}: adapter_config.json names no base_model_name_or_path; pass --base-model")
-    if Path(base).exists():
-        return str(Path(base).resolve())
-    if looks_like_local_path(base):
-        raise UserError(f"{where}: base model {base} not found (relative to {Path.cwd()}); pass --base-model")
-    return base
+    """The adapter's base: ``--base-model``, else the ``base_model_name_or_path`` it records — a relative one
+    relative to the current directory (as training wrote it: :mod:`common.paths`)."""
+    if base_model:
+        base = require_local(base_model, "--base-model", MAKES_BASE_MODEL)
+    else:
+        base = config.get("base_model_name_or_path")
+        if not base or not isinstance(base, str):
+            raise UserError(f"{where}: adapter_config.json names no base_model_name_or_path; pass --base-model")
+        base = require_local(base, f"{where}: its base model (base_model_name_or_path)",
+                             "run from the folder training ran in, or pass --base-model DIR")
+    return str(Path(base).resolve()) if Path(base).exists() else base
 
 
 def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Checkpoint:
-    """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights."""
+    """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights; a path-like
+    value that is not on disk is reported before any hub call."""
+    if base_model:
+        require_local(base_model, "--base-model", MAKES_BASE_MODEL)
     path = Path(ckpt)
     if path.exists():
         if not path.is_dir():
@@ -95,8 +101,7 @@ def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Check
         if not (path / "config.json").is_file():
             raise UserError(f"--ckpt {ckpt}: no config.json (full model) or adapter_config.json (LoRA adapter)")
         return Checkpoint(str(path), None, str(path))
-    if looks_like_local_path(str(ckpt)):
-        raise UserError(f"--ckpt {ckpt}: no such directory")
+    require_local(str(ckpt), "--ckpt", MAKES_CHECKPOINT)
     try:  # a hub id: an adapter repo has an adapter_config.json
         from peft import PeftConfig
 

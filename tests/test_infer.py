@@ -231,7 +231,8 @@ def test_lora_adapter_with_missing_base(tmp_path, lora):
     config = json.loads((adapter / "adapter_config.json").read_text())
     (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/nowhere/base"}))
     message = one_line_error(infer("--ckpt", moved, "--input", TEST, "--output", tmp_path / "r.json"))
-    assert "base model /nowhere/base not found" in message and "--base-model" in message
+    assert "its base model (base_model_name_or_path) /nowhere/base: no such directory" in message
+    assert "--base-model" in message
 
 
 # --------------------------------------------------------------------------- candidates

@@ -89,6 +89,7 @@ def length_rules_builder(system_prompt: str, clean_rules: tuple[str, ...], token
     """The prompt builder and row length limit from the prompt and length options (``--recipe`` gives the
     sequence length, chat template and default tokenizer). ``outputs`` (``{"--output": path}``) may not lie
     in the tokenizer's folder."""
+    from common.paths import MAKES_BASE_MODEL
     from dataset_builders.io import refuse_writing_into
     from dataset_builders.prompt import PromptBuilder
     from dataset_builders.tokenizer import load_tokenizer
@@ -107,7 +108,9 @@ def length_rules_builder(system_prompt: str, clean_rules: tuple[str, ...], token
     refuse_writing_into(outputs or {}, {source: tokenizer})
     return PromptBuilder(
         system_prompt=system_prompt, clean_rules=clean_rules,
-        tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,
+        tokenizer=load_tokenizer(tokenizer, trust_remote_code, source,
+                                 MAKES_BASE_MODEL + ("; or pass --tokenizer DIR" if source != "--tokenizer" else ""))
+        if tokenizer else None,
         max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
     ), max_seq_len
 

@@ -50,7 +50,7 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
     """
     from dataset_builders.io import refuse_overwriting_inputs, refuse_writing_into, write_json
     from dataset_builders.nikl import load_nikl
-    from eval.metrics import align_by_id, score_pairs
+    from eval.metrics import align_by_id, load_models, score_pairs
 
     refuse_overwriting_inputs({"--report": report_path}, {"--predictions": predictions_path,
                                                           "--references": references_path})
@@ -71,11 +71,11 @@ def score(predictions_path, references_path, metrics, report_path, bertscore_mod
     if not any(text.strip() for text in hypotheses):
         raise UserError(f"--predictions {predictions_path}: all {len(hypotheses)} predictions are empty — an "
                         "unfinished run, or the input file instead of the submission?")
-    report = score_pairs(
-        hypotheses, targets, metrics, ids=ids, bertscore_model=bertscore_model,
-        bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size,
-        progress=lambda message: click.echo(message, err=True), required=required,
-    )
+    models = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers, "bleurt_model": bleurt_model,
+              "device": device, "batch_size": batch_size}
+    load_models(required, **models)  # a model named on the command line must load: checked before scoring
+    report = score_pairs(hypotheses, targets, metrics, ids=ids, progress=lambda message: click.echo(message, err=True),
+                         required=required, **models)
     empty = sum(1 for text in hypotheses if not text.strip())
     if empty:
         click.echo(f"note: {empty} empty prediction(s), scored as they are", err=True)

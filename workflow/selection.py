@@ -236,12 +236,14 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
     """Generate (or reuse) and score dev predictions for every checkpoint of ``run``; write
     ``RUN/selection.json``, ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``. ``restart``:
     generate every checkpoint's predictions again, reusing nothing."""
+    from eval.metrics import load_models
     from workflow.plots import selection_plot
 
     if metric not in SELECTION_METRICS:
         raise UserError(f"--metric {metric}: choose from {', '.join(SELECTION_METRICS)}")
     run = Path(run)
     candidates = find_checkpoints(run)
+    load_models(metrics_to_run(metric), **(score_options or {}))  # missing weights: before any generation
     rows = []
     for candidate in candidates:
         predictions, generated = predictions_for(candidate, run, examples, decoding, options, progress=progress,
