@@ -211,8 +211,13 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         done.update((row["id"], row) for row in rows)
 
     start = time.perf_counter()
-    report.batch_size = generate_all(todo, engine.generate, batch_size=batch_size, on_batch=on_batch,
-                                     progress=progress, initial=len(done), total=len(examples))
+    try:
+        report.batch_size = generate_all(todo, engine.generate, batch_size=batch_size, on_batch=on_batch,
+                                         progress=progress, initial=len(done), total=len(examples))
+    except BaseException:
+        if not done:  # stopped before any result (a full disk, Ctrl-C, an error): nothing to resume from
+            sidecar.remove()
+        raise
     report.seconds = time.perf_counter() - start
     write_results(output, examples, done, sampling)
     sidecar.remove()

@@ -79,8 +79,12 @@ class Sidecar:
             self.path.unlink(missing_ok=True)
         header, rows = self._read() if self.path.exists() else (None, {})
         if header is None or (header != self.header and not rows and not self.problems):  # nothing to resume
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_lines([{"header": self.header}], mode="w")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._write_lines([{"header": self.header}], mode="w")
+            except (OSError, UserError):  # a full disk: no half header left behind
+                self.path.unlink(missing_ok=True)
+                raise
             return {}
         if header != self.header:
             raise UserError(f"{self.path} holds results of a run with different settings ({describe_change(header, self.header)}); "
@@ -173,8 +177,11 @@ def output_lock(output: Path | str) -> Iterator[None]:
                         "or stop it, then re-run to resume") from None
     _HELD.add(key)
     try:
-        os.ftruncate(handle, 0)
-        os.write(handle, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(handle, 0)
+            os.write(handle, f"{os.getpid()}\n".encode())  # who holds it, for a person looking
+        except OSError as error:
+            raise cannot_write(path, error) from None
         yield
     finally:
         _HELD.discard(key)

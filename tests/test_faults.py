@@ -89,14 +89,16 @@ def private_mounts_work() -> bool:
 LEFT = "--- left on the disk:"
 
 
-def on_mounted(options: str, folder: Path, *args) -> tuple[subprocess.CompletedProcess, list[str]]:
+def on_mounted(options: str, folder: Path, *args, before: str = "true") -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run `tools ARGS…` with a fresh tmpfs mounted on ``folder`` (``size=200k`` for a nearly full disk, ``ro``
     for a read-only one), in a private mount namespace (``unshare -rm``) that vanishes with the process:
-    the disk faults of a real machine, without root and without touching the system's mounts. Returns the
-    result and what the command left on that disk (hidden files included)."""
+    the disk faults of a real machine, without root and without touching the system's mounts. ``before``:
+    a shell command run once it is mounted. Returns the result and what the command left on that disk
+    (hidden files included)."""
     if not private_mounts_work():
         pytest.skip("needs `unshare -rm` (user and mount namespaces) to mount a small or read-only tmpfs")
-    script = f'mount -t tmpfs -o {options} tmpfs "$0" && {{ "$@"; code=$?; echo "{LEFT}"; ls -A "$0"; exit $code; }}'
+    script = (f'mount -t tmpfs -o {options} tmpfs "$0" && {before} && '
+              f'{{ "$@"; code=$?; echo "{LEFT}"; ls -A "$0"; exit $code; }}')
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script, str(folder), *tools_command(), *map(str, args)],
                             capture_output=True, text=True, env=offline_env(), timeout=300)
     assert LEFT in result.stdout, result.stderr
@@ -687,3 +689,91 @@ class TestPathsAreCheckedOnDiskFirst:
             f"{tmp_path} (on a connected machine: huggingface-cli download bert-base-multilingual-cased --local-dir DIR)"]
         assert listing(full_run) == listing(full_run.parent / "run")  # nothing written into the run
         assert not (full_run / "selection").exists()
+
+
+# --------------------------------------------------------------------------- 9. more ways in, same rules
+
+
+def dpo_candidates(folder: Path) -> Path:
+    return candidates_file(folder, load_json(DEV))
+
+
+class TestMoreWaysIn:
+    """Faults beyond the issue's list, held to the same rules: a full or read-only disk under every command
+    that writes, Ctrl-C during select-checkpoint, a merged copy of a killed vLLM run."""
+
+    @pytest.mark.parametrize("options", ["size=4k", "ro,size=1m"])
+    @pytest.mark.parametrize("command", ["infer", "build-sft-data", "score", "rerank", "build-dpo-data",
+                                         "select-checkpoint"])
+    def test_every_command_on_a_full_or_read_only_disk(self, tiny_model, tmp_path, write_nikl, options, command):
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        candidates = dpo_candidates(tmp_path)
+        scored = many_dialogues(write_nikl, copies=4, splits=(TRAIN, DEV))  # a report larger than the 4k disk
+        run = disk / "run"
+        args = {"infer": [*INFER, "--ckpt", tiny_model, "--input", DEV, "--output", disk / "out.json"],
+                "build-sft-data": ["build-sft-data", "--input", TRAIN, "--output", disk / "sft.jsonl"],
+                "score": ["score", "--predictions", scored, "--references", scored, "--metrics", "rouge", "--report",
+                          disk / "report.json"],
+                "rerank": ["rerank", "--candidates", candidates, "--input", DEV, "--output", disk / "out.json"],
+                "build-dpo-data": ["build-dpo-data", "--data", DEV, "--candidates", candidates, "--output",
+                                   disk / "dpo.jsonl"],
+                # the run is copied onto the small disk first (a read-only one: onto a writable mount under it)
+                "select-checkpoint": ["select-checkpoint", "--run", run, "--dev", DEV, "--no-progress",
+                                      "--max-new-tokens", 4],
+                }[command]
+        before = "true"
+        if command == "select-checkpoint":  # the run is copied onto the small disk first, filling it
+            if options.startswith("ro"):
+                pytest.skip("a read-only disk cannot hold the run to select from")
+            pages = sum(-(-path.stat().st_size // 4096) for path in tiny_model.iterdir())
+            options = f"size={(pages + 4) * 4096}"
+            before = f'mkdir "{run}" && cp -r "{tiny_model}" "{run / "checkpoint-1"}"'
+        result, left = on_mounted(options, disk, *args, before=before)
+        assert result.returncode == 1, result.stdout + result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and errors == result.stderr.strip().splitlines()[-1:], result.stderr
+        assert "cannot write" in errors[0] and ("the disk is full" in errors[0] or "read-only" in errors[0])
+        assert "Traceback" not in result.stderr
+        if command == "select-checkpoint":
+            left = [name for name in left if name != "run"]
+        assert left == []
+
+    def test_ctrl_c_during_select_checkpoint(self, full_run, write_nikl):
+        import signal
+
+        data = many_dialogues(write_nikl, copies=4, splits=(TRAIN, DEV))
+        args = ["select-checkpoint", "--run", full_run, "--dev", data, "--no-progress", "--threads", 1,
+                "--batch-size", 1, "--max-new-tokens", 6]
+        sidecar = full_run / "selection" / "checkpoint-1.dev.json.partial.jsonl"
+        process = subprocess.Popen([*tools_command(), *map(str, args)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=offline_env())
+        deadline = time.monotonic() + 120
+        while lines_in(sidecar) < 3:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr
+        assert stderr.strip().splitlines()[-1] == ("interrupted: nothing half-written is left behind (infer and "
+                                                   "select-checkpoint resume when re-run)")
+        assert sorted(path.name for path in (full_run / "selection").iterdir()) == [sidecar.name]
+        result = tools_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert sorted(listing(full_run / "selection")) == ["checkpoint-1.dev.json", "checkpoint-1.dev.record.json"]
+
+    def test_merged_copies_of_killed_vllm_runs_are_removed(self, tmp_path, monkeypatch):
+        import tempfile
+
+        from generation.vllm import merged_folder
+
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        dead = subprocess.Popen(["true"])  # a process id that is gone
+        dead.wait()
+        stale = tmp_path / f".nikl-merged.partial-{dead.pid}-0badcafe"
+        (stale / "weights").mkdir(parents=True)
+        live = tmp_path / f".nikl-merged.partial-{os.getppid()}-0badcafe"  # a run still going: kept
+        live.mkdir()
+        folder = merged_folder()
+        assert not stale.exists() and live.exists() and folder.is_dir()
+        assert folder.name.startswith(f".nikl-merged.partial-{os.getpid()}-")

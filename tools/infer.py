@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import click
 
-from tools.options import check_output_kind, generation_options, inference_options, input_option, output_file_option
+from tools.options import (
+    check_output_kind,
+    generation_options,
+    inference_options,
+    input_option,
+    output_file_option,
+    quiet_loading,
+)
 
 
 @click.command("infer")
@@ -60,10 +67,7 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
                         top_p=1.0 if top_p is None else top_p, seed=0 if seed is None else seed)
     examples = load_nikl(input_path)
     use_threads(threads)
-    if not progress:  # no weight-loading bars either
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+    quiet_loading(progress)
     report = infer_file(ckpt, examples, output_path, decoding, inference_options(**options), restart=restart,
                         progress=progress, notify=lambda message: click.echo(message, err=True))
     click.echo(f"wrote {output_path}")

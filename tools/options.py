@@ -165,6 +165,14 @@ def generation_options(function: F) -> F:
     return function
 
 
+def quiet_loading(progress: bool) -> None:
+    """``--no-progress`` also silences the libraries' weight-loading bars."""
+    if not progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
 def inference_options(backend, base_model, merge_lora, dtype, device, trust_remote_code, system_prompt, clean_rules,
                       max_prompt_tokens, batch_size, max_model_len, gpu_memory_utilization, tensor_parallel_size):
     """:class:`generation.pipeline.InferenceOptions` from the values of :func:`generation_options`."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import generation_options, inference_options, metric_model_options
+from tools.options import generation_options, inference_options, metric_model_options, quiet_loading
 from workflow.selection import SELECTION_METRICS
 
 
@@ -48,6 +48,7 @@ def select_checkpoint(run_dir, dev_path, metric, bertscore_model, bertscore_laye
     refuse_overwriting_inputs(selection_outputs(run_dir), {"--dev": dev_path})
     examples = load_nikl(dev_path, require_output="--dev needs reference summaries to score checkpoints against")
     use_threads(threads)
+    quiet_loading(progress)
     score_options = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers,
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
     selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference_options(**options),
