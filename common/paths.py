@@ -47,13 +47,14 @@ def local_or_hub(name: str | os.PathLike) -> str:
     return str(path.resolve()) if path.exists() else os.fspath(name)
 
 
-def require_local(name: str | os.PathLike, source: str, makes: str | None = None) -> str:
-    """``name`` unchanged when it exists here or is a hub id; a :class:`UserError` when it looks like a local
-    path (:func:`looks_like_local_path`) that does not exist. ``source`` says where the value came from
-    (``--tokenizer``, ``the base_model of recipes/x.yml``); ``makes``, which command creates it."""
+def require_local(name: str | os.PathLike, source: str, makes: str | None = None,
+                  error: type[UserError] = UserError) -> str:
+    """``name`` unchanged when it exists here or is a hub id; an ``error`` (a :class:`UserError`) when it looks
+    like a local path (:func:`looks_like_local_path`) that does not exist. ``source`` says where the value
+    came from (``--tokenizer``, ``the base_model of recipes/x.yml``); ``makes``, which command creates it."""
     text = os.fspath(name)
     path = Path(text).expanduser()
     if path.exists() or not looks_like_local_path(text):
         return text
     where = "" if path.is_absolute() else f", relative to {Path.cwd()}"
-    raise UserError(f"{source} {text}: no such directory{where}" + (f" ({makes})" if makes else ""))
+    raise error(f"{source} {text}: no such directory{where}" + (f" ({makes})" if makes else ""))

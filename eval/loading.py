@@ -26,10 +26,7 @@ FETCH = {"bertscore": f"on a connected machine: huggingface-cli download {BERTSC
 def require_metric_model(metric: str, name: str, option: str) -> None:
     """A model value that looks like a local path (:func:`common.paths.looks_like_local_path`) but is not
     on disk is a :class:`MetricUnavailable` saying so — before any hub call."""
-    try:
-        require_local(name, f"{metric}: {option}", FETCH[metric])
-    except UserError as error:
-        raise MetricUnavailable(str(error)) from None
+    require_local(name, f"{metric}: {option}", FETCH[metric], error=MetricUnavailable)
 
 
 # ---- helpers shared by the model-based metrics ------------------------------------------------------
