@@ -25,6 +25,8 @@ from common.errors import UserError
 from common.files import cannot_write, clear_leftovers, leftover_name
 from common.text import unencodable_problem
 
+KEPT_OUT_SUFFIX = ".kept-out.txt"  # OUTPUT.kept-out.txt: ids of the examples a data builder kept out
+
 
 @contextmanager
 def atomic_open(path: Path | str) -> Iterator[IO[str]]:
@@ -72,6 +74,18 @@ def write_json(path: Path | str, data: Any) -> None:
     with atomic_open(path) as file:
         json.dump(data, file, ensure_ascii=False, indent=4)
         file.write("\n")
+
+
+def write_id_list(path: Path | str, ids: Iterable[str]) -> bool:
+    """The ids, one per line, atomically — or, with none, no file (a list left by an earlier run would name
+    rows the new output has). Returns whether a file was written."""
+    ids = list(ids)
+    if not ids:
+        Path(path).unlink(missing_ok=True)
+        return False
+    with atomic_open(path) as file:
+        file.write("".join(f"{example_id}\n" for example_id in ids))
+    return True
 
 
 def same_file(a: Path | str, b: Path | str) -> bool:

@@ -189,6 +189,21 @@ class TestTruncationAtTinyBudgets:
         assert "were kept out" in message and "raise --max-seq-len" in message
         assert listing(tmp_path) == ["data.json"]
 
+    def test_build_dpo_data_names_the_prompts_that_lost_pairs(self, tiny_model, tmp_path):
+        items = load_json(DEV)
+        candidates = tmp_path / "candidates.jsonl"
+        long = " ".join(item["output"] for item in load_json(TRAIN) + items)  # no room beside it for dialogue
+        candidates.write_text("".join(json.dumps({"id": item["id"], "candidates": [
+            long if index == 1 else "두 사람은 이야기를 했다.", "짧은 요약."]}, ensure_ascii=False) + "\n"
+            for index, item in enumerate(items)), encoding="utf-8")
+        out = tmp_path / "dpo.jsonl"
+        result = tools_cli("build-dpo-data", "--data", DEV, "--candidates", candidates, "--output", out,
+                           "--strategy", "best-vs-worst", "--tokenizer", tiny_model, "--max-seq-len", 600)
+        assert result.exit_code == 0, result.output
+        assert (f"prompts that lost pairs to the length limit: 1 ({items[1]['id']}; all listed in "
+                f"{out}.kept-out.txt)") in result.output
+        assert Path(f"{out}.kept-out.txt").read_text(encoding="utf-8") == f"{items[1]['id']}\n"
+
     def test_infer_names_the_dialogues_and_the_budget_they_need(self, tiny_model, tmp_path, write_nikl):
         items = load_json(DEV)
         data = write_nikl(items)

@@ -58,13 +58,22 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     from tqdm import tqdm
 
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
-    from dataset_builders.io import read_jsonl, refuse_overwriting_inputs, refuse_writing_into, write_jsonl
+    from dataset_builders.io import (
+        KEPT_OUT_SUFFIX,
+        read_jsonl,
+        refuse_overwriting_inputs,
+        refuse_writing_into,
+        write_id_list,
+        write_jsonl,
+    )
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
     from tools.options import length_rules_builder
 
-    refuse_overwriting_inputs({"--output": output_path}, {"--data": data_path, "--candidates": candidate_paths,
-                                                          "--human": human_path, "--recipe": recipe})
+    kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
+    refuse_overwriting_inputs({"--output": output_path, "the kept-out list": kept_out_file},
+                              {"--data": data_path, "--candidates": candidate_paths, "--human": human_path,
+                               "--recipe": recipe})
     examples = load_nikl(data_path, require_output=True)
     ids = {example.id for example in examples}
     candidates = load_candidates(candidate_paths, ids)
@@ -84,6 +93,7 @@ def build_dpo_data(data_path, candidate_paths, output_path, strategy, metric, be
     if not rows:
         raise UserError(f"no preference pair survived ({'; '.join(stats.drop_lines())}); nothing written")
     write_jsonl(output_path, rows)
+    listed = write_id_list(kept_out_file, stats.kept_out)
     click.echo(f"wrote {output_path} ({strategy}, metric {metric})")
-    for line in stats.lines():
+    for line in stats.lines(kept_out_file if listed else None):
         click.echo(line)

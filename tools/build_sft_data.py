@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-KEPT_OUT_SUFFIX = ".kept-out.txt"  # OUTPUT.kept-out.txt: the ids of the rows kept out, one per line
+from dataset_builders.io import KEPT_OUT_SUFFIX
 
 from tools.options import (
     clean_option,
@@ -45,7 +45,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
           --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama --max-seq-len 4096 --clean fillers
     """
     from common.errors import UserError
-    from dataset_builders.io import atomic_open, refuse_overwriting_inputs, write_jsonl
+    from dataset_builders.io import refuse_overwriting_inputs, write_id_list, write_jsonl
     from dataset_builders.nikl import load_nikl
     from dataset_builders.sft import BuildStats, sft_rows
     from tools.options import length_rules_builder
@@ -62,11 +62,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
         raise UserError(f"all {len(examples)} examples of {input_path} were kept out: not even the first word of a "
                         "dialogue fits the length limit; raise --max-seq-len or --max-prompt-tokens. Nothing written")
     write_jsonl(output_path, rows)
-    if stats.kept_out:
-        with atomic_open(kept_out_file) as file:
-            file.write("".join(f"{example_id}\n" for example_id in stats.kept_out))
-    else:  # a list from an earlier run would name rows this output has
-        kept_out_file.unlink(missing_ok=True)
+    listed = write_id_list(kept_out_file, stats.kept_out)
     click.echo(f"wrote {output_path}")
-    for line in stats.lines(builder, max_seq_len, kept_out_file if stats.kept_out else None):
+    for line in stats.lines(builder, max_seq_len, kept_out_file if listed else None):
         click.echo(line)
