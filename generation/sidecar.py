@@ -40,12 +40,17 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """The top-level settings that differ; for the weights, which files changed."""
+    """The top-level settings that differ; for the weights, which files changed. A setting only one side
+    records (a sidecar written by another version of this tool) is named as such."""
     parts = []
     for key in sorted({*old, *new}):
         if old.get(key) == new.get(key):
             continue
-        if key == "weights":
+        if key not in old:
+            parts.append(f"{key} (the run that wrote it did not record it: another version?)")
+        elif key not in new:
+            parts.append(f"{key} (recorded by the run that wrote it, not by this version)")
+        elif key == "weights":
             files = changed_keys(old.get(key), new.get(key))
             parts.append("weights changed: " + ", ".join(files[:3]) + (" …" if len(files) > 3 else ""))
         else:

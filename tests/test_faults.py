@@ -777,6 +777,24 @@ class TestMoreWaysIn:
         assert result.exit_code == 0, result.output
         assert sorted(listing(full_run / "selection")) == ["checkpoint-1.dev.json", "checkpoint-1.dev.record.json"]
 
+    def test_a_sidecar_from_another_version_is_named_as_such(self, tiny_model, tmp_path, write_nikl):
+        data = many_dialogues(write_nikl, copies=2)
+        out = tmp_path / "result.json"
+        sidecar = Path(f"{out}.partial.jsonl")
+        args = [*INFER, "--ckpt", tiny_model, "--input", data, "--output", out, "--batch-size", 1]
+        killed(args, lambda: lines_in(sidecar) >= 3)
+        header, *rows = sidecar.read_text(encoding="utf-8").splitlines()
+        settings = json.loads(header)["header"]
+        older = {key: value for key, value in settings.items() if key != "weights"} | {"format": 1}
+        sidecar.write_text("\n".join([json.dumps({"header": older}), *rows]) + "\n", encoding="utf-8")
+        before = snapshot(sidecar)
+        message = one_line_error(tools_cli(*args))
+        assert "format (recorded by the run that wrote it, not by this version)" in message
+        assert "weights (the run that wrote it did not record it: another version?)" in message
+        assert "--restart" in message and snapshot(sidecar) == before
+        assert tools_cli(*args, "--restart").exit_code == 0
+        assert listing(tmp_path) == ["many.json", "result.json"]
+
     def test_merged_copies_of_killed_vllm_runs_are_removed(self, tmp_path, monkeypatch):
         import tempfile
 
