@@ -18,6 +18,7 @@ from dataset_builders.io import write_jsonl
 SIDECAR_SUFFIX = ".partial.jsonl"
 LOCK_SUFFIX = ".lock"
 
+
 def side_files(output: Path | str) -> dict[str, Path]:
     """The files a run on ``output`` writes beside it, by what they are (for refusing one that is an input)."""
     output = Path(output)
@@ -113,19 +114,24 @@ class Sidecar:
         except OSError as error:
             raise cannot_write(self.path, error) from None
 
+    def _not_a_sidecar(self) -> UserError:
+        return UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
+                         "delete it or pass --restart")
+
     def _read(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]
         lines = complete.splitlines()
-        if not lines:  # killed before the header was complete: nothing to resume
+        if not lines:  # killed before the header was complete: nothing to resume …
+            if data.strip() and not data.lstrip().startswith(b'{"header"'):  # … unless it is not a sidecar at all
+                raise self._not_a_sidecar()
             return None, {}
         try:
             header = json.loads(lines[0].decode("utf-8"))["header"]
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             header = None
         if not isinstance(header, dict):  # not ours: checked before anything in it is touched
-            raise UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
-                            "delete it or pass --restart")
+            raise self._not_a_sidecar()
         if len(complete) != len(data):  # killed mid-line: drop the torn tail before appending again
             with open(self.path, "r+b") as file:
                 file.truncate(len(complete))

@@ -260,13 +260,14 @@ class TestSideFilesNeverDestroyInputs:
         assert f"{what} {data} is the same file as --input" in message
         assert snapshot(data) == before and listing(tmp_path) == [data.name]
 
-    def test_a_foreign_file_at_the_sidecar_path_is_not_touched(self, tiny_model, tmp_path):
+    @pytest.mark.parametrize("content", [b'{"not": "a header"}\n{"torn', b"no line break at all"])
+    def test_a_foreign_file_at_the_sidecar_path_is_not_touched(self, tiny_model, tmp_path, content):
         sidecar = tmp_path / "result.json.partial.jsonl"
-        sidecar.write_bytes(b'{"not": "a header"}\n{"torn')
+        sidecar.write_bytes(content)
         message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", DEV, "--output",
                                            tmp_path / "result.json"))
         assert "is not a results sidecar" in message
-        assert sidecar.read_bytes() == b'{"not": "a header"}\n{"torn'
+        assert sidecar.read_bytes() == content
 
     @pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "predictions.json"])
     def test_infer_never_writes_into_the_checkpoint_folder(self, tiny_model, tmp_path, name):
