@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from dataset_builders.io import KEPT_OUT_SUFFIX
-
 from tools.options import (
     clean_option,
     input_option,
@@ -60,7 +59,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
     rows = sft_rows(examples, builder, stats, max_seq_len)
     if not rows:
         raise UserError(f"all {len(examples)} examples of {input_path} were kept out: not even the first word of a "
-                        "dialogue fits the length limit; raise --max-seq-len or --max-prompt-tokens. Nothing written")
+                        "dialogue fits the length limit; nothing written (raise --max-seq-len or --max-prompt-tokens)")
     write_jsonl(output_path, rows)
     listed = write_id_list(kept_out_file, stats.kept_out)
     click.echo(f"wrote {output_path}")
