@@ -2,10 +2,13 @@
 
 * Outputs are written to a temporary file beside the target and renamed over it: a crash, a full disk or
   a validation error never leaves a partial file, and the temporary file is removed on every error
-  (SIGTERM and Ctrl-C included, see ``tools/cli.py``). The written file gets the permissions a plain
+  (SIGTERM and Ctrl-C included, see ``tools/cli.py``); one left by ``kill -9`` (``.NAME.tmp-PID-…``) is
+  removed by the next write of the same file (:mod:`common.files`). The written file gets the permissions a plain
   ``open()`` would give (the umask; an existing file keeps its mode), and an output path that is a
   symlink is written *through*: its target gets the new content.
-* :func:`refuse_overwriting_inputs` stops a command before any work when an output is one of its inputs.
+* :func:`refuse_overwriting_inputs` stops a command before any work when an output (or a side file it
+  writes, such as ``OUTPUT.lock``) is one of its inputs; :func:`refuse_writing_into` when an output would
+  land in a folder the command reads a model, tokenizer or adapter from.
 * JSONL reading names the file and line of every problem, and recognises a JSON list given by mistake.
 """
 
@@ -13,17 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Mapping
 
 from common.errors import UserError
+from common.files import cannot_write, clear_leftovers, leftover_name
+from common.text import unencodable_problem
 
-
-def _cannot_write(path: Path | str, error: OSError) -> UserError:
-    return UserError(f"cannot write {path}: {error.strerror or error}")
+KEPT_OUT_SUFFIX = ".kept-out.txt"  # OUTPUT.kept-out.txt: ids of the examples a data builder kept out
 
 
 @contextmanager
@@ -37,10 +39,11 @@ def atomic_open(path: Path | str) -> Iterator[IO[str]]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        clear_leftovers(target, ("tmp",))
+        tmp = leftover_name(target, "tmp", unique=True)
         handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     except OSError as error:
-        raise _cannot_write(path, error) from None
+        raise cannot_write(path, error) from None
     try:
         if mode is not None:
             os.chmod(tmp, mode)
@@ -51,7 +54,7 @@ def atomic_open(path: Path | str) -> Iterator[IO[str]]:
         os.replace(tmp, target)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise _cannot_write(path, error) from None
+        raise cannot_write(path, error) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -78,6 +81,18 @@ def write_text(path: Path | str, text: str) -> None:
         file.write(text)
 
 
+def write_id_list(path: Path | str, ids: Iterable[str]) -> bool:
+    """The ids, one per line, atomically — or, with none, no file (a list left by an earlier run would name
+    rows the new output has). Returns whether a file was written."""
+    ids = list(ids)
+    if not ids:
+        Path(path).unlink(missing_ok=True)
+        return False
+    with atomic_open(path) as file:
+        file.write("".join(f"{example_id}\n" for example_id in ids))
+    return True
+
+
 def same_file(a: Path | str, b: Path | str) -> bool:
     """True when ``a`` and ``b`` are one file: after symlinks and relative parts, or as hard links."""
     if os.path.realpath(a) == os.path.realpath(b):
@@ -102,9 +117,24 @@ def refuse_overwriting_inputs(outputs: Mapping[str, Path | str | None], inputs: 
                                     "overwrite an input; choose another output path")
 
 
+def refuse_writing_into(outputs: Mapping[str, Path | str | None], folders: Mapping[str, Path | str | None]) -> None:
+    """Raise a :class:`UserError` when an output (``{"--output": path}``) would be written into one of
+    ``folders`` (``{"--ckpt": dir}``): a model, tokenizer or adapter folder the command reads. Writing there
+    would change what the folder holds (a ``config.json`` replaced, a checkpoint's fingerprint changed).
+    Values that are not local directories (hub ids, ``None``) are skipped."""
+    for out_option, output in outputs.items():
+        if output is None:
+            continue
+        parent = os.path.dirname(os.path.realpath(output))
+        for option, folder in folders.items():
+            if folder is not None and os.path.isdir(folder) and os.path.realpath(folder) == parent:
+                raise UserError(f"{out_option} {output} is inside {option} {folder}: refusing to write into a folder "
+                                "a model or tokenizer is read from; choose another output path")
+
+
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number (a JSON list
-    or a file that is not UTF-8 is named as such)."""
+    """Read a JSONL file; a bad line raises :class:`UserError` naming the file and line number (a JSON list,
+    a file that is not UTF-8, or a string no file can hold — a lone surrogate — is named as such)."""
     rows = []
     try:
         lines = Path(path).read_bytes().splitlines()
@@ -126,5 +156,9 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
             raise UserError(f"{path}: line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {number}: must be a JSON object")
+        if problem := unencodable_problem(row):
+            example_id = row.get("id")
+            named = f" (id {example_id!r})" if isinstance(example_id, str) and example_id else ""
+            raise UserError(f"{path}: line {number}{named}: {problem}")
         rows.append(row)
     return rows

@@ -6,23 +6,24 @@ from typing import Any
 
 from common.checkpoint_files import TOKENIZER_MAIN_FILES, has_tokenizer
 from common.errors import UserError
-from common.paths import looks_like_local_path
+from common.paths import MAKES_BASE_MODEL, looks_like_local_path, require_local
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, config: Any = None):
-    """``AutoTokenizer.from_pretrained``; a path that is not there or a directory without tokenizer files
-    is a :class:`UserError` naming it. ``config``: the model's config when already loaded (it is not read again)."""
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, config: Any = None, *,
+                   source: str = "--tokenizer", makes: str = MAKES_BASE_MODEL):
+    """``AutoTokenizer.from_pretrained``; a path that is not there (``source`` says where the value came
+    from, ``makes`` what creates it) or a directory without tokenizer files is a :class:`UserError` naming
+    it, before any hub call. ``config``: the model's config when already loaded (it is not read again)."""
     from pathlib import Path
-
-    from transformers import AutoTokenizer
 
     path = Path(str(name_or_path)).expanduser()
     if looks_like_local_path(name_or_path):
-        if not path.exists():
-            raise UserError(f"tokenizer {name_or_path}: no such directory")
+        require_local(name_or_path, source, makes)
         if path.is_dir() and not has_tokenizer(path):
             raise UserError(f"tokenizer {name_or_path}: the directory holds no tokenizer files "
                             f"({', '.join(TOKENIZER_MAIN_FILES)}); pass the base model's directory instead")
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
                                              **({"config": config} if config is not None else {}))

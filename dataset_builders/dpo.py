@@ -59,8 +59,10 @@ class DpoStats:
     human_pairs: int = 0
     margins: list[float] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+    kept_out: list[str] = field(default_factory=list)  # ids that lost pairs to the length limit
 
-    def lines(self) -> list[str]:
+    def lines(self, kept_out_file: object = None) -> list[str]:
+        """The summary; ``kept_out_file``: where every id that lost pairs to the length limit is listed."""
         margins = self.margins
         out = [
             f"prompts: {self.prompts}",
@@ -68,6 +70,10 @@ class DpoStats:
             f"pairs: {len(margins)} (human: {self.human_pairs})",
             f"mean margin: {statistics.fmean(margins):.2f}" if margins else "mean margin: n/a",
         ]
+        if self.kept_out:
+            shown = ", ".join(self.kept_out[:10]) + (f" and {len(self.kept_out) - 10} more" if len(self.kept_out) > 10 else "")
+            out.append(f"prompts that lost pairs to the length limit: {len(self.kept_out)} ({shown}"
+                       + (f"; all listed in {kept_out_file}" if kept_out_file else "") + ")")
         return out + self.drop_lines()
 
     def drop_lines(self) -> list[str]:
@@ -241,6 +247,7 @@ def _fit(builder: PromptBuilder, example: Example, pairs: list[Pair], max_seq_le
     if fitted is None:
         kept = [pair for pair in pairs if fit([pair]) is not None]
         stats.dropped["pair longer than --max-seq-len"] += len(pairs) - len(kept)
+        stats.kept_out.append(example.id)
         fitted = fit(kept) if kept else None
         pairs = kept
     return None if fitted is None else (fitted[0].messages, pairs)

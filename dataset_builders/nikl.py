@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from common.text import unencodable_problem
 
 
 class NiklDataError(UserError):
@@ -78,6 +79,8 @@ def parse_example(raw: Any, index: int, path: Path | str = "<data>", *, require_
         raise NiklDataError(f"{_where(path, index, None)}: must be an object, got {type(raw).__name__}")
     example_id = raw.get("id")
     where = _where(path, index, example_id)
+    if problem := unencodable_problem(raw):  # every field is written out again (submission, training rows)
+        raise NiklDataError(f"{where}: {problem}")
     if "id" not in raw:
         raise NiklDataError(f"{where}: missing field 'id'")
     _check_str(example_id, where, "id", allow_empty=False)

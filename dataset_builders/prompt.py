@@ -15,7 +15,11 @@ line, which the reference system lost on long dialogues. The middle goes first b
 (who is talking, about what) and the closing (what they settled on) are what summaries lean on most,
 while the middle of a long daily conversation is where it wanders and repeats. Dropped utterances that
 turn out not to be needed are put back, so the prompt uses its budget; only if not even one utterance
-fits is the conversation cut inside an utterance, at a token boundary.
+fits is the conversation cut inside an utterance, at a token boundary. A prompt always keeps some dialogue
+text — at least the first word of the first utterance that has any: below that budget
+:class:`BudgetTooSmall` says how many tokens the example needs (``build-sft-data`` keeps such a row out and
+names it; ``infer`` names the dialogues and the budget they need), so no row teaches the model to summarise
+a bare speaker label.
 """
 
 from __future__ import annotations
@@ -68,7 +72,15 @@ def user_message(conversation: Sequence[Utterance | str], subject_keyword: Seque
 
 
 class BudgetTooSmall(UserError):
-    """Not even the prompt without any conversation fits the token budget."""
+    """The token budget leaves no room for any dialogue text; ``needed`` is the smallest budget that holds
+    some (``None`` when the conversation has no text at all)."""
+
+    def __init__(self, budget: int, needed: int | None) -> None:
+        super().__init__(f"a prompt budget of {budget} tokens leaves no room for any dialogue text"
+                         + (f" (this dialogue needs at least {needed})" if needed is not None else
+                            " (the conversation has no text)"))
+        self.budget = budget
+        self.needed = needed
 
 
 @dataclass(frozen=True)
@@ -153,14 +165,18 @@ class PromptBuilder:
         ids = self.render(messages)
         if budget is None or len(ids) <= budget:
             return Prompt(messages, token_ids=ids)
-        return self._truncate(lines, keywords, len(ids), budget)
+        return self._truncate(lines, [first_word_end(turn) for turn in conversation], keywords, len(ids), budget)
 
     def fit(self, example: Example, completions: Sequence[str],
             max_seq_len: int | None) -> "tuple[Prompt, int | None] | None":
         """The prompt of ``example`` such that prompt + the longest of ``completions`` (with the template's
         closing tokens) fits in ``max_seq_len`` tokens, and that row's length; ``None`` when no prompt can
-        (the answer alone is too long). Without ``max_seq_len``: :meth:`build`'s prompt and ``None``."""
-        prompt = self.build(example)
+        (the answer leaves no room for the first words of the dialogue, or ``max_prompt_tokens`` does not).
+        Without ``max_seq_len``: :meth:`build`'s prompt and ``None``."""
+        try:
+            prompt = self.build(example)
+        except BudgetTooSmall:
+            return None
         if max_seq_len is None:
             return prompt, None
         completion = max(self.completion_tokens(prompt, text) for text in completions)
@@ -177,10 +193,12 @@ class PromptBuilder:
             completion = max(self.completion_tokens(prompt, text) for text in completions)
         return None
 
-    def _truncate(self, lines: list[str], keywords: Sequence[str], length: int, budget: int) -> Prompt:
+    def _truncate(self, lines: list[str], words: list[int | None], keywords: Sequence[str], length: int,
+                  budget: int) -> Prompt:
         """Drop whole utterances, middle first, until the rendered prompt fits ``budget``; then put back
         (outermost first) those that still fit. Token costs per line are estimates; every candidate is
-        re-rendered, so the result is exact."""
+        re-rendered, so the result is exact. ``words``: per line, where its first word of utterance text ends
+        (:func:`first_word_end`); when no line with text fits whole, the conversation is cut inside one."""
         assert self.tokenizer is not None
         costs = [len(ids) for ids in self.tokenizer([line + "\n" for line in lines], add_special_tokens=False,
                                                    verbose=False)["input_ids"]]
@@ -201,11 +219,8 @@ class PromptBuilder:
         while len(ids) > budget and len(removed) < len(lines):  # the estimate was short: drop one more
             removed.append(order[len(removed)])
             messages, ids = attempt(set(removed))
-        if len(ids) > budget:
-            raise BudgetTooSmall(f"a prompt budget of {budget} tokens is too small: the prompt without any "
-                            f"conversation already takes {len(ids)} tokens")
         if len(removed) == len(lines):  # not one whole utterance fits: keep the start, cut at a token boundary
-            return self._cut_inside(lines, keywords, budget)
+            return self._cut_inside(lines, words, keywords, budget)
         dropped = set(removed)
         for index in reversed(removed):  # put back what still fits, outermost first
             if len(ids) + costs[index] <= budget:
@@ -213,22 +228,41 @@ class PromptBuilder:
                 if len(trial_ids) <= budget:
                     dropped.discard(index)
                     messages, ids = trial_messages, trial_ids
+        if all(words[index] is None for index in range(len(lines)) if index not in dropped):  # only empty turns
+            return self._cut_inside(lines, words, keywords, budget)
         return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(dropped))
 
-    def _cut_inside(self, lines: list[str], keywords: Sequence[str], budget: int) -> Prompt:
+    def _cut_inside(self, lines: list[str], words: list[int | None], keywords: Sequence[str], budget: int) -> Prompt:
         """The conversation block cut at a token boundary (character offsets of its own tokens, so no decode
-        artefacts); re-measured because merges across the cut can shift the length by a token or two."""
+        artefacts), keeping at least the first word of the first utterance with text; re-measured because
+        merges across the cut can shift the length by a token or two. :class:`BudgetTooSmall` when not
+        even that fits."""
         assert self.tokenizer is not None
+        first = next((index for index, end in enumerate(words) if end is not None), None)
+        if first is None:
+            raise BudgetTooSmall(budget, None)
         block = "\n".join(lines)
+        shortest = sum(len(line) + 1 for line in lines[:first]) + words[first]
         ends = [end for _, end in self.tokenizer(block, add_special_tokens=False, return_offsets_mapping=True,
-                                                verbose=False)["offset_mapping"]]
+                                                verbose=False)["offset_mapping"] if end >= shortest] or [len(block)]
         keep = len(ends)
-        while keep > 0:
+        while True:
             cut = ends[keep - 1]
             messages = self.messages([block[:cut].rstrip()], keywords)
             ids = self.render(messages)
             if len(ids) <= budget:
                 kept_lines = block[:cut].count("\n") + 1
                 return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(lines) - kept_lines)
-            keep = max(0, keep - max(1, len(ids) - budget))
-        raise AssertionError("unreachable: an empty conversation fits, checked by the caller")
+            if keep == 1:
+                raise BudgetTooSmall(budget, len(ids))
+            keep = max(1, keep - max(1, len(ids) - budget))
+
+
+def first_word_end(turn: Utterance) -> int | None:
+    """Where the first word of ``turn``'s utterance ends in its prompt line (``None`` for an empty one):
+    the least of a conversation a truncated prompt keeps."""
+    text = turn.utterance.lstrip()
+    if not text:
+        return None
+    label = len(conversation_lines([Utterance(turn.speaker, "")])[0])
+    return label + len(turn.utterance) - len(text) + len(text.split(maxsplit=1)[0])

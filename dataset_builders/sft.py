@@ -8,7 +8,8 @@ One row per example::
 
 With ``max_seq_len`` every row fits: prompt + summary + the template's tokens ≤ ``max_seq_len``, as Axolotl
 counts them, by truncating the conversation (:class:`~dataset_builders.prompt.PromptBuilder`). Axolotl
-drops longer rows silently; here a row whose summary alone cannot fit is kept out and named.
+drops longer rows silently; here a row that cannot keep even the first word of its dialogue beside its
+summary is kept out and named — never written with a conversation of bare speaker labels.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class BuildStats:
     written: int = 0
     truncated: int = 0
     dropped_utterances: int = 0
-    too_long: list[str] = field(default_factory=list)  # ids kept out: the summary alone does not fit
+    kept_out: list[str] = field(default_factory=list)  # ids with no room for any dialogue text
     prompt_chars: list[int] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
     row_tokens: list[int] = field(default_factory=list)
@@ -44,7 +45,8 @@ class BuildStats:
         self.truncated += prompt.truncated
         self.dropped_utterances += prompt.dropped_utterances
 
-    def lines(self, builder: PromptBuilder, max_seq_len: int | None = None) -> list[str]:
+    def lines(self, builder: PromptBuilder, max_seq_len: int | None = None, kept_out_file: object = None) -> list[str]:
+        """The summary; ``kept_out_file``: where every kept-out id is listed (named when some are)."""
         budget = [f"budget {builder.max_prompt_tokens} prompt tokens"] if builder.max_prompt_tokens else []
         budget += [f"rows ≤ {max_seq_len} tokens"] if max_seq_len else []
         out = [
@@ -53,10 +55,12 @@ class BuildStats:
             f"examples truncated: {self.truncated}" + (f" ({', '.join(budget)}; {self.dropped_utterances} "
                                                        f"utterances dropped from the middle)" if budget else ""),
         ]
-        if max_seq_len:
-            shown = ", ".join(self.too_long[:10]) + (" …" if len(self.too_long) > 10 else "")
-            out.append(f"examples kept out: {len(self.too_long)}"
-                       + (f" (the summary alone does not fit in {max_seq_len} tokens: {shown})" if self.too_long else ""))
+        if budget:
+            out.append(f"examples kept out: {len(self.kept_out)}" + (
+                f" (not even the first word of the dialogue fits{' beside the summary' if max_seq_len else ''} "
+                f"at {', '.join(budget)}: {shown_ids(self.kept_out)}"
+                + (f"; all {len(self.kept_out)} listed in {kept_out_file}" if kept_out_file else "") + ")"
+                if self.kept_out else ""))
         out.append(f"examples cleaned: {builder.cleaning.examples_changed}"
                    + (f" (rules: {', '.join(builder.cleaning.rules)})" if builder.cleaning.rules else " (no rules asked for)"))
         out += [f"  {line}" for line in builder.cleaning.lines()]
@@ -66,6 +70,10 @@ class BuildStats:
         if self.row_tokens:
             out.append("row tokens: " + describe(self.row_tokens))
         return out
+
+
+def shown_ids(ids: list[str], limit: int = 10) -> str:
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def describe(values: list[int]) -> str:
@@ -80,7 +88,7 @@ def describe(values: list[int]) -> str:
 def sft_rows(examples: Iterable[Example], builder: PromptBuilder, stats: BuildStats,
              max_seq_len: int | None = None) -> list[dict[str, Any]]:
     """One row per example, in order; with ``max_seq_len`` every row fits (or is kept out and named in
-    ``stats.too_long``)."""
+    ``stats.kept_out``), as with a prompt budget too small for any dialogue text."""
     if max_seq_len is not None and builder.tokenizer is None:
         raise UserError("--max-seq-len needs --tokenizer (or --recipe) to count tokens with")
     rows = []
@@ -88,7 +96,7 @@ def sft_rows(examples: Iterable[Example], builder: PromptBuilder, stats: BuildSt
         stats.read += 1
         fitted = builder.fit(example, [example.output], max_seq_len)
         if fitted is None:
-            stats.too_long.append(example.id)
+            stats.kept_out.append(example.id)
             continue
         prompt, row_tokens = fitted
         stats.add(prompt, row_tokens)

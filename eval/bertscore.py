@@ -19,7 +19,7 @@ from common.checkpoint_files import config_of
 from common.devices import resolve_device
 from eval.loading import BERTSCORE_BATCH_SIZE
 from eval.loading import BERTSCORE_MODEL as DEFAULT_MODEL
-from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
+from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error, require_metric_model
 
 
 # config.json values that identify a local copy of bert-base-multilingual-cased, whatever its folder name.
@@ -48,6 +48,7 @@ class BertScorer:
 
     def __init__(self, model: str = DEFAULT_MODEL, num_layers: int | None = None, *,
                  device: str | None = None, batch_size: int = BERTSCORE_BATCH_SIZE) -> None:
+        require_metric_model("bertscore", model, "--bertscore-model")
         layers = num_layers if num_layers is not None else default_layer(model)
         if layers is None:
             raise MetricUnavailable(

@@ -39,7 +39,7 @@ from common.devices import resolve_device
 from common.paths import looks_like_local_path
 from eval.loading import BLEURT_BATCH_SIZE
 from eval.loading import BLEURT_MODEL as DEFAULT_MODEL
-from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error
+from eval.loading import MetricUnavailable, check_tokenizer, describe_load_error, require_metric_model
 
 MAX_LENGTH = 512  # BLEURT-20's max_seq_length
 # Buffers the port registers (and may have saved) that this class recomputes.
@@ -323,8 +323,9 @@ def resolve_model_dir(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if looks_like_local_path(name_or_path):
-        raise MetricUnavailable(f"bleurt: no such directory: {name_or_path}")
+    require_metric_model("bleurt", name_or_path, "--bleurt-model")
+    if looks_like_local_path(name_or_path):  # there, but not a directory
+        raise MetricUnavailable(f"bleurt: --bleurt-model {name_or_path}: not a directory")
     from huggingface_hub import snapshot_download
 
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import UserError
-from common.paths import looks_like_local_path
+from common.paths import looks_like_local_path, require_local
 
 BERTSCORE_MODEL = "bert-base-multilingual-cased"
 BLEURT_MODEL = "lucadiliello/BLEURT-20"
@@ -19,6 +19,17 @@ BLEURT_BATCH_SIZE = 16  # BLEURT-20's inputs are up to 512 tokens of a 32-layer 
 
 class MetricUnavailable(UserError):
     """A model-based metric that cannot run here; the message says which and why, on one line."""
+
+
+# How to get each metric's weights onto a machine, for the "no such directory" message.
+FETCH = {"bertscore": f"on a connected machine: huggingface-cli download {BERTSCORE_MODEL} --local-dir DIR",
+         "bleurt": f"on a connected machine: huggingface-cli download {BLEURT_MODEL} --local-dir DIR"}
+
+
+def require_metric_model(metric: str, name: str, option: str) -> None:
+    """A model value that looks like a local path (:func:`common.paths.looks_like_local_path`) but is not
+    on disk is a :class:`MetricUnavailable` saying so — before any hub call."""
+    require_local(name, f"{metric}: {option}", FETCH[metric], error=MetricUnavailable)
 
 
 # ---- helpers shared by the model-based metrics ------------------------------------------------------

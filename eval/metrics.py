@@ -22,6 +22,7 @@ from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL, MetricUnavailable
 from eval.registry import (
     LABELS,
     METRICS,
+    MODEL_SCORERS,
     NAMES,
     OFFICIAL_PARTS,
     ROUGE_KEYS,
@@ -73,6 +74,16 @@ def _load(scorer: str, *, rouge_keys: Sequence[str] = ROUGE_KEYS, bertscore_mode
         bleurt = _bleurt(bleurt_model or BLEURT_MODEL, device, batch_size)
         return (lambda p, r: {"bleurt": bleurt.score(p, r)}), bleurt.name
     raise ValueError(f"unknown scorer {scorer!r}; choose from {', '.join(SCORERS)}")
+
+
+def load_models(metrics: Sequence[str], *, bertscore_model: str = BERTSCORE_MODEL, bertscore_layers: int | None = None,
+                bleurt_model: str = BLEURT_MODEL, device: str | None = None, batch_size: int | None = None) -> None:
+    """Load the models ``metrics`` (names of :mod:`eval.registry`) need now (kept for :func:`score_pairs` with the
+    same options): a model that cannot be loaded is a :class:`MetricUnavailable` before any long work, not after."""
+    for scorer in scorers_for(metrics):
+        if scorer in MODEL_SCORERS:
+            _load(scorer, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers, bleurt_model=bleurt_model,
+                  device=device, batch_size=batch_size)
 
 
 def pair_scorer(metric: str, bertscore_model: str | None = None, bleurt_model: str | None = None, *,

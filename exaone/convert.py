@@ -4,9 +4,13 @@ The two layouts differ only in tensor names and config keys (:mod:`exaone.layout
 shard is its input shard with a rewritten safetensors header: the tensor bytes are copied through a
 16 MiB buffer without being decoded. Memory stays flat whatever the model size, the copy runs at disk
 speed, and the result is bit-identical by construction. Before a byte is written every shard header is
-checked against the config (names, shapes, nothing missing); each written shard is re-opened with
-``safetensors.safe_open`` as a check of the writer. The output is built in a temporary sibling directory
-that is renamed into place at the end, so an interrupted run leaves no half-written checkpoint.
+checked against the config (names, shapes, dtypes and byte sizes, nothing missing); each written shard is
+re-opened with ``safetensors.safe_open`` as a check of the writer. The output is built in a hidden sibling
+directory (``.NAME.partial-PID``) that is renamed into place at the end, so an interrupted run leaves no
+half-written checkpoint; one left by ``kill -9`` is removed by the next run on the same output (and a
+previous output moved aside as ``.NAME.old-PID`` is put back if the kill came between the two renames).
+An ``--output-dir`` that is a symlink is written through: the folder it points to is replaced, the link stays.
+A full, read-only or forbidden disk is one line (:func:`common.files.cannot_write`).
 
 Also written: ``config.json`` in the target layout, a ``generation_config.json`` that stops at
 ``[|endofturn|]``, and the tokenizer files unchanged (byte-level BPE with the chat template inside,
@@ -36,6 +40,7 @@ from common.checkpoint_files import (
     write_checkpoint_json,
 )
 from common.errors import UserError
+from common.files import WRITE_ERRORS, cannot_write, clear_leftovers, dead_leftovers, leftover_name
 from common.paths import looks_like_local_path
 from exaone.layout import (
     EXAONE,
@@ -92,6 +97,9 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
         raise UserError(f"--to {to}: choose from {', '.join(LAYOUTS)}")
     source_layout = EXAONE if to == LLAMA else LLAMA
     output = Path(output).expanduser().absolute()
+    if output.is_symlink():  # written through: the folder it points to is replaced, the link stays
+        output = Path(os.path.realpath(output))
+    recover_staging(output)
     check_output(output, force)
     source = fetch(model, revision)
     if source == output.resolve() or output.resolve() in source.parents:
@@ -110,6 +118,19 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
         tied = bool(new_config["tie_word_embeddings"])
     renamed = plan(shards, tensor_shapes(exaone_config, tied=tied, where=str(model)), source_layout, source)
 
+    try:
+        write_checkpoint(source, output, shards, renamed, new_config, progress)
+    except OSError as error:
+        if error.errno in WRITE_ERRORS:
+            raise cannot_write(output, error) from None
+        raise UserError(f"converting {model}: {error.strerror or error}"
+                        + (f" ({error.filename})" if error.filename else "")) from None
+    return Conversion(output, to, len(renamed), len(shards), sum(shard.data_size for shard in shards))
+
+
+def write_checkpoint(source: Path, output: Path, shards: list[Shard], renamed: dict[str, str],
+                     new_config: dict[str, Any], progress: bool) -> None:
+    """The converted shards, index, configs and tokenizer files, built beside ``output`` and renamed to it."""
     with staged_directory(output) as staging:
         for number, shard in enumerate(shards, 1):
             write_shard(shard, staging / shard.name, renamed,
@@ -124,7 +145,6 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
         for name in TOKENIZER_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
-    return Conversion(output, to, len(renamed), len(shards), sum(shard.data_size for shard in shards))
 
 
 def check_output(output: Path, force: bool) -> None:
@@ -171,24 +191,62 @@ def read_shards(source: Path) -> list[Shard]:
     return [read_shard(source / name) for name in files]
 
 
+# Bits per element of every safetensors dtype.
+DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
+              "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
+              "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+CORRUPT = "the file is damaged: download the checkpoint again"
+
+
 def read_shard(path: Path) -> Shard:
-    """Parse a safetensors header: 8 bytes little-endian length, then that many bytes of JSON."""
+    """Parse a safetensors header: 8 bytes little-endian length, then that many bytes of JSON, every tensor
+    entry checked (dtype, shape, two offsets inside the file spanning exactly the bytes dtype and shape
+    need) — one line naming the file and tensor when anything is off."""
     size = path.stat().st_size
     with path.open("rb") as file:
         length = int.from_bytes(file.read(8), "little") if size >= 8 else -1
         if not 0 < length <= min(MAX_HEADER, size - 8):
-            raise UserError(f"{path}: not a safetensors file (bad header length)")
+            raise UserError(f"{path}: not a safetensors file (bad header length; {CORRUPT})")
         try:
             header = json.loads(file.read(length))
         except ValueError:
-            raise UserError(f"{path}: not a safetensors file (header is not JSON)") from None
+            raise UserError(f"{path}: not a safetensors file (header is not JSON; {CORRUPT})") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: not a safetensors file (header is a JSON {type(header).__name__}, not an object; "
+                        f"{CORRUPT})")
     metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(value, str) for value in metadata.values())):
+        raise UserError(f"{path}: __metadata__ must be an object of strings ({CORRUPT})")
     data_size = size - 8 - length
     for name, entry in header.items():
-        begin, end = entry.get("data_offsets", (-1, -1)) if isinstance(entry, dict) else (-1, -1)
-        if not 0 <= begin <= end <= data_size:
-            raise UserError(f"{path}: tensor {name} lies outside the file (truncated download?)")
+        if problem := tensor_entry_problem(entry, data_size):
+            raise UserError(f"{path}: tensor {name}: {problem} ({CORRUPT})")
     return Shard(path, length, header, metadata, data_size)
+
+
+def tensor_entry_problem(entry: Any, data_size: int) -> str | None:
+    """What is wrong with one tensor's header entry, or ``None``."""
+    if not isinstance(entry, dict):
+        return f"its entry is a JSON {type(entry).__name__}, not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BITS:
+        return f"unknown dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
+        return f"shape {shape!r} is not a list of sizes" if "shape" in entry else "no shape"
+    if not (isinstance(offsets, list) and len(offsets) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)):
+        return f"data_offsets {offsets!r} is not two byte offsets"
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        return f"data_offsets {offsets} lie outside the file's {data_size} data bytes"
+    elements = 1
+    for n in shape:
+        elements *= n
+    if (end - begin) * 8 != elements * DTYPE_BITS[dtype]:
+        return f"dtype {dtype} and shape {shape} need {elements * DTYPE_BITS[dtype] / 8:g} bytes, its offsets span {end - begin}"
+    return None
 
 
 def plan(shards: list[Shard], expected: dict[str, list[int]], source_layout: str, source: Path) -> dict[str, str]:
@@ -256,12 +314,28 @@ def progress_bar(total: int, label: str | None):
     return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=label is None)
 
 
+STAGING_KINDS = ("partial", "old")  # .NAME.partial-PID: being built; .NAME.old-PID: the output it replaces
+
+
+def recover_staging(output: Path) -> None:
+    """Undo what a killed run on ``output`` left: its previous output, moved aside just before the kill,
+    comes back if nothing replaced it; every dead ``.NAME.partial-PID`` and ``.NAME.old-PID`` is removed."""
+    for old in dead_leftovers(output, ("old",)):
+        if not output.exists() and not output.is_symlink():
+            old.rename(output)
+    clear_leftovers(output, STAGING_KINDS)
+
+
 @contextmanager
 def staged_directory(output: Path) -> Iterator[Path]:
-    """A fresh sibling directory of ``output`` to write into; renamed to ``output`` (replacing it) when the
-    block succeeds, removed when it fails."""
+    """A fresh hidden sibling directory of ``output`` to write into; renamed to ``output`` (replacing it)
+    when the block succeeds, removed when it fails. A symlinked ``output`` is replaced where it points.
+    Leftovers of killed runs are cleared first (:func:`recover_staging`)."""
+    if output.is_symlink():
+        output = Path(os.path.realpath(output))
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    recover_staging(output)
+    staging = leftover_name(output, "partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -270,7 +344,7 @@ def staged_directory(output: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        old = leftover_name(output, "old")
         output.rename(old)
         staging.rename(output)
         shutil.rmtree(old)

@@ -113,12 +113,16 @@ def tensor_shapes(config: dict[str, Any], *, tied: bool, where: str) -> dict[str
         hidden, vocab = int(config["hidden_size"]), int(config["vocab_size"])
         heads, layers = int(config["num_attention_heads"]), int(config["num_layers"])
         kv_heads = int(config.get("num_key_value_heads") or heads)
-        head_dim = int(config.get("head_dim") or hidden // heads)
+        head_dim = int(config.get("head_dim") or (hidden // heads if heads > 0 else 0))
         inter = int(config["intermediate_size"])
     except KeyError as missing:
         raise UserError(f"{where}: config.json has no {missing.args[0]!r}") from None
     except (TypeError, ValueError) as error:
         raise UserError(f"{where}: config.json has a malformed size ({error})") from None
+    sizes = {"hidden_size": hidden, "vocab_size": vocab, "num_attention_heads": heads, "num_layers": layers,
+             "num_key_value_heads": kv_heads, "head_dim": head_dim, "intermediate_size": inter}
+    if bad := next((key for key, value in sizes.items() if value <= 0), None):
+        raise UserError(f"{where}: config.json has {bad} {sizes[bad]}; it must be a positive number")
     layer = {
         "ln_1.weight": [hidden],
         "attn.attention.q_proj.weight": [heads * head_dim, hidden],

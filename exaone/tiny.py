@@ -16,6 +16,8 @@ by :func:`exaone.convert.convert`, exactly as a user's download is. Nothing is d
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,6 +30,8 @@ from common.checkpoint_files import (
     TOKENIZER_JSON,
     write_checkpoint_json,
 )
+from common.errors import UserError
+from common.files import cannot_write
 from exaone.convert import convert, staged_directory
 from exaone.layout import ARCHITECTURES, EXAONE, EXAONE_AUTO_MAP, tensor_shapes
 
@@ -63,6 +67,8 @@ SHAPES: dict[str, dict[str, Any]] = {
     "tied": {"rope_theta": 1000000.0, "rope_scaling": LLAMA3_ROPE_SCALING, "tie_word_embeddings": True,
              "max_position_embeddings": 32768},                     # EXAONE-3.5-2.4B-Instruct: no lm_head
 }
+# What a build leaves in its folder: check_replaceable reads it, so a rebuild replaces only a folder it made.
+TINY_MARKER = "TINY_MODEL.json"
 
 
 def corpus_from_nikl(paths: Iterable[Path]) -> list[str]:
@@ -174,8 +180,10 @@ def random_weights(config: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def write_sharded(weights: dict[str, Any], directory: Path, num_shards: int) -> None:
-    """``weights`` over ``num_shards`` files of similar size, named and indexed as the hub names them."""
-    from safetensors.torch import save_file
+    """``weights`` over ``num_shards`` files of similar size, named and indexed as the hub names them. Each
+    file is written with a plain ``open()`` (safetensors' ``save_file`` creates it 0600): the umask's mode,
+    like the converted shards, and a full disk is an ``OSError``."""
+    from safetensors.torch import save
 
     sizes = {name: tensor.numel() * tensor.element_size() for name, tensor in weights.items()}
     total, names = sum(sizes.values()), list(weights)
@@ -193,7 +201,7 @@ def write_sharded(weights: dict[str, Any], directory: Path, num_shards: int) -> 
     weight_map = {}
     for number, group in enumerate(groups, 1):
         file = f"model-{number:05d}-of-{num_shards:05d}.safetensors"
-        save_file({name: weights[name] for name in group}, str(directory / file), metadata={"format": "pt"})
+        (directory / file).write_bytes(save({name: weights[name] for name in group}, metadata={"format": "pt"}))
         weight_map.update(dict.fromkeys(group, file))
     write_checkpoint_json(directory / SAFETENSORS_INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
 
@@ -218,15 +226,36 @@ def build_tiny_exaone(
     every position encoding detail) moves the logits far more than their tolerance."""
     output_dir = Path(output_dir)
     data_paths = list(data_paths) if data_paths is not None else sample_files()
+    check_replaceable(output_dir, data_paths)
     tokenizer = build_tokenizer(corpus_from_nikl(data_paths), vocab_size=vocab_size)
     config = exaone_config(shape, vocab_size=len(tokenizer), hidden_size=hidden_size, num_layers=num_layers,
                            max_position_embeddings=max_position_embeddings, head_dim=head_dim,
                            initializer_range=initializer_range)
-    with staged_directory(output_dir) as staging:
-        write_sharded(random_weights(config, seed), staging, num_shards)
-        write_checkpoint_json(staging / CONFIG, config)
-        save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
+    try:
+        with staged_directory(output_dir) as staging:
+            write_sharded(random_weights(config, seed), staging, num_shards)
+            write_checkpoint_json(staging / CONFIG, config)
+            save_hub_tokenizer(tokenizer, staging, model_max_length=config["max_position_embeddings"])
+            write_checkpoint_json(staging / TINY_MARKER, {
+                "what": "tiny random EXAONE 3.x checkpoint in its hub layout", "shape": shape, "seed": seed,
+                "hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": len(tokenizer)})
+    except OSError as error:  # a full, read-only or forbidden disk
+        raise cannot_write(output_dir, error) from None
     return output_dir
+
+
+def check_replaceable(output_dir: Path, data_paths: Iterable[Path]) -> None:
+    """``output_dir`` is replaced by a build: refuse when an ``--input`` file lies inside it, or when it holds
+    files that no earlier build wrote (a folder that is not a tiny model)."""
+    inside = Path(os.path.realpath(output_dir))
+    for path in data_paths:
+        if inside in Path(os.path.realpath(path)).parents:
+            raise UserError(f"--input {path} is inside {output_dir}, which the build replaces; move the data or "
+                            "choose another --output-dir")
+    built = (output_dir / TINY_MARKER).is_file() or (exaone_layout_sibling(output_dir) / TINY_MARKER).is_file()
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not built:
+        raise UserError(f"--output-dir {output_dir} holds files `tools build-tiny-model` did not write, and the "
+                        "build replaces the folder; choose a new or empty folder")
 
 
 def exaone_layout_sibling(output_dir: Path | str) -> Path:
@@ -239,6 +268,13 @@ def build_tiny_model(output_dir: Path | str, **options: Any) -> Path:
     """A tiny EXAONE 3.x checkpoint converted to the Llama layout in ``output_dir`` (loadable by
     ``AutoModelForCausalLM`` natively); returns the path. The EXAONE-layout original it was converted from
     stays next to it (:func:`exaone_layout_sibling`). ``options``: those of :func:`build_tiny_exaone`."""
+    if options.get("data_paths") is not None:
+        options["data_paths"] = list(options["data_paths"])
+    check_replaceable(Path(output_dir), options.get("data_paths") or sample_files())
     original = build_tiny_exaone(exaone_layout_sibling(output_dir), **options)
-    convert(original, output_dir, force=True, progress=False)
+    try:
+        convert(original, output_dir, force=True, progress=False)
+    except BaseException:  # half a build is no build: the original written just now goes too
+        shutil.rmtree(original, ignore_errors=True)
+        raise
     return Path(output_dir)

@@ -27,7 +27,7 @@ from common.checkpoint_files import (
     read_config,
 )
 from common.errors import UserError
-from common.paths import looks_like_local_path
+from common.paths import MAKES_BASE_MODEL, MAKES_CHECKPOINT, require_local
 
 
 @dataclass(frozen=True)
@@ -94,19 +94,25 @@ def fingerprint(name_or_path: str) -> dict[str, Any]:
 
 
 def _adapter_base(config: dict[str, Any], where: str, base_model: str | None) -> str:
-    base = base_model or config.get("base_model_name_or_path")
-    if not base:
-        raise UserError(f"{where}: {ADAPTER_CONFIG} names no base_model_name_or_path; pass --base-model")
-    if Path(base).exists():
-        return str(Path(base).resolve())
-    if looks_like_local_path(base):
-        raise UserError(f"{where}: base model {base} not found (relative to {Path.cwd()}); pass --base-model")
-    return base
+    """The adapter's base: ``--base-model``, else the ``base_model_name_or_path`` it records — a relative one
+    relative to the current directory (as training wrote it: :mod:`common.paths`)."""
+    if base_model:
+        base = require_local(base_model, "--base-model", MAKES_BASE_MODEL)
+    else:
+        base = config.get("base_model_name_or_path")
+        if not base or not isinstance(base, str):
+            raise UserError(f"{where}: {ADAPTER_CONFIG} names no base_model_name_or_path; pass --base-model")
+        base = require_local(base, f"{where}: its base model (base_model_name_or_path)",
+                             "run from the folder training ran in, or pass --base-model DIR")
+    return str(Path(base).resolve()) if Path(base).exists() else base
 
 
 def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Checkpoint:
     """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights; the model's
-    ``config.json`` and the adapter's ``adapter_config.json`` are read here, once."""
+    ``config.json`` and the adapter's ``adapter_config.json`` are read here, once. A path-like value that is
+    not on disk is reported before any hub call."""
+    if base_model:
+        require_local(base_model, "--base-model", MAKES_BASE_MODEL)
     path = Path(ckpt)
     if path.exists():
         if not path.is_dir():
@@ -120,8 +126,7 @@ def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Check
         if not (path / CONFIG).is_file():
             raise UserError(f"--ckpt {ckpt}: no {CONFIG} (full model) or {ADAPTER_CONFIG} (LoRA adapter)")
         return Checkpoint(str(path), None, str(path), config=read_config(path))
-    if looks_like_local_path(str(ckpt)):
-        raise UserError(f"--ckpt {ckpt}: no such directory")
+    require_local(str(ckpt), "--ckpt", MAKES_CHECKPOINT)
     adapter_config = hub_json(str(ckpt), ADAPTER_CONFIG)  # a hub id: an adapter repo has one
     if adapter_config is None:  # not an adapter (or not reachable): a full model, which the loader will fetch
         return Checkpoint(str(ckpt), None, str(ckpt), config=config_of(str(ckpt)))

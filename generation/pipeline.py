@@ -66,9 +66,14 @@ def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str
     """Load ``ckpt``, budget the prompts to its context, generate for ``examples`` and write ``output``
     (resumable; see :func:`generation.runner.run_to_file`). ``notify`` hears what was loaded and any
     sidecar line that could not be kept."""
+    from common.io import refuse_writing_into
+    from generation.checkpoints import resolve_checkpoint
     from generation.loader import load_engine
-    from generation.sidecar import output_lock
+    from generation.sidecar import output_lock, side_files
 
+    checkpoint = resolve_checkpoint(ckpt, options.base_model)
+    refuse_writing_into({"--output": output, **side_files(output)},
+                        {"--ckpt": ckpt, "its base model": checkpoint.model, "its tokenizer": checkpoint.tokenizer})
     with output_lock(output):  # before loading: a second run on this output stops at once
         engine = load_engine(ckpt, decoding, backend=options.backend, base_model=options.base_model,
                              merge_lora=options.merge_lora, dtype=options.dtype, device=options.device,

@@ -194,6 +194,9 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
                  batch_size: int, restart: bool, progress: bool, notify: Callable[[str], None],
                  announce: str | None) -> RunReport:
     sampling = engine.decoding.sampling
+    # Every prompt first: a budget too small for some dialogue stops the run before a sidecar exists, and the
+    # truncation counts cover the resumed examples too, so a resumed run reports what a clean run does.
+    jobs = prepare_jobs(examples, builder, engine.tokenizer)
     sidecar = Sidecar(output, run_header(engine, builder, examples),
                       result_row_check(sampling, engine.decoding.per_prompt))
     done = sidecar.open(restart=restart)
@@ -203,10 +206,10 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         notify(problem)
     wanted = {e.id for e in examples}
     done = {key: row for key, row in done.items() if key in wanted}
-    todo = prepare_jobs([e for e in examples if e.id not in done], builder, engine.tokenizer)
+    todo = [job for job in jobs if job.id not in done]
     report = RunReport(total=len(examples), resumed=len(done), generated=len(todo),
-                       truncated=sum(job.truncated for job in todo),
-                       dropped_utterances=sum(job.dropped_utterances for job in todo),
+                       truncated=sum(job.truncated for job in jobs),
+                       dropped_utterances=sum(job.dropped_utterances for job in jobs),
                        budget=builder.max_prompt_tokens, sidecar=sidecar.path)
 
     def on_batch(jobs: Sequence[Job], results: list[list[str]]) -> None:
@@ -215,8 +218,13 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         done.update((row["id"], row) for row in rows)
 
     start = time.perf_counter()
-    report.batch_size = generate_all(todo, engine.generate, batch_size=batch_size, on_batch=on_batch,
-                                     progress=progress, initial=len(done), total=len(examples))
+    try:
+        report.batch_size = generate_all(todo, engine.generate, batch_size=batch_size, on_batch=on_batch,
+                                         progress=progress, initial=len(done), total=len(examples))
+    except BaseException:
+        if not done:  # stopped before any result (a full disk, Ctrl-C, an error): nothing to resume from
+            sidecar.remove()
+        raise
     report.seconds = time.perf_counter() - start
     write_results(output, examples, done, sampling)
     sidecar.remove()

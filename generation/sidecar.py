@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from common.errors import UserError
+from common.files import cannot_write
 from common.io import write_jsonl
+from common.text import unencodable_problem
 
 SIDECAR_SUFFIX = ".partial.jsonl"
 LOCK_SUFFIX = ".lock"
+
+
+def side_files(output: Path | str) -> dict[str, Path]:
+    """The files a run on ``output`` writes beside it, by what they are (for refusing one that is an input)."""
+    output = Path(output)
+    return {"its results sidecar": output.with_name(output.name + SIDECAR_SUFFIX),
+            "its lock file": output.with_name(output.name + LOCK_SUFFIX)}
+
 
 # Checks one finished row (a dict with an "id" string); returns what is wrong with it, or None.
 RowCheck = Callable[[dict], "str | None"]
@@ -31,12 +41,17 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """The top-level settings that differ; for the weights, which files changed."""
+    """The top-level settings that differ; for the weights, which files changed. A setting only one side
+    records (a sidecar written by another version of this tool) is named as such."""
     parts = []
     for key in sorted({*old, *new}):
         if old.get(key) == new.get(key):
             continue
-        if key == "weights":
+        if key not in old:
+            parts.append(f"{key} (the run that wrote it did not record it: another version?)")
+        elif key not in new:
+            parts.append(f"{key} (recorded by the run that wrote it, not by this version)")
+        elif key == "weights":
             files = changed_keys(old.get(key), new.get(key))
             parts.append("weights changed: " + ", ".join(files[:3]) + (" …" if len(files) > 3 else ""))
         else:
@@ -62,13 +77,20 @@ class Sidecar:
         self.problems: list[str] = []  # bad lines found on open, each already explained
 
     def open(self, *, restart: bool = False) -> dict[str, dict[str, Any]]:
-        """Start or resume; returns the finished rows by id (``problems`` says what was not kept)."""
+        """Start or resume; returns the finished rows by id (``problems`` says what was not kept). A sidecar
+        holding no results (a run that stopped before its first batch) is replaced, whatever its settings."""
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a directory, where this run keeps its results sidecar; move it away")
         if restart:
             self.path.unlink(missing_ok=True)
         header, rows = self._read() if self.path.exists() else (None, {})
-        if header is None:  # a new run (or one killed before its header was written)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_lines([{"header": self.header}], mode="w")
+        if header is None or (header != self.header and not rows and not self.problems):  # nothing to resume
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._write_lines([{"header": self.header}], mode="w")
+            except (OSError, UserError):  # a full disk: no half header left behind
+                self.path.unlink(missing_ok=True)
+                raise
             return {}
         if header != self.header:
             raise UserError(f"{self.path} holds results of a run with different settings ({describe_change(header, self.header)}); "
@@ -90,25 +112,31 @@ class Sidecar:
                 file.flush()
                 os.fsync(file.fileno())
         except OSError as error:
-            raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
+            raise cannot_write(self.path, error) from None
+
+    def _not_a_sidecar(self) -> UserError:
+        return UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
+                         "delete it or pass --restart")
 
     def _read(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]
-        if len(complete) != len(data):  # killed mid-line: drop the torn tail before appending again
-            with open(self.path, "r+b") as file:
-                file.truncate(len(complete))
         lines = complete.splitlines()
-        if not lines:  # killed before the header was complete: nothing to resume
+        if not lines:  # killed before the header was complete: nothing to resume …
+            if data.strip() and not data.lstrip().startswith(b'{"header"'):  # … unless it is not a sidecar at all
+                raise self._not_a_sidecar()
             return None, {}
         try:
             header = json.loads(lines[0].decode("utf-8"))["header"]
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             header = None
-        if not isinstance(header, dict):
-            raise UserError(f"{self.path} is not a results sidecar of `tools infer` (no header line); "
-                            "delete it or pass --restart")
+        if not isinstance(header, dict):  # not ours: checked before anything in it is touched
+            raise self._not_a_sidecar()
+        if len(complete) != len(data):  # killed mid-line: drop the torn tail before appending again
+            with open(self.path, "r+b") as file:
+                file.truncate(len(complete))
         rows: dict[str, dict[str, Any]] = {}
+        first_line: dict[str, int] = {}
         for number, raw in enumerate(lines[1:], 2):
             if not raw.strip():
                 continue
@@ -121,13 +149,17 @@ class Sidecar:
                 problem = f"not JSON ({error.msg})"
             else:
                 problem = ("not a result row (no 'id' string)" if not isinstance(row, dict)
-                           or not isinstance(row.get("id"), str) or not row["id"] else self.check_row(row))
-            if problem is None and row["id"] in rows:
-                problem = f"a second result for id {row['id']!r}"
+                           or not isinstance(row.get("id"), str) or not row["id"]
+                           else unencodable_problem(row) or self.check_row(row))
+            if problem is None and row["id"] in first_line:  # which copy is right cannot be told: keep neither
+                problem = (f"a second result for id {row['id']!r} (line {first_line[row['id']]} has one too); "
+                           "neither copy is kept")
+                rows.pop(row["id"], None)
             if problem:
                 self.problems.append(f"{self.path}: line {number}: {problem}; that example is generated again")
             else:
                 rows[row["id"]] = row
+                first_line[row["id"]] = number
         return header, rows
 
 
@@ -147,7 +179,7 @@ def output_lock(output: Path | str) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+        raise cannot_write(path, error) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -156,8 +188,11 @@ def output_lock(output: Path | str) -> Iterator[None]:
                         "or stop it, then re-run to resume") from None
     _HELD.add(key)
     try:
-        os.ftruncate(handle, 0)
-        os.write(handle, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(handle, 0)
+            os.write(handle, f"{os.getpid()}\n".encode())  # who holds it, for a person looking
+        except OSError as error:
+            raise cannot_write(path, error) from None
         yield
     finally:
         _HELD.discard(key)

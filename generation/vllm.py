@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from common.errors import UserError
+from common.files import clear_leftovers, leftover_name
 from common.tokenizer import load_tokenizer
 from generation.checkpoints import Checkpoint
 from generation.decoding import Decoding, finish_text, row_seed, stop_token_ids
@@ -94,6 +95,20 @@ def merge_adapter(checkpoint: Checkpoint, output: Path | str, dtype: str = "bflo
     model.save_pretrained(output)
     load_tokenizer(checkpoint.tokenizer, trust_remote_code).save_pretrained(output)
     return output
+
+
+MERGED = "nikl-merged"  # temporary merged checkpoints: TMPDIR/.nikl-merged.partial-PID-RANDOM
+
+
+def merged_folder() -> Path:
+    """A new temporary folder for a merged checkpoint, removed when this process exits; those of processes
+    killed before they could remove theirs (a merged 7.8B model is 15 GB) are removed first."""
+    target = Path(tempfile.gettempdir()) / MERGED
+    clear_leftovers(target, ("partial",))
+    folder = leftover_name(target, "partial", unique=True)
+    folder.mkdir(mode=0o700)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def batch_invariance_supported() -> bool:
@@ -185,9 +200,7 @@ class VLLMEngine:
 
     @staticmethod
     def _merged_copy(checkpoint: Checkpoint, trust_remote_code: bool) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix="nikl-merged-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        return merge_adapter(checkpoint, folder, "bfloat16", trust_remote_code)
+        return merge_adapter(checkpoint, merged_folder(), "bfloat16", trust_remote_code)
 
     @property
     def context_length(self) -> int | None:

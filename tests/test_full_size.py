@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -120,8 +121,10 @@ def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_pa
     result = tools_cli("build-sft-data", "--input", write_nikl(items), "--output", out, "--tokenizer", tiny_model,
                  "--max-seq-len", 300)
     assert result.exit_code == 0, result.output
-    assert f"examples kept out: 1 (the summary alone does not fit in 300 tokens: {items[1]['id']})" in result.output
+    assert (f"examples kept out: 1 (not even the first word of the dialogue fits beside the summary at rows ≤ 300 "
+            f"tokens: {items[1]['id']}; all 1 listed in {out}.kept-out.txt)") in result.output
     assert [row["id"] for row in read_jsonl(out)] == [items[0]["id"], items[2]["id"]]
+    assert Path(f"{out}.kept-out.txt").read_text(encoding="utf-8") == f"{items[1]['id']}\n"
 
 
 def test_max_seq_len_needs_a_tokenizer(tmp_path):

@@ -181,7 +181,8 @@ def test_restart_discards_old_results_and_torn_lines_are_dropped(tmp_path, tiny_
     ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
     reference = outputs(out)
     # A crashed run with other settings left a sidecar, its last line cut short by the kill.
-    sidecar.write_text(json.dumps({"header": {"decoding": "other"}}) + '\n{"id": "nikl-te', encoding="utf-8")
+    sidecar.write_text(json.dumps({"header": {"decoding": "other"}}) + '\n{"id": "nikl-test-000001", "output": "x"}'
+                       '\n{"id": "nikl-te', encoding="utf-8")
     assert "different settings" in one_line_error(
         infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8))
     result = ok(infer("--ckpt", tiny_model, "--input", TEST, "--output", out, "--max-new-tokens", 8, "--restart"))
@@ -231,7 +232,8 @@ def test_lora_adapter_with_missing_base(tmp_path, lora):
     config = json.loads((adapter / "adapter_config.json").read_text())
     (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/nowhere/base"}))
     message = one_line_error(infer("--ckpt", moved, "--input", TEST, "--output", tmp_path / "r.json"))
-    assert "base model /nowhere/base not found" in message and "--base-model" in message
+    assert "its base model (base_model_name_or_path) /nowhere/base: no such directory" in message
+    assert "--base-model" in message
 
 
 def test_a_run_reads_the_checkpoints_config_once(tmp_path, tiny_model, lora):

@@ -88,10 +88,11 @@ def test_local_model_paths_that_do_not_exist(files, tmp_path):
                  "--bertscore-model", missing, "--bertscore-layers", "2", "--bleurt-model", missing)
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == (
-        f"Error: bertscore: cannot load '{missing}': no such directory; pass --bertscore-model DIR with local weights")
+        f"Error: bertscore: --bertscore-model {missing}: no such directory (on a connected machine: "
+        "huggingface-cli download bert-base-multilingual-cased --local-dir DIR)")
     result = run("--predictions", predictions, "--input", references, "--metrics", "rouge,bleurt",
                  "--bleurt-model", missing)
-    assert result.exit_code == 1 and f"Error: bleurt: no such directory: {missing}" in result.output
+    assert result.exit_code == 1 and f"Error: bleurt: --bleurt-model {missing}: no such directory" in result.output
     with pytest.raises(MetricUnavailable, match="no such directory"):  # the library call says why too
         score_pairs(["가"], ["가"], ("bleurt",), bleurt_model=str(missing), required=("bleurt",))
     assert "no such directory" in score_pairs(["가"], ["가"], ("bleurt",), bleurt_model=str(missing)).skipped["bleurt"]

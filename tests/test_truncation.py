@@ -71,7 +71,7 @@ def test_short_prompt_untouched(tokenizer):
 
 
 def test_budget_smaller_than_question_is_an_error(tokenizer):
-    with pytest.raises(UserError, match="too small"):
+    with pytest.raises(UserError, match="no room for any dialogue text"):
         PromptBuilder(tokenizer=tokenizer, max_prompt_tokens=5).build(LONG)
 
 

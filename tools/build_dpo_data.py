@@ -59,20 +59,31 @@ def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, b
     """
     from tqdm import tqdm
 
-    from common.io import read_jsonl, refuse_overwriting_inputs, write_jsonl
-    from dataset_builders.dpo import load_candidates, parse_human_pairs
+    from common.io import (
+        KEPT_OUT_SUFFIX,
+        read_jsonl,
+        refuse_overwriting_inputs,
+        refuse_writing_into,
+        write_id_list,
+        write_jsonl,
+    )
+    from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
     from workflow.recipes import row_prompt_builder
 
-    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--candidates": candidate_paths,
-                                                          "--human": human_path, "--recipe": recipe})
+    kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
+    refuse_overwriting_inputs({"--output": output_path, "the kept-out list": kept_out_file},
+                              {"--input": input_path, "--candidates": candidate_paths, "--human": human_path,
+                               "--recipe": recipe})
     examples = load_nikl(input_path, require_output=True)
     ids = {example.id for example in examples}
     candidates = load_candidates(candidate_paths, ids)
     human = parse_human_pairs(read_jsonl(human_path), str(human_path), ids) if human_path else None
     builder, max_seq_len = row_prompt_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
-                                                max_seq_len)
+                                              max_seq_len, outputs={"--output": output_path})
+    refuse_writing_into({"--output": output_path}, {"--bertscore-model": bertscore_model,
+                                                    "--bleurt-model": bleurt_model})
     score_fn = pair_scorer(metric, bertscore_model=bertscore_model, bleurt_model=bleurt_model,
                            bertscore_layers=bertscore_layers)
     click.echo(f"scoring candidates with {metric} …")
@@ -84,6 +95,7 @@ def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, b
     if not rows:
         raise UserError(f"no preference pair survived ({'; '.join(stats.drop_lines())}); nothing written")
     write_jsonl(output_path, rows)
+    listed = write_id_list(kept_out_file, stats.kept_out)
     click.echo(f"wrote {output_path} ({strategy}, metric {metric})")
-    for line in stats.lines():
+    for line in stats.lines(kept_out_file if listed else None):
         click.echo(line)

@@ -10,7 +10,8 @@ from tools.options import input_option, library_default, output_dir_option
 
 
 @click.command("build-tiny-model")
-@output_dir_option("Directory to write the checkpoint and tokenizer to (replaced if it exists).")
+@output_dir_option("Directory to write the checkpoint and tokenizer to (an earlier build there is replaced; any "
+                   "other non-empty folder, or one holding an --input file, is refused).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="llama", show_default=True,
               help="exaone: EXAONE 3.x's own hub layout, as a download from the hub (convert it with "
                    "`tools convert-exaone`); llama: that checkpoint already converted, with the EXAONE-layout "

@@ -43,8 +43,8 @@ class ToolsGroup(click.Group):
         except UserError as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
-            click.echo("\ninterrupted: nothing half-written is left behind (`tools infer` resumes when re-run)",
-                       err=True)
+            click.echo("\ninterrupted: nothing half-written is left behind (infer and select-checkpoint resume "
+                       "when re-run)", err=True)
             raise click.exceptions.Exit(130) from None
 
 

@@ -39,10 +39,13 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
       axolotl preprocess configs/exaone_lora.cpu.yml
       axolotl train configs/exaone_lora.cpu.yml --launcher python
     """
-    from common.io import refuse_overwriting_inputs
+    from common.io import refuse_overwriting_inputs, refuse_writing_into
+    from common.paths import MAKES_BASE_MODEL, require_local
 
     refuse_overwriting_inputs({"--config-out": config_out}, {"recipe": recipe, "--train-data": train_data,
                                                              "--eval-data": eval_data})
+    refuse_writing_into({"--config-out": config_out}, {"--base-model": base_model})
+    require_local(base_model, "--base-model", MAKES_BASE_MODEL + ", `tools build-tiny-model` a tiny one")
     cfg = overlay_config(recipe, base_model=base_model, train_data=train_data, eval_data=eval_data,
                          output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir, save_every=save_every)
     write_config(cfg, config_out, recipe=recipe)

@@ -9,7 +9,14 @@ from __future__ import annotations
 import click
 
 from generation.decoding import Decoding
-from tools.options import check_output_kind, generation_options, input_option, library_default, output_file_option
+from tools.options import (
+    check_output_kind,
+    generation_options,
+    input_option,
+    library_default,
+    output_file_option,
+    quiet_loading,
+)
 
 
 @click.command("infer")
@@ -47,6 +54,7 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
     from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
     from generation.pipeline import InferenceOptions, infer_file
+    from generation.sidecar import side_files
 
     sampling_flags = {"--temperature": temperature, "--top-p": top_p, "--seed": seed}
     if num_candidates is None and any(value is not None for value in sampling_flags.values()):
@@ -54,16 +62,13 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
         verb = "apply" if len(given) > 1 else "applies"
         raise click.UsageError(f"{', '.join(given)} {verb} only with --num-candidates (the default decoding is greedy)")
     check_output_kind(output_path, candidates=num_candidates is not None)
-    refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path})
+    refuse_overwriting_inputs({"--output": output_path, **side_files(output_path)}, {"--input": input_path})
     sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p), ("seed", seed))
                 if value is not None}  # the rest: Decoding's defaults
     decoding = Decoding(max_new_tokens=max_new_tokens, num_candidates=num_candidates, **sampling)
     examples = load_nikl(input_path)
     use_threads(threads)
-    if not progress:  # no weight-loading bars either
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+    quiet_loading(progress)
     report = infer_file(ckpt, examples, output_path, decoding, InferenceOptions.from_flat(**options), restart=restart,
                         progress=progress, notify=lambda message: click.echo(message, err=True))
     click.echo(f"wrote {output_path}")

@@ -225,6 +225,14 @@ def generation_options(function: F) -> F:
     return function
 
 
+def quiet_loading(progress: bool) -> None:
+    """``--no-progress`` also silences the libraries' weight-loading bars."""
+    if not progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
 class OutputFile(click.Path):
     """A file to write: not an existing directory, and not a path ending in a separator (``out/``), which
     would otherwise silently become a file named ``out``."""

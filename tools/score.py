@@ -37,11 +37,13 @@ def score(predictions_path, input_path, metrics, report_path, bertscore_model, b
       tools score --predictions result.json --input 일상대화요약_dev.json --report report.json
       tools score --predictions result.json --input 일상대화요약_dev.json --metrics rouge1
     """
-    from common.io import refuse_overwriting_inputs, write_json
+    from common.io import refuse_overwriting_inputs, refuse_writing_into, write_json
     from dataset_builders.nikl import load_nikl
-    from eval.metrics import align_by_id, score_pairs
+    from eval.metrics import align_by_id, load_models, score_pairs
 
     refuse_overwriting_inputs({"--report": report_path}, {"--predictions": predictions_path, "--input": input_path})
+    refuse_writing_into({"--report": report_path}, {"--bertscore-model": bertscore_model,
+                                                    "--bleurt-model": bleurt_model})
 
     context = click.get_current_context()
     required = [scorer for scorer, option in (("bertscore", "bertscore_model"), ("bleurt", "bleurt_model"))
@@ -58,11 +60,11 @@ def score(predictions_path, input_path, metrics, report_path, bertscore_model, b
     if not any(text.strip() for text in hypotheses):
         raise UserError(f"--predictions {predictions_path}: all {len(hypotheses)} predictions are empty — an "
                         "unfinished run, or the input file instead of the submission?")
-    report = score_pairs(
-        hypotheses, targets, metrics, ids=ids, bertscore_model=bertscore_model,
-        bertscore_layers=bertscore_layers, bleurt_model=bleurt_model, device=device, batch_size=batch_size,
-        progress=lambda message: click.echo(message, err=True), required=required,
-    )
+    models = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers, "bleurt_model": bleurt_model,
+              "device": device, "batch_size": batch_size}
+    load_models(required, **models)  # a model named on the command line must load: checked before scoring
+    report = score_pairs(hypotheses, targets, metrics, ids=ids, progress=lambda message: click.echo(message, err=True),
+                         required=required, **models)
     empty = sum(1 for text in hypotheses if not text.strip())
     if empty:
         click.echo(f"note: {empty} empty prediction(s), scored as they are", err=True)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from tools.options import bootstrap_options, generation_options, input_option, metric_model_options, metric_option
+from tools.options import (
+    bootstrap_options,
+    generation_options,
+    input_option,
+    metric_model_options,
+    metric_option,
+    quiet_loading,
+)
 
 
 @click.command("select-checkpoint")
@@ -17,8 +24,10 @@ from tools.options import bootstrap_options, generation_options, input_option, m
 @metric_model_options
 @bootstrap_options
 @generation_options
+@click.option("--restart", is_flag=True,
+              help="Generate every checkpoint's predictions again: reuse none, discard interrupted runs' sidecars.")
 def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_layers, bleurt_model, resamples, seed,
-                      max_new_tokens, threads, progress, **options):
+                      max_new_tokens, threads, progress, restart, **options):
     """Generate dev summaries with every checkpoint of a run, score them, and point RUN/best at the winner.
 
     Writes RUN/selection.json (per checkpoint: step, epoch, dev loss, every metric, mean summary length,
@@ -27,8 +36,8 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
     RUN/selection.png (metric and dev loss against the step, each checkpoint's interval against the
     winner). The best score wins; ties go to the earliest step (the final output counts after the
     checkpoints). Predictions are kept in RUN/selection/: a rerun — after an interruption, or
-    once more checkpoints exist — generates only what is missing or stale. Generation uses the same
-    engine and options as `tools infer`.
+    once more checkpoints exist — generates only what is missing or stale (--restart: everything again).
+    Generation uses the same engine and options as `tools infer`.
 
     \b
     Example:
@@ -37,19 +46,24 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
           --bertscore-model models/bert-base-multilingual-cased --bleurt-model models/BLEURT-20
     """
     from common.devices import use_threads
+    from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
     from generation.decoding import Decoding
     from generation.pipeline import InferenceOptions
     from workflow.selection import select_checkpoint as select
+    from workflow.selection import selection_outputs
 
+    refuse_overwriting_inputs(selection_outputs(run_dir), {"--input": input_path})
     examples = load_nikl(input_path, require_output="--input needs reference summaries to score checkpoints against")
     use_threads(threads)
+    quiet_loading(progress)
     score_options = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers,
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
     inference = InferenceOptions.from_flat(**options)
     selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference, metric=metric,
                        score_options=score_options, progress=progress,
-                       notify=lambda message: click.echo(message, err=True), resamples=resamples, seed=seed)
+                       notify=lambda message: click.echo(message, err=True), resamples=resamples, seed=seed,
+                       restart=restart)
     click.echo(selection.markdown(), nl=False)
     click.echo(f"best by {metric}: {selection.best.name} → {run_dir / 'best'}; wrote {run_dir / 'selection.json'}, "
                f"{run_dir / 'selection.md'}, {run_dir / 'selection.png'}")

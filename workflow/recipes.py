@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from common.errors import UserError
+from common.io import refuse_writing_into
+from common.paths import MAKES_BASE_MODEL
 from common.tokenizer import load_tokenizer
 from dataset_builders.prompt import PromptBuilder
 from workflow.cpu_overlay import load_recipe
@@ -40,21 +42,27 @@ def axolotl_chat_template(name: str) -> str:
 
 def row_prompt_builder(system_prompt: str | None, clean_rules: Sequence[str], tokenizer: str | None,
                        max_prompt_tokens: int | None, recipe: Path | str | None, max_seq_len: int | None,
-                       trust_remote_code: bool = False) -> tuple[PromptBuilder, int | None]:
+                       trust_remote_code: bool = False, *, outputs: Mapping[str, Path | None] | None = None
+                       ) -> tuple[PromptBuilder, int | None]:
     """The prompt builder and row length limit for SFT or DPO rows (`build-sft-data`, `build-dpo-data`): ``recipe``
     gives the sequence length, the chat template and the default tokenizer (its base model); ``max_seq_len`` and
-    ``tokenizer`` override them."""
+    ``tokenizer`` override them. ``outputs`` (``{"--output": path}``) may not lie in the tokenizer's folder, and
+    a tokenizer path that is not on disk is reported, with where it came from, before any hub call."""
     chat_template = None
+    source = "--tokenizer"
     if recipe is not None:
         rules = length_rules(recipe)
         max_seq_len = max_seq_len or rules.sequence_len
         chat_template = rules.chat_template
-        tokenizer = tokenizer or rules.base_model
+        if tokenizer is None:
+            tokenizer, source = rules.base_model, f"the base_model of {recipe}"
     if max_seq_len is not None and tokenizer is None:
         raise UserError("--max-seq-len needs --tokenizer (or --recipe) to count tokens with")
+    refuse_writing_into(outputs or {}, {source: tokenizer})
+    makes = MAKES_BASE_MODEL + ("; or pass --tokenizer DIR" if source != "--tokenizer" else "")
     return PromptBuilder(
         system_prompt=system_prompt, clean_rules=clean_rules,
-        tokenizer=load_tokenizer(tokenizer, trust_remote_code) if tokenizer else None,
+        tokenizer=load_tokenizer(tokenizer, trust_remote_code, source=source, makes=makes) if tokenizer else None,
         max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
     ), max_seq_len
 

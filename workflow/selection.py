@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from common.checkpoint_files import ADAPTER_WEIGHTS, SAFETENSORS, has_weights
 from common.errors import UserError
+from common.files import clear_leftovers, leftover_name
 from common.io import write_json, write_text
 from dataset_builders.nikl import Example
 from eval.compare import RESAMPLES, SEED
@@ -74,9 +75,17 @@ def training_state(path: Path) -> tuple[int | None, float | None, float | None]:
         state = json.loads(state_file.read_text(encoding="utf-8"))
     except ValueError:
         raise UserError(f"{state_file}: not valid JSON") from None
-    step = state.get("global_step")
-    losses = [entry for entry in state.get("log_history", []) if "eval_loss" in entry and entry.get("step") == step]
-    return step, state.get("epoch"), losses[-1]["eval_loss"] if losses else None
+    if not isinstance(state, dict):
+        raise UserError(f"{state_file}: a JSON {type(state).__name__}, not the object the Trainer writes; "
+                        "restore it from the training run or delete it (step and dev loss are then not shown)")
+    step, epoch, history = state.get("global_step"), state.get("epoch"), state.get("log_history", [])
+    for key, value, kinds in (("global_step", step, int), ("epoch", epoch, (int, float)), ("log_history", history, list)):
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise UserError(f"{state_file}: '{key}' is a JSON {type(value).__name__}; restore the file from the "
+                            "training run or delete it (step and dev loss are then not shown)")
+    losses = [entry["eval_loss"] for entry in history
+              if isinstance(entry, dict) and entry.get("step") == step and isinstance(entry.get("eval_loss"), (int, float))]
+    return step, epoch, losses[-1] if losses else None
 
 
 def find_checkpoints(run: Path) -> list[RunCheckpoint]:
@@ -99,6 +108,20 @@ def find_checkpoints(run: Path) -> list[RunCheckpoint]:
     return found
 
 
+def selection_outputs(run: Path) -> dict[str, Path]:
+    """Every file `tools select-checkpoint` may write for ``run``, by what it is (to refuse one that is an input)."""
+    from generation.sidecar import side_files
+
+    outputs = {"the selection table": run / "selection.json", "the selection table (markdown)": run / "selection.md",
+               "the selection plot": run / "selection.png", "the best-checkpoint link": run / "best"}
+    for checkpoint in find_checkpoints(run):
+        predictions = run / SELECTION_DIR / f"{checkpoint.name}.dev.json"
+        outputs[f"the predictions of {checkpoint.name}"] = predictions
+        outputs[f"the record of {checkpoint.name}"] = predictions.with_name(f"{checkpoint.name}.dev.record.json")
+        outputs.update({f"{what} for {checkpoint.name}": path for what, path in side_files(predictions).items()})
+    return outputs
+
+
 def record_of(checkpoint: RunCheckpoint, examples: Sequence[Example], decoding: Decoding,
               options: InferenceOptions) -> dict[str, Any]:
     """What the predictions of ``checkpoint`` depend on: if any of it changes, they are generated again."""
@@ -116,20 +139,23 @@ class DevPredictions:
 
 
 def predictions_for(checkpoint: RunCheckpoint, run: Path, examples: Sequence[Example], decoding: Decoding,
-                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None]) -> DevPredictions:
+                    options: InferenceOptions, *, progress: bool, notify: Callable[[str], None],
+                    restart: bool = False) -> DevPredictions:
     """The dev predictions of one checkpoint: reused when their record matches (then read back and checked, as
-    they may have been edited), else generated — and taken from the run, not read back from the file it wrote."""
+    they may have been edited; never with ``restart``, which also discards an interrupted run's sidecar), else
+    generated — and taken from the run, not read back from the file it wrote."""
     folder = run / SELECTION_DIR
     output, record_file = folder / f"{checkpoint.name}.dev.json", folder / f"{checkpoint.name}.dev.record.json"
     record = json.loads(json.dumps(record_of(checkpoint, examples, decoding, options)))
-    if output.is_file() and record_file.is_file():
+    if output.is_file() and record_file.is_file() and not restart:
         try:
             if json.loads(record_file.read_text(encoding="utf-8")) == record:
                 return DevPredictions(output, read_predictions(output, examples), generated=False)
         except ValueError:
             pass  # a torn record: generate again
     notify(f"{checkpoint.name}: generating {len(examples)} dev summaries")
-    report = infer_file(checkpoint.path, examples, output, decoding, options, progress=progress, notify=notify)
+    report = infer_file(checkpoint.path, examples, output, decoding, options, restart=restart, progress=progress,
+                        notify=notify)
     write_json(record_file, record)
     return DevPredictions(output, [report.results[example.id]["output"] for example in examples], generated=True)
 
@@ -170,7 +196,8 @@ def point_best(run: Path, best: Row) -> Path:
     target = os.path.relpath(best.path, run)
     if link.exists() and not link.is_symlink() and link.is_dir():
         raise UserError(f"{link} is a directory; move it away so it can point to the selected checkpoint")
-    tmp = run / f".best.{os.getpid()}.tmp"
+    clear_leftovers(link, ("tmp",))
+    tmp = leftover_name(link, "tmp")
     try:
         tmp.unlink(missing_ok=True)
         os.symlink(target, tmp, target_is_directory=True)
@@ -263,17 +290,22 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
                       options: InferenceOptions = InferenceOptions(), *, metric: str = DEFAULT_METRIC,
                       score_options: dict[str, Any] | None = None, progress: bool = True,
                       notify: Callable[[str], None] = lambda message: None, resamples: int = RESAMPLES,
-                      seed: int = SEED) -> Selection:
+                      seed: int = SEED, restart: bool = False) -> Selection:
     """Generate (or reuse) and score dev predictions for every checkpoint of ``run``, compare each with the
     winner (paired bootstrap: ``resamples``, ``seed``); write ``RUN/selection.json``, ``RUN/selection.md``,
-    ``RUN/selection.png`` and ``RUN/best``."""
+    ``RUN/selection.png`` and ``RUN/best``. ``restart``: generate every checkpoint's predictions again,
+    reusing nothing."""
+    from eval.metrics import load_models
     from workflow.plots import selection_plot
 
     metric = metric_name(metric)
     run = Path(run)
+    checkpoints = find_checkpoints(run)
+    load_models((DEFAULT_METRIC, metric), **(score_options or {}))  # missing weights: before any generation
     rows, values = [], {}
-    for checkpoint in find_checkpoints(run):
-        predictions = predictions_for(checkpoint, run, examples, decoding, options, progress=progress, notify=notify)
+    for checkpoint in checkpoints:
+        predictions = predictions_for(checkpoint, run, examples, decoding, options, progress=progress, notify=notify,
+                                      restart=restart)
         scores, mean_chars, values[checkpoint.name] = score_predictions(predictions.texts, examples, metric,
                                                                         score_options or {})
         rows.append(Row(checkpoint.name, str(checkpoint.path), checkpoint.step, checkpoint.epoch, checkpoint.eval_loss,
