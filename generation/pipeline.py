@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit
 from generation.decoding import Decoding
 from generation.runner import RunReport, prompt_budget, run_to_file
 
@@ -26,7 +27,8 @@ class InferenceOptions:
     system_prompt: str | None = None
     clean_rules: tuple[str, ...] = ()
     max_prompt_tokens: int | None = None
-    batch_size: int | None = None  # default: 16 (hf) / 256 per call (vllm)
+    batch_size: int | None = None  # at most this many dialogues per generate call; default: no cap (hf), 256 (vllm)
+    max_batch_tokens: int | None = None  # hf: the batch token budget (default DEFAULT_MAX_BATCH_TOKENS, 0: none)
     vllm: Any = None  # generation.vllm.VLLMSettings for --backend vllm (context, memory, parallelism)
 
 
@@ -41,6 +43,15 @@ def describe_engine(engine: Any) -> str:
              f"{settings.get('backend')} backend"]
     notes = "".join(f"; {note}" for note in getattr(engine, "notes", []))
     return "loaded " + ", ".join(parts) + notes
+
+
+def batch_limit(options: InferenceOptions) -> BatchLimit:
+    """How ``options`` batch: on hf a token budget (``--max-batch-tokens``, 0 for none) and an optional dialogue
+    cap (``--batch-size``); vLLM schedules its own batches, so there only the dialogues per call count."""
+    if options.backend == "vllm":
+        return BatchLimit(max_tokens=None, max_dialogues=options.batch_size or VLLM_DIALOGUES_PER_CALL)
+    tokens = DEFAULT_MAX_BATCH_TOKENS if options.max_batch_tokens is None else options.max_batch_tokens
+    return BatchLimit(max_tokens=tokens or None, max_dialogues=options.batch_size)
 
 
 def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str, decoding: Decoding,
@@ -59,6 +70,7 @@ def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str
         budget = prompt_budget(engine.context_length, decoding.max_new_tokens, options.max_prompt_tokens)
         builder = PromptBuilder(system_prompt=options.system_prompt, clean_rules=options.clean_rules,
                                 tokenizer=engine.tokenizer, max_prompt_tokens=budget)
-        batch_size = options.batch_size or (256 if options.backend == "vllm" else 16)
-        return run_to_file(engine, examples, builder, output, batch_size=batch_size, restart=restart,
+        if options.backend == "vllm" and options.max_batch_tokens is not None:
+            notify("--max-batch-tokens applies to the hf backend; vLLM schedules its own batches (ignored)")
+        return run_to_file(engine, examples, builder, output, limit=batch_limit(options), restart=restart,
                            progress=progress, notify=notify, announce=describe_engine(engine))

@@ -120,6 +120,7 @@ def threads_option(function: F) -> F:
 def generation_options(function: F) -> F:
     """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
     `tools select-checkpoint`, so both generate the same way."""
+    from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
     from generation.loader import BACKENDS
 
     decorators = [
@@ -134,9 +135,14 @@ def generation_options(function: F) -> F:
         prompt_budget_option("the model's context minus --max-new-tokens"),
         click.option("--max-new-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
                      help="Longest summary, in tokens (the reference system's setting)."),
+        click.option("--max-batch-tokens", default=None, type=click.IntRange(min=0),
+                     help="Token budget of one generate call: dialogues (longest prompts first) join a batch while "
+                          "rows × (longest prompt + --max-new-tokens) fits; halved automatically when memory runs "
+                          f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS}; vllm: ignored, it schedules its "
+                          "own batches]"),
         click.option("--batch-size", default=None, type=click.IntRange(min=1),
-                     help="Dialogues per generate call, halved automatically when memory runs out  "
-                          "[default: 16; vllm: 256 per call, it schedules its own batches]"),
+                     help="At most N dialogues per generate call, within --max-batch-tokens  "
+                          f"[default: no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call]"),
         click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
                      help="auto: bfloat16 on CUDA, float32 on CPU."),
         click.option("--device", default="auto", show_default=True,
@@ -158,7 +164,8 @@ def generation_options(function: F) -> F:
 
 
 def inference_options(backend, base_model, merge_lora, dtype, device, trust_remote_code, system_prompt, clean_rules,
-                      max_prompt_tokens, batch_size, max_model_len, gpu_memory_utilization, tensor_parallel_size):
+                      max_prompt_tokens, batch_size, max_batch_tokens, max_model_len, gpu_memory_utilization,
+                      tensor_parallel_size):
     """:class:`generation.pipeline.InferenceOptions` from the values of :func:`generation_options`."""
     from generation.pipeline import InferenceOptions
 
@@ -172,7 +179,7 @@ def inference_options(backend, base_model, merge_lora, dtype, device, trust_remo
     return InferenceOptions(backend=backend, base_model=base_model, merge_lora=merge_lora, dtype=dtype, device=device,
                             trust_remote_code=trust_remote_code, system_prompt=system_prompt,
                             clean_rules=tuple(clean_rules), max_prompt_tokens=max_prompt_tokens,
-                            batch_size=batch_size, vllm=vllm)
+                            batch_size=batch_size, max_batch_tokens=max_batch_tokens, vllm=vllm)
 
 
 class OutputFile(click.Path):

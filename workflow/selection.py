@@ -109,7 +109,8 @@ def record_of(candidate: Candidate, examples: Sequence[Example], decoding: Decod
               options: InferenceOptions) -> dict[str, Any]:
     """What the predictions of ``candidate`` depend on: if any of it changes, they are generated again."""
     checkpoint = resolve_checkpoint(candidate.path, options.base_model)
-    settings = {key: value for key, value in asdict(options).items() if key not in ("batch_size", "device")}
+    settings = {key: value for key, value in asdict(options).items()
+                if key not in ("batch_size", "max_batch_tokens", "device")}  # they change no output
     return {"checkpoint": checkpoint.settings(), "decoding": decoding.settings(), "options": settings,
             "input_sha256": examples_digest(examples)}
 
