@@ -1,46 +1,83 @@
-"""Benchmark: `tools infer` generation, sequential (batch 1) vs batched, same greedy settings.
+"""Benchmark: how `tools infer` batches — one dialogue at a time, the old fixed batches, the token budget.
 
-The tiny random EXAONE-shaped model on CPU, one torch thread (the numbers are about batching; one
-thread also keeps them steady on a shared machine), the engine `tools infer` runs (prompt builder,
-length-sorted batches, sidecar, submission file), model loading excluded. Two sets of 64 dialogues:
+The tiny random EXAONE-shaped model on CPU, one torch thread, the engine `tools infer` runs (prompt builder,
+length-sorted batches, sidecar, submission file; model loading excluded), greedy, ``MAX_NEW_TOKENS`` new
+tokens (the random model never emits EOS, so every row decodes exactly that many). Prompt sets:
 
 * ``fixtures`` — the 16 bundled fixture dialogues ×4 (new ids), prompts of 129–192 tokens;
-* ``long`` — the same with each conversation repeated 4 times (363–603 tokens), closer to the
-  real data's length; the tiny model's 64-wide layers make attention over the long context its main
-  cost, so batching gains less here than on a real 7.8B model, whose weights dominate every step.
+* ``long`` — the same with each conversation repeated 4 times (363–603 tokens);
+* ``dev`` / ``test`` — the full-size synthetic splits (`benchmarks/make_synthetic.py`: the real splits' sizes
+  and length distributions), prompts cut to 3,072 tokens as `tools infer` cuts them on EXAONE 3.0 (4,096
+  positions − 1,024 new tokens);
+* ``mix`` — a real-length mix: 48 fixture dialogues and 48 synthetic test dialogues spread over its lengths,
+  short and long in one file.
 
-The random model never emits EOS, so every example costs exactly ``MAX_NEW_TOKENS`` = 64 decoding
-steps; that keeps the whole run well under two minutes on 2 CPU cores. Every batched run must
-reproduce the sequential outputs exactly.
+Batching cases, each a `generation.batching.BatchLimit` (and, for the old default, the old prefill):
 
-A last set of cases times the default batch on the fixtures with one torch thread and with the default
+* ``sequential`` — `--batch-size 1`;
+* ``fixed 16, padded prefill`` — `--batch-size 16` as `tools infer` ran it before the token budget
+  (`generate` prefilled the left-padded batch: `HFEngine.prefill_alone = False`);
+* ``fixed 16`` — `--batch-size 16 --max-batch-tokens 0`: the same batches, prompts prefilled alone;
+* ``default`` — `--max-batch-tokens 65536` (`DEFAULT_MAX_BATCH_TOKENS`), no dialogue cap.
+
+Every case runs ``REPEATS`` times, interleaved (the order rotates each round), and the table gives the median
+seconds and the median peak memory: the process's peak resident memory during the run (Linux's VmHWM, reset
+before each run) above what it held before. Every case must reproduce the sequential outputs exactly, or the
+script fails. ``--budgets 8192,32768,…`` adds budget cases (how the default was chosen).
+
+A last set of cases times the default batching on the fixtures with one torch thread and with the default
 thread count (`tools infer --threads`: the CPUs this process may use), on an idle machine and with a
 competing process that keeps one core busy — why `--threads` exists. Run:
-`python benchmarks/infer_throughput.py`.
+`python benchmarks/infer_throughput.py [--sets fixtures,dev] [--repeats 3] [--budgets 8192,16384]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import ctypes
 import dataclasses
+import gc
 import json
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import markdown, one_torch_thread  # noqa: E402
+from benchmarks.make_synthetic import write_split  # noqa: E402
+from common.checkout import SAMPLE_DATA  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
-from common.checkout import SAMPLE_DATA  # noqa: E402
 from exaone.tiny import build_tiny_model  # noqa: E402
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit  # noqa: E402
 
 EXAMPLES = 64
-MAX_NEW_TOKENS = 64
-BATCH_SIZES = (1, 16, 32)
+MAX_NEW_TOKENS = 32
+PROMPT_BUDGET = 4096 - 1024  # what `tools infer` gives a prompt on EXAONE 3.0 with the default --max-new-tokens
+REPEATS = 3
+SETS = ("fixtures", "long", "dev", "test", "mix")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    limit: BatchLimit
+    prefill_alone: bool = True
+
+
+CASES = (
+    Case("sequential (--batch-size 1)", BatchLimit(None, 1)),
+    Case("fixed 16, padded prefill (the old default)", BatchLimit(None, 16), prefill_alone=False),
+    Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16)),
+    Case(f"default (--max-batch-tokens {DEFAULT_MAX_BATCH_TOKENS})", BatchLimit()),
+)
 
 
 def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
@@ -49,6 +86,83 @@ def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
     return [dataclasses.replace(base[i % len(base)], id=f"bench-{i:03d}",
                                 conversation=base[i % len(base)].conversation * repeat)
             for i in range(count)]
+
+
+def prompt_sets(names: Sequence[str], folder: Path) -> dict[str, list]:
+    """The dialogues of each named set (see the module docstring)."""
+    synthetic = {split: load_nikl(write_split(folder, split)) for split in ("dev", "test")
+                 if split in names or (split == "test" and "mix" in names)}
+    sets = {"fixtures": lambda: fixture_dialogues(), "long": lambda: fixture_dialogues(repeat=4),
+            "dev": lambda: synthetic["dev"], "test": lambda: synthetic["test"],
+            "mix": lambda: fixture_dialogues(48) + synthetic["test"][::len(synthetic["test"]) // 48][:48]}
+    return {name: sets[name]() for name in names}
+
+
+def memory_kib(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of this process from /proc (None where there is no /proc)."""
+    try:
+        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), flags=re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def reset_peak_memory() -> int | None:
+    """Free what can be freed, reset the peak-RSS mark (Linux ``clear_refs`` 5); the resident KiB now."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return memory_kib("VmRSS")
+
+
+def timed_run(run: Callable[[], Any]) -> tuple[float, float | None]:
+    """(seconds, peak memory growth in MB) of ``run()``."""
+    before = reset_peak_memory()
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    peak = memory_kib("VmHWM")
+    return seconds, (peak - before) / 1024 if peak is not None and before is not None else None
+
+
+def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, folder: Path) -> list[dict[str, Any]]:
+    """Every case ``repeats`` times, interleaved; each case's outputs must equal the first case's."""
+    from generation.runner import run_to_file
+
+    seconds: dict[str, list[float]] = {case.name: [] for case in cases}
+    memory: dict[str, list[float]] = {case.name: [] for case in cases}
+    batches: dict[str, str] = {}
+    outputs: dict[str, list[str]] = {}
+    for round_ in range(repeats):
+        for case in cases[round_ % len(cases):] + cases[:round_ % len(cases)]:
+            output = folder / "out.json"
+            engine.prefill_alone = case.prefill_alone
+            reports = []
+            took, grew = timed_run(lambda: reports.append(run_to_file(engine, examples, builder, output,
+                                                                       limit=case.limit, progress=False)))
+            engine.prefill_alone = True
+            seconds[case.name].append(took)
+            memory[case.name].append(grew)
+            sizes = reports[0].batch_sizes
+            batches[case.name] = f"{len(sizes)} × {min(sizes)}–{max(sizes)}" if min(sizes) != max(sizes) \
+                else f"{len(sizes)} × {sizes[0]}"
+            texts = [row["output"] for row in json.loads(output.read_text(encoding="utf-8"))]
+            outputs.setdefault(case.name, texts)
+            if cases[0].name in outputs and texts != outputs[cases[0].name]:
+                raise SystemExit(f"{case.name}: outputs differ from {cases[0].name}")
+    reference = statistics.median(seconds[cases[0].name])
+    rows = []
+    for case in cases:
+        median = statistics.median(seconds[case.name])
+        grown = [value for value in memory[case.name] if value is not None]
+        rows.append({"case": case.name, "batches": batches[case.name], "seconds": round(median, 2),
+                     "seconds (min–max)": f"{min(seconds[case.name]):.2f}–{max(seconds[case.name]):.2f}",
+                     "examples/s": round(len(examples) / median, 1), "vs sequential": f"{reference / median:.2f}×",
+                     "peak memory MB": round(statistics.median(grown)) if grown else "n/a",
+                     "outputs": "reference" if case is cases[0] else "identical"})
+    return rows
 
 
 @contextlib.contextmanager
@@ -65,7 +179,7 @@ def competing_load(busy: bool):
 
 
 def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
-    """Default batch, 1 thread vs the default thread count, idle and with one core taken."""
+    """Default batching, 1 thread vs the default thread count, idle and with one core taken."""
     import torch
 
     from common.devices import available_cpus
@@ -78,12 +192,11 @@ def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
                 torch.set_num_threads(threads)
                 with competing_load(busy):
                     start = time.perf_counter()
-                    run_to_file(engine, examples, builder, Path(tmp) / f"t{threads}{busy}.json", batch_size=16,
-                                progress=False)
+                    run_to_file(engine, examples, builder, Path(tmp) / f"t{threads}{busy}.json", progress=False)
                     seconds = time.perf_counter() - start
                 rows.append({
                     "benchmark": "infer threads (tiny model, CPU)",
-                    "case": f"fixtures, batch 16, {threads} thread{'s' if threads > 1 else ''}"
+                    "case": f"fixtures, default batching, {threads} thread{'s' if threads > 1 else ''}"
                             + (" (default)" if threads == available_cpus() else "")
                             + (", one core busy" if busy else ", idle"),
                     "examples": len(examples), "seconds": round(seconds, 2),
@@ -92,45 +205,46 @@ def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
     return rows
 
 
-def main() -> list[dict[str, object]]:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help=f"interleaved runs of each case (default {REPEATS})")
+    parser.add_argument("--budgets", default="", help="extra --max-batch-tokens cases, comma-separated")
+    parser.add_argument("--new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"default {MAX_NEW_TOKENS}")
+    parser.add_argument("--no-threads", action="store_true", help="skip the thread-count cases")
+    args = parser.parse_args(argv)
+    unknown = set(args.sets.split(",")) - set(SETS)
+    if unknown:
+        parser.error(f"--sets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SETS)}")
+    return args
+
+
+def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
     from generation.decoding import Decoding
     from generation.jobs import prepare_jobs
     from generation.loader import load_engine
-    from generation.runner import run_to_file
 
+    args = parse_args(argv)
+    cases = list(CASES) + [Case(f"--max-batch-tokens {budget}", BatchLimit(int(budget)))
+                           for budget in filter(None, args.budgets.split(","))]
     rows = []
-    with one_torch_thread():
-        with tempfile.TemporaryDirectory() as tmp:
-            engine = load_engine(build_tiny_model(Path(tmp) / "tiny"), Decoding(max_new_tokens=MAX_NEW_TOKENS),
-                                 device="cpu")
-            builder = PromptBuilder(tokenizer=engine.tokenizer)
-            for name, examples in [("fixtures", fixture_dialogues()), ("long", fixture_dialogues(repeat=4))]:
-                lengths = [len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer)]
-                engine.generate(prepare_jobs(examples[:2], builder, engine.tokenizer))  # warm-up
-                reference = None
-                for batch_size in BATCH_SIZES:
-                    output = Path(tmp) / f"{name}-{batch_size}.json"
-                    start = time.perf_counter()
-                    run_to_file(engine, examples, builder, output, batch_size=batch_size, progress=False)
-                    seconds = time.perf_counter() - start
-                    texts = [row["output"] for row in json.loads(output.read_text(encoding="utf-8"))]
-                    reference = reference or (texts, seconds)
-                    if texts != reference[0]:
-                        raise SystemExit(f"{name}, batch size {batch_size}: outputs differ from batch size 1")
-                    rows.append({
-                        "benchmark": "infer (tiny model, CPU, 1 thread)",
-                        "case": f"{name}, " + ("sequential (batch 1)" if batch_size == 1 else f"batch {batch_size}"),
-                        "examples": len(examples),
-                        "prompt tokens": f"{min(lengths)}–{max(lengths)}",
-                        "max_new_tokens": MAX_NEW_TOKENS,
-                        "seconds": round(seconds, 2),
-                        "examples/s": round(len(examples) / seconds, 1),
-                        "vs sequential": f"{reference[1] / seconds:.1f}×",
-                        "outputs": "reference" if batch_size == 1 else "identical",
-                    })
+    with one_torch_thread(), tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        engine = load_engine(build_tiny_model(folder / "tiny"), Decoding(max_new_tokens=args.new_tokens), device="cpu")
+        builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
+        engine.generate(prepare_jobs(fixture_dialogues(2), builder, engine.tokenizer))  # warm-up
+        for name, examples in prompt_sets(args.sets.split(","), folder).items():
+            print(f"[infer_throughput] {name}: {len(examples)} dialogues …", file=sys.stderr, flush=True)
+            lengths = sorted(len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer))
+            for row in compare(engine, builder, examples, cases, args.repeats, folder):
+                rows.append({"benchmark": "infer (tiny model, CPU, 1 thread)", "case": f"{name}, {row.pop('case')}",
+                             "examples": len(examples),
+                             "prompt tokens": f"{lengths[0]}–{lengths[len(lengths) // 2]}–{lengths[-1]}",
+                             "max_new_tokens": args.new_tokens, **row})
+        if not args.no_threads:
             rows += thread_rows(engine, builder, fixture_dialogues())
     return rows
 
 
 if __name__ == "__main__":
-    print(markdown(main()))
+    print(markdown(main(sys.argv[1:])))

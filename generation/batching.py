@@ -20,7 +20,7 @@ from typing import Sequence
 from generation.jobs import Job
 
 # rows × (longest prompt + max_new_tokens) per generate call on the hf backend. Chosen by
-# benchmarks/batching.py: on CPU every budget from 8k tokens up is at least as fast as one dialogue at a
+# benchmarks/infer_throughput.py: on CPU every budget from 8k tokens up is at least as fast as one dialogue at a
 # time; on a GPU it is the KV cache a batch may hold — 65,536 tokens of EXAONE-3.0-7.8B in bfloat16 are
 # 8.6 GB (32 layers × 8 KV heads × 128 × 2 × 2 bytes a token), which fits next to the 15.6 GB of weights on a
 # 40 GB GPU; a smaller GPU runs out of memory once and continues at half.

@@ -11,28 +11,39 @@ import time
 from typing import Any, Callable
 
 from benchmarks.gpu.shapes import Profile
+from generation.batching import VLLM_DIALOGUES_PER_CALL, BatchLimit, plan_batches
 from benchmarks.gpu.timing import Clock, free_memory, peak_gib, reset_peak, sync
 from benchmarks.gpu.workload import PROMPT_LENGTH_SOURCE, percentiles
 
-GEN_FIELDS = ("case", "backend", "status", "batch_size", "examples_run", "examples_total", "batches_run",
-              "batches_total", "prompt_tokens", "generated_tokens", "seconds", "prompt_tokens_per_s",
+GEN_FIELDS = ("case", "backend", "status", "batch_size", "max_batch_tokens", "examples_run", "examples_total",
+              "batches_run", "batches_total", "prompt_tokens", "generated_tokens", "seconds", "prompt_tokens_per_s",
               "generated_tokens_per_s", "examples_per_s", "projected_seconds_all", "projection",
               "peak_memory_gib", "note")
 
 
-def gen_case(case: str, backend: str, batch_size: int | None, total: int, new_tokens: int) -> dict[str, Any]:
+def gen_case(case: str, backend: str, batch_size: int | None, total: int, new_tokens: int,
+             max_batch_tokens: int | None = None) -> dict[str, Any]:
     return {**dict.fromkeys(GEN_FIELDS), "case": case, "backend": backend, "status": "not run",
-            "batch_size": batch_size, "examples_total": total, "note": "", "_new_tokens": new_tokens}
+            "batch_size": batch_size, "max_batch_tokens": max_batch_tokens, "examples_total": total, "note": "",
+            "_new_tokens": new_tokens}
+
+
+def case_limit(case: dict[str, Any]) -> BatchLimit:
+    """The batching of a case: a token budget (``max_batch_tokens``) or fixed batches of ``batch_size``."""
+    return BatchLimit(case["max_batch_tokens"], case["batch_size"])
 
 
 def generation_cases(profile: Profile, n: int) -> dict[str, dict[str, Any]]:
-    """The five generation cases of a run of ``n`` prompts, by key, in report order."""
-    batch, new = profile.default_batch, profile.new_tokens
+    """The six generation cases of a run of ``n`` prompts, by key, in report order: one prompt at a time, the
+    old fixed batches, the token budget, the largest fixed batch that fits; vLLM twice."""
+    batch, budget, new = profile.fixed_batch, profile.max_batch_tokens, profile.new_tokens
     return {
         "batch1": gen_case("HF, batch 1 (subset, projected)", "hf", 1, n, new),
-        "default": gen_case(f"HF, batch {batch} (tools infer default)", "hf", batch, n, new),
-        "best": gen_case("HF, largest batch that fits", "hf", None, n, new),
-        "vllm_default": gen_case(f"vLLM, --batch-size {batch} (tools infer default)", "vllm", batch, n, new),
+        "fixed": gen_case(f"HF, fixed batch {batch}, padded prefill (the old tools infer default)", "hf", batch, n, new),
+        "budget": gen_case(f"HF, --max-batch-tokens {budget} (tools infer default)", "hf", None, n, new, budget),
+        "best": gen_case("HF, largest fixed batch that fits", "hf", None, n, new),
+        "vllm_default": gen_case(f"vLLM, --batch-size {VLLM_DIALOGUES_PER_CALL} (tools infer default)", "vllm",
+                                 VLLM_DIALOGUES_PER_CALL, n, new),
         "vllm_all": gen_case(f"vLLM, all {n} prompts in one call (--batch-size {n})", "vllm", n, n, new),
     }
 
@@ -48,7 +59,7 @@ def generation_section(profile: Profile, lengths: list[int], cases: list[dict[st
                                       "total": sum(lengths)}},
         "engine": "generation.hf.HFEngine via generation.runner.generate_all (tools infer --backend hf); "
                   "sdpa attention (tools infer loads models without attn_implementation); no EOS: every row "
-                  f"generates {profile.new_tokens} tokens",
+                  f"generates {profile.new_tokens} tokens; a token budget counts them per row",
         "cases": cases,
     }
 
@@ -120,24 +131,23 @@ def summarise_gen(case: dict[str, Any], timings: list[tuple[int, int, int, float
 
 
 def batches_of(jobs, batch_size: int) -> list[list]:
-    """The batches ``generate_all`` forms: longest prompts first, ``batch_size`` at a time."""
-    ordered = sorted(jobs, key=lambda job: len(job.prompt_ids), reverse=True)
-    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    """The fixed batches ``generate_all`` forms: longest prompts first, ``batch_size`` at a time."""
+    return plan_batches(jobs, BatchLimit(None, batch_size))
 
 
-def run_batches(generate: Callable, generated: Callable[[], int], jobs, batch_size: int, clock: Clock,
+def run_batches(generate: Callable, generated: Callable[[], int], jobs, limit: BatchLimit, clock: Clock,
                 case: dict[str, Any], device: str, *, max_examples: int | None = None,
                 done: dict[int, tuple] | None = None, memory: Callable[[], float | None] | None = None,
                 on_progress: Callable[[], None] = lambda: None) -> None:
-    """Run ``tools infer``'s batches (``generate_all`` over an engine's ``generate``) in a length-stratified
-    order until the clock (or ``max_examples``) says stop; ``case`` is filled after every batch, so a timeout
-    keeps what ran. ``generated()`` is the running count of generated tokens."""
+    """Run ``tools infer``'s batches (``generate_all`` over an engine's ``generate``, batched by ``limit``) in a
+    length-stratified order until the clock (or ``max_examples``) says stop; ``case`` is filled after every
+    batch, so a timeout keeps what ran. ``generated()`` is the running count of generated tokens."""
     from generation.runner import generate_all
 
     memory = memory or (lambda: peak_gib(device))
-    batches = batches_of(jobs, batch_size)
+    new_tokens = case.get("_new_tokens") or 0
+    batches = plan_batches(jobs, limit, new_tokens)
     timings = dict(done or {})
-    new_tokens = case.get("_new_tokens")
     if timings:
         summarise_gen(case, list(timings.values()), len(batches), new_tokens)
     for index in spread_order(len(batches)):
@@ -151,11 +161,11 @@ def run_batches(generate: Callable, generated: Callable[[], int], jobs, batch_si
         before = generated()
         sync(device)
         start = time.perf_counter()
-        final = generate_all(batch, generate, batch_size=batch_size, progress=False)
+        final = generate_all(batch, generate, limit=limit, new_tokens=new_tokens, progress=False)
         sync(device)
         seconds = time.perf_counter() - start
-        if final < batch_size:
-            case["note"] = f"CUDA out of memory: generate_all went down to batch {final}"
+        if final != limit:
+            case["note"] = f"out of memory: generate_all went down to {final.describe()}"
         timings[index] = (len(batch), sum(len(job.prompt_ids) for job in batch), generated() - before, seconds)
         summarise_gen(case, list(timings.values()), len(batches), new_tokens)
         case["peak_memory_gib"] = memory()
@@ -183,12 +193,12 @@ def best_batch_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, c
     import torch
 
     cap = min(profile.max_batch, len(jobs))
-    fit: int | None = profile.default_batch if default_fits else None
+    fit: int | None = profile.fixed_batch if default_fits else None
     fit_timing: tuple | None = None
     fit_peak: float | None = None
     tried: list[str] = []
     upward = default_fits
-    size = min(profile.default_batch * 2, cap) if upward else profile.default_batch // 2
+    size = min(profile.fixed_batch * 2, cap) if upward else profile.fixed_batch // 2
     while 1 <= size and (not upward or (fit or 0) < cap):
         if fit_timing and not clock.allows(fit_timing[3] * 2.5):  # a doubled batch takes longer
             tried.append(f"{size}: no time left")
@@ -218,6 +228,7 @@ def best_batch_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, c
     case["batch_size"] = fit
     done = {0: fit_timing} if fit_timing else {}
     reset_peak(device)
-    run_batches(engine.generate, lambda: tokenizer.decoded_tokens, jobs, fit, clock, case, device, done=done)
+    run_batches(engine.generate, lambda: tokenizer.decoded_tokens, jobs, BatchLimit(None, fit), clock, case, device,
+                done=done)
     if fit_peak is not None and device.startswith("cuda"):
         case["peak_memory_gib"] = max(fit_peak, case["peak_memory_gib"] or 0.0)
