@@ -14,7 +14,7 @@ timeout (``failed: …`` / ``timeout: …`` / ``skipped: …``) without losing t
    distribution, through the engine ``tools infer`` runs (``generation.hf.HFEngine`` batched by
    ``generation.runner.generate_all``): batch 1 on a length-stratified subset, fixed batches of 16 with the
    padded prefill (``tools infer`` before the token budget), the token budget (``--max-batch-tokens``, the
-   ``tools infer`` default) and the largest fixed batch that fits (searched upward, catching CUDA OOM); each
+   ``tools infer`` default) and the largest token budget that fits (searched upward, catching CUDA OOM); each
    projected to the whole set from the batches it had time for. vLLM (``generation.loader.load_engine(...,
    backend="vllm")``) too when installed: it needs weights on disk, so that phase saves the random model to a
    temporary directory and runs in a child process with a hard timeout.
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.gpu import REPO  # noqa: E402
 from benchmarks.gpu.generation_phase import (  # noqa: E402
-    CountingTokenizer, best_batch_search, case_limit, generation_cases, generation_section, run_batches)
+    CountingTokenizer, best_budget_search, case_limit, generation_cases, generation_section, run_batches)
 from benchmarks.gpu.report import Report, device_info, docs_block, report_markdown, update_docs, versions  # noqa: E402
 from benchmarks.gpu.shapes import DEFAULT_PROFILE, TINY_PROFILE, TOKENS_PER_CHAR, build_model  # noqa: E402
 from benchmarks.gpu.timing import (  # noqa: E402
@@ -215,9 +215,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 engine.prefill_alone = True
 
         def best(clock: Clock) -> None:
-            # the fixed case ran its longest batch first: did that fit?
-            fixed_fits = bool(gen["fixed"]["examples_run"]) and "out of memory" not in gen["fixed"]["note"]
-            best_batch_search(engine, tokenizer, jobs, profile, clock, gen["best"], device, fixed_fits)
+            # the budget case ran its longest batch first: did that fit?
+            budget_fits = bool(gen["budget"]["examples_run"]) and "out of memory" not in gen["budget"]["note"]
+            best_budget_search(engine, tokenizer, jobs, profile, clock, gen["best"], device, budget_fits)
 
         run_phase(report, "hf batch 1", limit("hf batch 1"), [gen["batch1"]],
                   measure("batch1", max_examples=profile.batch1_examples), device)

@@ -18,7 +18,7 @@ Batching cases, each a `generation.batching.BatchLimit` (and, for the old defaul
 * ``fixed 16, padded prefill`` — `--batch-size 16` as `tools infer` ran it before the token budget
   (`generate` prefilled the left-padded batch: `HFEngine.prefill_alone = False`);
 * ``fixed 16`` — `--batch-size 16 --max-batch-tokens 0`: the same batches, prompts prefilled alone;
-* ``default`` — `--max-batch-tokens 65536` (`DEFAULT_MAX_BATCH_TOKENS`), no dialogue cap.
+* ``default`` — `--max-batch-tokens 16384` (`DEFAULT_MAX_BATCH_TOKENS["cpu"]`), no dialogue cap.
 
 Every case runs ``REPEATS`` times, interleaved (the order rotates each round), and the table gives the median
 seconds and the median peak memory: the process's peak resident memory during the run (Linux's VmHWM, reset
@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import markdown, one_torch_thread  # noqa: E402
+from benchmarks.common import one_torch_thread, tables  # noqa: E402
 from benchmarks.make_synthetic import write_split  # noqa: E402
 from common.checkout import SAMPLE_DATA  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
@@ -63,6 +63,7 @@ MAX_NEW_TOKENS = 32
 PROMPT_BUDGET = 4096 - 1024  # what `tools infer` gives a prompt on EXAONE 3.0 with the default --max-new-tokens
 REPEATS = 3
 SETS = ("fixtures", "long", "dev", "test", "mix")
+CPU_BUDGET = DEFAULT_MAX_BATCH_TOKENS["cpu"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +77,7 @@ CASES = (
     Case("sequential (--batch-size 1)", BatchLimit(None, 1)),
     Case("fixed 16, padded prefill (the old default)", BatchLimit(None, 16), prefill_alone=False),
     Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16)),
-    Case(f"default (--max-batch-tokens {DEFAULT_MAX_BATCH_TOKENS})", BatchLimit()),
+    Case(f"default (--max-batch-tokens {CPU_BUDGET})", BatchLimit(CPU_BUDGET)),
 )
 
 
@@ -165,6 +166,39 @@ def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, fold
     return rows
 
 
+def where_time_goes(engine, builder, examples, repeats: int) -> list[dict[str, Any]]:
+    """Prefill vs decoding of the 16 longest prompts of ``examples``: one at a time, one padded batch whose
+    prefill ``generate`` runs (the old way), one batch prefilled prompt by prompt. Prefill: a run with one new
+    token; decoding: the rest of a run with ``max_new_tokens``. Medians of ``repeats`` interleaved runs."""
+    from generation.decoding import Decoding
+    from generation.jobs import prepare_jobs
+
+    jobs = sorted(prepare_jobs(examples, builder, engine.tokenizer), key=lambda job: -len(job.prompt_ids))[:16]
+    decoding = engine.decoding
+    ways = {"one at a time": (1, True), "batch of 16, padded prefill": (16, False),
+            "batch of 16, prompts prefilled alone": (16, True)}
+    measured: dict[tuple[str, int], list[tuple[float, float | None]]] = {}
+    for round_ in range(repeats):
+        for name, (size, alone) in ways.items():
+            for new_tokens in (1, decoding.max_new_tokens):
+                engine.decoding, engine.prefill_alone = Decoding(max_new_tokens=new_tokens), alone
+                measured.setdefault((name, new_tokens), []).append(timed_run(
+                    lambda: [engine.generate(jobs[i:i + size]) for i in range(0, len(jobs), size)]))
+    engine.decoding, engine.prefill_alone = decoding, True
+    rows = []
+    for name in ways:
+        prefill = statistics.median(seconds for seconds, _ in measured[(name, 1)])
+        whole = statistics.median(seconds for seconds, _ in measured[(name, decoding.max_new_tokens)])
+        peaks = [grew for _, grew in measured[(name, 1)] if grew is not None]
+        rows.append({"case": name, "prefill s": round(prefill, 2), "decoding s": round(whole - prefill, 2),
+                     "prefill peak memory MB": round(statistics.median(peaks)) if peaks else "n/a"})
+    width = len(jobs[0].prompt_ids)
+    rows.append({"case": f"(the padded batch's 4-D mask: 16 × {width}² = {16 * width * width / 2**20:.0f} MB as bool, "
+                         f"{16 * width * width * 4 / 2**20:.0f} MB as the float SDPA turns it into, per layer)",
+                 "prefill s": "", "decoding s": "", "prefill peak memory MB": ""})
+    return rows
+
+
 @contextlib.contextmanager
 def competing_load(busy: bool):
     """A process that keeps one CPU core busy (spinning) while the block runs, when ``busy``."""
@@ -241,10 +275,14 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
                              "examples": len(examples),
                              "prompt tokens": f"{lengths[0]}–{lengths[len(lengths) // 2]}–{lengths[-1]}",
                              "max_new_tokens": args.new_tokens, **row})
+        if "dev" in args.sets.split(","):
+            for row in where_time_goes(engine, builder, prompt_sets(["dev"], folder)["dev"], args.repeats):
+                rows.append({"benchmark": "infer: where the time goes (16 longest synthetic dev prompts)", **row,
+                             "max_new_tokens": args.new_tokens})
         if not args.no_threads:
             rows += thread_rows(engine, builder, fixture_dialogues())
     return rows
 
 
 if __name__ == "__main__":
-    print(markdown(main(sys.argv[1:])))
+    print("\n\n".join(tables(main(sys.argv[1:]))))

@@ -33,6 +33,10 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
 
     @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
     def context_length(self) -> int | None:
         """Positions the model was trained for (prompt + generated tokens must fit)."""
         return model_context_length(self.model.config, self.tokenizer)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
-from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit
+from generation.batching import VLLM_DIALOGUES_PER_CALL, BatchLimit, default_max_batch_tokens
 from generation.decoding import Decoding
 from generation.runner import RunReport, prompt_budget, run_to_file
 
@@ -28,7 +28,7 @@ class InferenceOptions:
     clean_rules: tuple[str, ...] = ()
     max_prompt_tokens: int | None = None
     batch_size: int | None = None  # at most this many dialogues per generate call; default: no cap (hf), 256 (vllm)
-    max_batch_tokens: int | None = None  # hf: the batch token budget (default DEFAULT_MAX_BATCH_TOKENS, 0: none)
+    max_batch_tokens: int | None = None  # hf: the batch token budget (default: by device, DEFAULT_MAX_BATCH_TOKENS; 0: none)
     vllm: Any = None  # generation.vllm.VLLMSettings for --backend vllm (context, memory, parallelism)
 
 
@@ -45,12 +45,13 @@ def describe_engine(engine: Any) -> str:
     return "loaded " + ", ".join(parts) + notes
 
 
-def batch_limit(options: InferenceOptions) -> BatchLimit:
-    """How ``options`` batch: on hf a token budget (``--max-batch-tokens``, 0 for none) and an optional dialogue
-    cap (``--batch-size``); vLLM schedules its own batches, so there only the dialogues per call count."""
+def batch_limit(options: InferenceOptions, device: str) -> BatchLimit:
+    """How ``options`` batch on ``device``: on hf a token budget (``--max-batch-tokens``; default by device, 0 for
+    none) and an optional dialogue cap (``--batch-size``); vLLM schedules its own batches, so there only the
+    dialogues per call count."""
     if options.backend == "vllm":
         return BatchLimit(max_tokens=None, max_dialogues=options.batch_size or VLLM_DIALOGUES_PER_CALL)
-    tokens = DEFAULT_MAX_BATCH_TOKENS if options.max_batch_tokens is None else options.max_batch_tokens
+    tokens = default_max_batch_tokens(device) if options.max_batch_tokens is None else options.max_batch_tokens
     return BatchLimit(max_tokens=tokens or None, max_dialogues=options.batch_size)
 
 
@@ -72,5 +73,5 @@ def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str
                                 tokenizer=engine.tokenizer, max_prompt_tokens=budget)
         if options.backend == "vllm" and options.max_batch_tokens is not None:
             notify("--max-batch-tokens applies to the hf backend; vLLM schedules its own batches (ignored)")
-        return run_to_file(engine, examples, builder, output, limit=batch_limit(options), restart=restart,
+        return run_to_file(engine, examples, builder, output, limit=batch_limit(options, engine.device), restart=restart,
                            progress=progress, notify=notify, announce=describe_engine(engine))

@@ -13,7 +13,7 @@ from common.errors import UserError
 from dataset_builders.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
-from generation.batching import BatchLimit, by_length
+from generation.batching import BatchLimit, by_length, default_max_batch_tokens
 from generation.jobs import Engine, Job, prepare_jobs
 from generation.sidecar import Sidecar, output_lock
 
@@ -32,7 +32,7 @@ def generate_all(
     jobs: Sequence[Job],
     generate: Callable[[Sequence[Job]], list[list[str]]],
     *,
-    limit: BatchLimit = BatchLimit(),
+    limit: BatchLimit,
     new_tokens: int = 0,
     rows_per_dialogue: int = 1,
     on_batch: Callable[[Sequence[Job], list[list[str]]], None] = lambda jobs, results: None,
@@ -186,7 +186,7 @@ def run_to_file(
     builder: PromptBuilder,
     output: Path | str,
     *,
-    limit: BatchLimit = BatchLimit(),
+    limit: BatchLimit | None = None,
     restart: bool = False,
     progress: bool = True,
     notify: Callable[[str], None] = lambda message: None,
@@ -194,7 +194,7 @@ def run_to_file(
 ) -> RunReport:
     """Generate for every example not already in the sidecar, then write ``output`` atomically; holds
     ``output``'s lock throughout. ``limit`` forms the batches (the engine's ``max_new_tokens`` and candidates per
-    dialogue count against its token budget). ``notify`` hears ``announce`` once the sidecar is accepted, then
+    dialogue count against its token budget; default: the budget for the engine's device). ``notify`` hears ``announce`` once the sidecar is accepted, then
     about any sidecar line that could not be kept."""
     with output_lock(output):
         return _run_to_file(engine, examples, builder, output, limit=limit, restart=restart,
@@ -202,7 +202,7 @@ def run_to_file(
 
 
 def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBuilder, output: Path | str, *,
-                 limit: BatchLimit, restart: bool, progress: bool, notify: Callable[[str], None],
+                 limit: BatchLimit | None, restart: bool, progress: bool, notify: Callable[[str], None],
                  announce: str | None) -> RunReport:
     sampling = engine.decoding.sampling
     sidecar = Sidecar(output, run_header(engine, builder, examples),
@@ -226,6 +226,8 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         done.update((row["id"], row) for row in rows)
         report.batch_sizes.append(len(jobs))
 
+    if limit is None:
+        limit = BatchLimit(default_max_batch_tokens(engine.device))
     start = time.perf_counter()
     report.limit = generate_all(todo, engine.generate, limit=limit, new_tokens=engine.decoding.max_new_tokens,
                                 rows_per_dialogue=engine.decoding.per_prompt, on_batch=on_batch, progress=progress,

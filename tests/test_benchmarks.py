@@ -10,11 +10,18 @@ from conftest import REPO
 sys.path.insert(0, str(REPO))
 
 from benchmarks import run_all  # noqa: E402
-from benchmarks.common import markdown  # noqa: E402
+from benchmarks.common import markdown, tables  # noqa: E402
 
 
 def test_markdown_table():
     assert markdown([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]).splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | y |"]
+
+
+def test_one_table_per_benchmark_with_its_own_columns():
+    rows = [{"benchmark": "a", "case": "x", "seconds": 1}, {"benchmark": "b", "case": "y", "prefill s": 2},
+            {"benchmark": "a", "case": "z", "seconds": 3}]
+    assert tables(rows) == [markdown([rows[0], rows[2]]), markdown([rows[1]])]
+    assert "prefill s" in tables(rows)[1]
 
 
 def test_summary_row_takes_the_shared_columns():

@@ -22,7 +22,7 @@ from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli
 from common.env import offline_env
 from common.errors import UserError
-from generation.batching import BatchLimit, batch_tokens, plan_batches
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit, batch_tokens, plan_batches
 from generation.decoding import Decoding, postprocess, trim_at_stop
 from generation.hf import HFEngine
 from generation.jobs import Job, prepare_jobs
@@ -124,9 +124,10 @@ def test_batched_greedy_equals_sequential(tmp_path, tiny_model, mixed):
         summaries[name] = next(line for line in result.output.splitlines() if line.startswith("generation:"))
     assert len(runs["sequential"]) == 16 and all(runs["sequential"].values())
     assert all(run == runs["sequential"] for run in runs.values())
-    assert summaries["sequential"].endswith("16 batches of 1 dialogue (--max-batch-tokens 65536, --batch-size 1)")
+    cpu_budget = DEFAULT_MAX_BATCH_TOKENS["cpu"]  # ≥ 16 × (192 + 16): every dialogue in one batch
+    assert summaries["sequential"].endswith(f"16 batches of 1 dialogue (--max-batch-tokens {cpu_budget}, --batch-size 1)")
     assert summaries["fixed 4"].endswith("4 batches of 4 dialogues (--batch-size 4)")
-    assert summaries["default"].endswith("1 batch of 16 dialogues (--max-batch-tokens 65536)")
+    assert summaries["default"].endswith(f"1 batch of 16 dialogues (--max-batch-tokens {cpu_budget})")
     assert "batches of 1–2 dialogues (--max-batch-tokens 400)" in summaries["budget 400"]
     assert "(--max-batch-tokens 1000)" in summaries["budget 1000"]
 

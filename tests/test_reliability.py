@@ -276,7 +276,7 @@ def test_cpu_out_of_memory_halves_the_batch_then_names_the_dialogue():
         raise RuntimeError("shape mismatch")  # not memory: the traceback is kept
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        generate_all(jobs, bug, progress=False)
+        generate_all(jobs, bug, limit=BatchLimit(100), progress=False)
 
 
 def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, tiny_model):

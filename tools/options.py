@@ -138,8 +138,8 @@ def generation_options(function: F) -> F:
         click.option("--max-batch-tokens", default=None, type=click.IntRange(min=0),
                      help="Token budget of one generate call: dialogues (longest prompts first) join a batch while "
                           "rows × (longest prompt + --max-new-tokens) fits; halved automatically when memory runs "
-                          f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS}; vllm: ignored, it schedules its "
-                          "own batches]"),
+                          f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS['cpu']} on the CPU, "
+                          f"{DEFAULT_MAX_BATCH_TOKENS['gpu']} on a GPU; vllm: ignored, it schedules its own batches]"),
         click.option("--batch-size", default=None, type=click.IntRange(min=1),
                      help="At most N dialogues per generate call, within --max-batch-tokens  "
                           f"[default: no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call]"),

@@ -1,5 +1,5 @@
 """Generation: ``tools infer``'s batches (``generation.runner.generate_all`` over an engine) timed batch by
-batch and projected to the whole submission, and the search for the largest HF batch that fits.
+batch and projected to the whole submission, and the search for the largest HF token budget that fits.
 
 The batch loop serves the vLLM child too (``vllm_phase``); this module is named for the phase so that it
 does not read as the project's ``generation`` package, which it imports."""
@@ -35,13 +35,13 @@ def case_limit(case: dict[str, Any]) -> BatchLimit:
 
 def generation_cases(profile: Profile, n: int) -> dict[str, dict[str, Any]]:
     """The six generation cases of a run of ``n`` prompts, by key, in report order: one prompt at a time, the
-    old fixed batches, the token budget, the largest fixed batch that fits; vLLM twice."""
+    old fixed batches, the default token budget, the largest token budget that fits; vLLM twice."""
     batch, budget, new = profile.fixed_batch, profile.max_batch_tokens, profile.new_tokens
     return {
         "batch1": gen_case("HF, batch 1 (subset, projected)", "hf", 1, n, new),
         "fixed": gen_case(f"HF, fixed batch {batch}, padded prefill (the old tools infer default)", "hf", batch, n, new),
         "budget": gen_case(f"HF, --max-batch-tokens {budget} (tools infer default)", "hf", None, n, new, budget),
-        "best": gen_case("HF, largest fixed batch that fits", "hf", None, n, new),
+        "best": gen_case("HF, largest --max-batch-tokens that fits", "hf", None, n, new),
         "vllm_default": gen_case(f"vLLM, --batch-size {VLLM_DIALOGUES_PER_CALL} (tools infer default)", "vllm",
                                  VLLM_DIALOGUES_PER_CALL, n, new),
         "vllm_all": gen_case(f"vLLM, all {n} prompts in one call (--batch-size {n})", "vllm", n, n, new),
@@ -130,11 +130,6 @@ def summarise_gen(case: dict[str, Any], timings: list[tuple[int, int, int, float
     case["note"] = note.strip()
 
 
-def batches_of(jobs, batch_size: int) -> list[list]:
-    """The fixed batches ``generate_all`` forms: longest prompts first, ``batch_size`` at a time."""
-    return plan_batches(jobs, BatchLimit(None, batch_size))
-
-
 def run_batches(generate: Callable, generated: Callable[[], int], jobs, limit: BatchLimit, clock: Clock,
                 case: dict[str, Any], device: str, *, max_examples: int | None = None,
                 done: dict[int, tuple] | None = None, memory: Callable[[], float | None] | None = None,
@@ -172,10 +167,11 @@ def run_batches(generate: Callable, generated: Callable[[], int], jobs, limit: B
         on_progress()
 
 
-def probe_batch(engine, tokenizer: CountingTokenizer, jobs, batch_size: int, device: str) -> tuple:
-    """The longest ``batch_size`` prompts through ``engine.generate`` directly (``generate_all`` would halve
-    the batch on OOM and hide it): the batch's timing, or ``torch.cuda.OutOfMemoryError``."""
-    batch = batches_of(jobs, batch_size)[0]
+def probe_batch(engine, tokenizer: CountingTokenizer, jobs, limit: BatchLimit, device: str) -> tuple:
+    """The first batch ``limit`` forms (the longest prompts) through ``engine.generate`` directly
+    (``generate_all`` would halve it on OOM and hide that): the batch's timing, or
+    ``torch.cuda.OutOfMemoryError``."""
+    batch = plan_batches(jobs, limit, engine.decoding.max_new_tokens)[0]
     before = tokenizer.decoded_tokens
     sync(device)
     start = time.perf_counter()
@@ -185,28 +181,36 @@ def probe_batch(engine, tokenizer: CountingTokenizer, jobs, batch_size: int, dev
             time.perf_counter() - start)
 
 
-def best_batch_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, case: dict[str, Any], device: str,
-                      default_fits: bool) -> None:
-    """The largest batch whose longest prompts generate without CUDA OOM: doubling from the default batch
-    (halving from it when the default did not fit), up to ``max_batch`` or every prompt in one batch; then
-    that batch size measured like the others, reusing the probe of its longest batch."""
+def best_budget_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, case: dict[str, Any], device: str,
+                       default_fits: bool) -> None:
+    """The largest token budget whose first batch (the longest prompts) generates without CUDA OOM: doubling
+    from the default budget (halving from it when the default did not fit) until a batch would hold
+    ``max_batch`` dialogues or every prompt; then that budget measured like the others, reusing its probe."""
     import torch
 
-    cap = min(profile.max_batch, len(jobs))
-    fit: int | None = profile.fixed_batch if default_fits else None
+    new_tokens = engine.decoding.max_new_tokens
+    budget = profile.max_batch_tokens
+
+    def first_batch(tokens: int) -> int:
+        return len(plan_batches(jobs, BatchLimit(tokens), new_tokens)[0])
+
+    def room_to_grow(tokens: int) -> bool:
+        return first_batch(tokens) < min(profile.max_batch, len(jobs))
+
+    fit: int | None = budget if default_fits else None
     fit_timing: tuple | None = None
     fit_peak: float | None = None
     tried: list[str] = []
     upward = default_fits
-    size = min(profile.fixed_batch * 2, cap) if upward else profile.fixed_batch // 2
-    while 1 <= size and (not upward or (fit or 0) < cap):
+    size = budget * 2 if upward else budget // 2
+    while size >= 1 and (not upward or room_to_grow(fit or 0)):
         if fit_timing and not clock.allows(fit_timing[3] * 2.5):  # a doubled batch takes longer
             tried.append(f"{size}: no time left")
             break
         reset_peak(device)
         out_of_memory = False
         try:
-            timing = probe_batch(engine, tokenizer, jobs, size, device)
+            timing = probe_batch(engine, tokenizer, jobs, BatchLimit(size), device)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
         if out_of_memory:  # outside the except block, so the failed batch's tensors can be freed
@@ -216,19 +220,19 @@ def best_batch_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, c
                 break
             size //= 2
             continue
-        tried.append(f"{size}: fits")
+        tried.append(f"{size} ({first_batch(size)} dialogues): fits")
         fit, fit_timing, fit_peak = size, timing, peak_gib(device)
-        case.update(batch_size=fit, note="search " + ", ".join(tried))
+        case.update(max_batch_tokens=fit, note="search " + ", ".join(tried))
         if not upward:
             break
-        size = min(size * 2, cap)
-    case["note"] = "search " + (", ".join(tried) if tried else f"not needed: {fit} ≥ {len(jobs)} prompts")
+        size *= 2
+    case["note"] = "search " + (", ".join(tried) if tried else f"not needed: {fit} holds every prompt")
     if fit is None:
-        raise torch.cuda.OutOfMemoryError("not even batch 1 fits")
-    case["batch_size"] = fit
+        raise torch.cuda.OutOfMemoryError("not even one dialogue fits")
+    case["max_batch_tokens"] = fit
     done = {0: fit_timing} if fit_timing else {}
     reset_peak(device)
-    run_batches(engine.generate, lambda: tokenizer.decoded_tokens, jobs, BatchLimit(None, fit), clock, case, device,
+    run_batches(engine.generate, lambda: tokenizer.decoded_tokens, jobs, BatchLimit(fit), clock, case, device,
                 done=done)
     if fit_peak is not None and device.startswith("cuda"):
         case["peak_memory_gib"] = max(fit_peak, case["peak_memory_gib"] or 0.0)

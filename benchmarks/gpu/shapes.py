@@ -97,8 +97,8 @@ class Profile:
     seq_len: int = 4096             # recipes: sequence_len 4096, sample_packing, pad_to_sequence_len
     batch1_examples: int = 8        # batch 1 runs on a length-stratified subset of this many prompts
     fixed_batch: int = 16           # the fixed `tools infer --batch-size` before the token budget
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS  # `tools infer --max-batch-tokens` default
-    max_batch: int = 512            # the upward search for the largest batch stops here
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS["gpu"]  # `tools infer --max-batch-tokens` default on a GPU
+    max_batch: int = 512            # the upward budget search stops when a batch would hold this many dialogues
     train_steps: int = 4            # measured steps per training case (after the warm-up steps)
     warmup_steps: int = 1
     lora_rank: int = 16             # recipes/exaone_lora.yml: lora_r 16, lora_alpha 32, lora_dropout 0.05
