@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                   measure("batch1", max_examples=profile.batch1_examples), device)
         run_phase(report, "hf fixed batch", limit("hf fixed batch"), [gen["fixed"]], fixed, device)
         run_phase(report, "hf token budget", limit("hf token budget"), [gen["budget"]], measure("budget"), device)
-        run_phase(report, "hf best batch", limit("hf best batch"), [gen["best"]], best, device)
+        run_phase(report, "hf best budget", limit("hf best budget"), [gen["best"]], best, device)
         del engine
 
     vllm_dir: Path | None = None

@@ -10,7 +10,9 @@ tokens (the random model never emits EOS, so every row decodes exactly that many
   and length distributions), prompts cut to 3,072 tokens as `tools infer` cuts them on EXAONE 3.0 (4,096
   positions − 1,024 new tokens);
 * ``mix`` — a real-length mix: 48 fixture dialogues and 48 synthetic test dialogues spread over its lengths,
-  short and long in one file.
+  short and long in one file;
+* ``candidates`` — `--num-candidates 4` (seeded sampling) on the first 32 synthetic dev dialogues: each
+  dialogue is 4 rows of the batch.
 
 Batching cases, each a `generation.batching.BatchLimit` (and, for the old default, the old prefill):
 
@@ -18,7 +20,7 @@ Batching cases, each a `generation.batching.BatchLimit` (and, for the old defaul
 * ``fixed 16, padded prefill`` — `--batch-size 16` as `tools infer` ran it before the token budget
   (`generate` prefilled the left-padded batch: `HFEngine.prefill_alone = False`);
 * ``fixed 16`` — `--batch-size 16 --max-batch-tokens 0`: the same batches, prompts prefilled alone;
-* ``default`` — `--max-batch-tokens 16384` (`DEFAULT_MAX_BATCH_TOKENS["cpu"]`), no dialogue cap.
+* ``default`` — `--max-batch-tokens 8192` (`DEFAULT_MAX_BATCH_TOKENS["cpu"]`), no dialogue cap.
 
 Every case runs ``REPEATS`` times, interleaved (the order rotates each round), and the table gives the median
 seconds and the median peak memory: the process's peak resident memory during the run (Linux's VmHWM, reset
@@ -62,7 +64,8 @@ EXAMPLES = 64
 MAX_NEW_TOKENS = 32
 PROMPT_BUDGET = 4096 - 1024  # what `tools infer` gives a prompt on EXAONE 3.0 with the default --max-new-tokens
 REPEATS = 3
-SETS = ("fixtures", "long", "dev", "test", "mix")
+SETS = ("fixtures", "long", "dev", "test", "mix", "candidates")
+CANDIDATES = 4
 CPU_BUDGET = DEFAULT_MAX_BATCH_TOKENS["cpu"]
 
 
@@ -91,11 +94,12 @@ def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
 
 def prompt_sets(names: Sequence[str], folder: Path) -> dict[str, list]:
     """The dialogues of each named set (see the module docstring)."""
-    synthetic = {split: load_nikl(write_split(folder, split)) for split in ("dev", "test")
-                 if split in names or (split == "test" and "mix" in names)}
+    needs = {"dev": "dev", "test": "test", "mix": "test", "candidates": "dev"}
+    synthetic = {split: load_nikl(write_split(folder, split)) for split in {needs[n] for n in names if n in needs}}
     sets = {"fixtures": lambda: fixture_dialogues(), "long": lambda: fixture_dialogues(repeat=4),
             "dev": lambda: synthetic["dev"], "test": lambda: synthetic["test"],
-            "mix": lambda: fixture_dialogues(48) + synthetic["test"][::len(synthetic["test"]) // 48][:48]}
+            "mix": lambda: fixture_dialogues(48) + synthetic["test"][::len(synthetic["test"]) // 48][:48],
+            "candidates": lambda: synthetic["dev"][:32]}
     return {name: sets[name]() for name in names}
 
 
@@ -138,7 +142,7 @@ def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, fold
     outputs: dict[str, list[str]] = {}
     for round_ in range(repeats):
         for case in cases[round_ % len(cases):] + cases[:round_ % len(cases)]:
-            output = folder / "out.json"
+            output = folder / ("out.jsonl" if engine.decoding.sampling else "out.json")
             engine.prefill_alone = case.prefill_alone
             reports = []
             took, grew = timed_run(lambda: reports.append(run_to_file(engine, examples, builder, output,
@@ -149,7 +153,9 @@ def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, fold
             sizes = reports[0].batch_sizes
             batches[case.name] = f"{len(sizes)} × {min(sizes)}–{max(sizes)}" if min(sizes) != max(sizes) \
                 else f"{len(sizes)} × {sizes[0]}"
-            texts = [row["output"] for row in json.loads(output.read_text(encoding="utf-8"))]
+            text = output.read_text(encoding="utf-8")
+            texts = [json.loads(line)["candidates"] for line in text.splitlines()] if engine.decoding.sampling \
+                else [row["output"] for row in json.loads(text)]
             outputs.setdefault(case.name, texts)
             if cases[0].name in outputs and texts != outputs[cases[0].name]:
                 raise SystemExit(f"{case.name}: outputs differ from {cases[0].name}")
@@ -255,6 +261,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
     from generation.decoding import Decoding
+    from generation.hf import HFEngine
     from generation.jobs import prepare_jobs
     from generation.loader import load_engine
 
@@ -267,10 +274,13 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
         engine = load_engine(build_tiny_model(folder / "tiny"), Decoding(max_new_tokens=args.new_tokens), device="cpu")
         builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
         engine.generate(prepare_jobs(fixture_dialogues(2), builder, engine.tokenizer))  # warm-up
+        sampler = HFEngine(engine.model, engine.tokenizer, Decoding(max_new_tokens=args.new_tokens,
+                                                                     num_candidates=CANDIDATES, seed=0))
         for name, examples in prompt_sets(args.sets.split(","), folder).items():
             print(f"[infer_throughput] {name}: {len(examples)} dialogues …", file=sys.stderr, flush=True)
             lengths = sorted(len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer))
-            for row in compare(engine, builder, examples, cases, args.repeats, folder):
+            runner = sampler if name == "candidates" else engine
+            for row in compare(runner, builder, examples, cases, args.repeats, folder):
                 rows.append({"benchmark": "infer (tiny model, CPU, 1 thread)", "case": f"{name}, {row.pop('case')}",
                              "examples": len(examples),
                              "prompt tokens": f"{lengths[0]}–{lengths[len(lengths) // 2]}–{lengths[-1]}",

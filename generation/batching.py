@@ -21,13 +21,15 @@ from generation.jobs import Job
 
 # rows × (longest prompt + max_new_tokens) per generate call on the hf backend, by device: measured by
 # benchmarks/infer_throughput.py. On a CPU the budget is the working set of a decoding step — the KV cache
-# every row reads and `DynamicCache` copies —, and batches much over 16k tokens spill out of the caches and
-# lose to one dialogue at a time (65,536 did on the synthetic dev split, 262,144 on every long set), while
-# 8k–16k gain on every set. On a GPU it is the KV cache a batch holds: 65,536 tokens of EXAONE-3.0-7.8B in
-# bfloat16 are 8.6 GB (32 layers × 8 KV heads × 128 × 2 × 2 bytes a token), next to 15.6 GB of weights on a
-# 40 GB GPU; an 80 GB GPU holds 4× that (`benchmarks/gpu_bench.py` searches the largest budget that fits);
-# a smaller GPU runs out of memory once and continues at half.
-DEFAULT_MAX_BATCH_TOKENS = {"cpu": 16384, "gpu": 65536}
+# every row reads and `DynamicCache` copies each step —, and batches much over 16k tokens spill out of the
+# processor's caches and lose to one dialogue at a time (65,536 did on the synthetic dev and mix sets,
+# 262,144 on dev, test and mix); 8k–16k gain on every set, and 8,192 also keeps the 4 candidates of a
+# 2,000-token dialogue in a batch of their own, which padding would slow down. On a GPU it is the KV cache a
+# batch holds: 65,536 tokens of EXAONE-3.0-7.8B in bfloat16 are 8.6 GB (32 layers × 8 KV heads × 128 × 2 × 2
+# bytes a token), next to 15.6 GB of weights on a 40 GB GPU; an 80 GB GPU holds 4× that
+# (`benchmarks/gpu_bench.py` searches the largest budget that fits); a smaller GPU runs out of memory once and
+# continues at half. Not measured on a GPU yet.
+DEFAULT_MAX_BATCH_TOKENS = {"cpu": 8192, "gpu": 65536}
 # vLLM schedules its own batches: this many dialogues go to it per call (and per sidecar flush).
 VLLM_DIALOGUES_PER_CALL = 256
 
@@ -72,7 +74,7 @@ class BatchLimit:
                           max_dialogues=self.max_dialogues)
 
     def describe(self) -> str:
-        """``--max-batch-tokens 16384`` / ``--batch-size 16`` / both, as the options that set them."""
+        """``--max-batch-tokens 8192`` / ``--batch-size 16`` / both, as the options that set them."""
         parts = [f"--max-batch-tokens {self.max_tokens}" if self.max_tokens is not None else "",
                  f"--batch-size {self.max_dialogues}" if self.max_dialogues is not None else ""]
         return ", ".join(part for part in parts if part) or "no limit"

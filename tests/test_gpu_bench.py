@@ -71,7 +71,7 @@ def test_tiny_cpu_run_measures_every_phase_and_writes_json_and_markdown(tmp_path
     assert budget["max_batch_tokens"] == shapes.TINY_PROFILE.max_batch_tokens and budget["batch_size"] is None
     assert budget["batches_total"] > fixed["batches_total"]  # the tiny budget makes smaller batches than 16
     assert best["max_batch_tokens"] >= budget["max_batch_tokens"] and best["batch_size"] is None
-    assert "| HF, --max-batch-tokens 512 (tools infer default) | ok | ≤ 512 tokens |" in markdown
+    assert "| HF, --max-batch-tokens 512 | ok | ≤ 512 tokens |" in markdown
     vllm = [case for case in report["generation"]["cases"] if case["backend"] == "vllm"]
     assert all(case["status"].startswith("skipped: ") for case in vllm)  # no vLLM here, and no GPU
     lora, full = report["training"]["cases"]

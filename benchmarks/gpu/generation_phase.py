@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable
 
 from benchmarks.gpu.shapes import Profile
-from generation.batching import VLLM_DIALOGUES_PER_CALL, BatchLimit, plan_batches
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit, plan_batches
 from benchmarks.gpu.timing import Clock, free_memory, peak_gib, reset_peak, sync
 from benchmarks.gpu.workload import PROMPT_LENGTH_SOURCE, percentiles
 
@@ -37,10 +37,12 @@ def generation_cases(profile: Profile, n: int) -> dict[str, dict[str, Any]]:
     """The six generation cases of a run of ``n`` prompts, by key, in report order: one prompt at a time, the
     old fixed batches, the default token budget, the largest token budget that fits; vLLM twice."""
     batch, budget, new = profile.fixed_batch, profile.max_batch_tokens, profile.new_tokens
+    default = budget == DEFAULT_MAX_BATCH_TOKENS["gpu"]
     return {
         "batch1": gen_case("HF, batch 1 (subset, projected)", "hf", 1, n, new),
         "fixed": gen_case(f"HF, fixed batch {batch}, padded prefill (the old tools infer default)", "hf", batch, n, new),
-        "budget": gen_case(f"HF, --max-batch-tokens {budget} (tools infer default)", "hf", None, n, new, budget),
+        "budget": gen_case(f"HF, --max-batch-tokens {budget}" + (" (tools infer default on a GPU)" if default else ""),
+                           "hf", None, n, new, budget),
         "best": gen_case("HF, largest --max-batch-tokens that fits", "hf", None, n, new),
         "vllm_default": gen_case(f"vLLM, --batch-size {VLLM_DIALOGUES_PER_CALL} (tools infer default)", "vllm",
                                  VLLM_DIALOGUES_PER_CALL, n, new),

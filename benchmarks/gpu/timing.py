@@ -19,7 +19,7 @@ PHASE_LIMITS = {
     "hf batch 1": 25,
     "hf fixed batch": 40,
     "hf token budget": 45,
-    "hf best batch": 50,
+    "hf best budget": 50,
     "vllm save weights": 45,
     "lora step": 40,
     "full fine-tune step": 40,
