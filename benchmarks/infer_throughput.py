@@ -30,7 +30,8 @@ script fails. ``--budgets 8192,32768,…`` adds budget cases (how the default wa
 A last set of cases times the default batching on the fixtures with one torch thread and with the default
 thread count (`tools infer --threads`: the CPUs this process may use), on an idle machine and with a
 competing process that keeps one core busy — why `--threads` exists. Run:
-`python benchmarks/infer_throughput.py [--sets fixtures,dev] [--repeats 3] [--budgets 8192,16384]`.
+`python benchmarks/infer_throughput.py [--sets fixtures,dev] [--repeats 3] [--budgets 8192,16384]
+[--plot docs/images/infer_batching.png]`.
 """
 
 from __future__ import annotations
@@ -74,13 +75,16 @@ class Case:
     name: str
     limit: BatchLimit
     prefill_alone: bool = True
+    label: str = ""  # in the plot's legend
 
 
 CASES = (
-    Case("sequential (--batch-size 1)", BatchLimit(None, 1)),
-    Case("fixed 16, padded prefill (the old default)", BatchLimit(None, 16), prefill_alone=False),
-    Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16)),
-    Case(f"default (--max-batch-tokens {CPU_BUDGET})", BatchLimit(CPU_BUDGET)),
+    Case("sequential (--batch-size 1)", BatchLimit(None, 1), label="--batch-size 1"),
+    Case("fixed 16, padded prefill (the old default)", BatchLimit(None, 16), prefill_alone=False,
+         label="old default: fixed 16, padded prefill"),
+    Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16), label="fixed 16, prefilled alone"),
+    Case(f"default (--max-batch-tokens {CPU_BUDGET})", BatchLimit(CPU_BUDGET),
+         label=f"default: --max-batch-tokens {CPU_BUDGET}"),
 )
 
 
@@ -205,6 +209,41 @@ def where_time_goes(engine, builder, examples, repeats: int) -> list[dict[str, A
     return rows
 
 
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Speed relative to one at a time (log scale) and peak memory of every batching case on every set, as an
+    800×450 PNG: whether a case ever falls below one at a time shows at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = [row for row in rows if "vs sequential" in row]
+    sets = list(dict.fromkeys(str(row["case"]).split(", ")[0] for row in rows))
+    cases = list(dict.fromkeys(str(row["case"]).split(", ", 1)[1] for row in rows))
+    figure, (speed, memory) = plt.subplots(1, 2, figsize=(8, 4.5), dpi=100, gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(cases)
+    for index, case in enumerate(cases):
+        mine = {str(row["case"]).split(", ")[0]: row for row in rows if str(row["case"]).endswith(case)}
+        x = [position + (index - (len(cases) - 1) / 2) * width for position in range(len(sets))]
+        label = next((known.label for known in CASES if known.name == case), case)
+        speed.bar(x, [float(str(mine[name]["vs sequential"]).rstrip("×")) for name in sets], width, label=label)
+        memory.bar(x, [float(mine[name]["peak memory MB"]) for name in sets], width)
+    speed.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+    speed.set_yscale("log")
+    speed.set_ylabel("speed vs --batch-size 1 (log)")
+    memory.set_yscale("log")
+    memory.set_ylabel("peak memory, MB (log)")
+    for axis in (speed, memory):
+        axis.set_xticks(range(len(sets)), sets, rotation=30, fontsize="small")
+        axis.grid(axis="y", alpha=0.3)
+    speed.legend(fontsize="x-small", loc="upper right")
+    figure.suptitle("tools infer batching, tiny model on CPU (benchmarks/infer_throughput.py)", fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path
+
+
 @contextlib.contextmanager
 def competing_load(busy: bool):
     """A process that keeps one CPU core busy (spinning) while the block runs, when ``busy``."""
@@ -252,6 +291,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budgets", default="", help="extra --max-batch-tokens cases, comma-separated")
     parser.add_argument("--new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"default {MAX_NEW_TOKENS}")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-count cases")
+    parser.add_argument("--plot", type=Path, help="also draw the batching cases as a PNG here "
+                                                   "(docs/images/infer_batching.png)")
     args = parser.parse_args(argv)
     unknown = set(args.sets.split(",")) - set(SETS)
     if unknown:
@@ -291,6 +332,8 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
                              "max_new_tokens": args.new_tokens})
         if not args.no_threads:
             rows += thread_rows(engine, builder, fixture_dialogues())
+    if args.plot:
+        print(f"[infer_throughput] wrote {plot(rows, args.plot)}", file=sys.stderr)
     return rows
 
 

@@ -24,6 +24,17 @@ def test_one_table_per_benchmark_with_its_own_columns():
     assert "prefill s" in tables(rows)[1]
 
 
+def test_the_batching_plot_is_an_800_by_450_png(tmp_path):
+    import struct
+
+    from benchmarks.infer_throughput import CASES, plot
+
+    rows = [{"benchmark": "infer", "case": f"{name}, {case.name}", "vs sequential": f"{speed}×", "peak memory MB": 20}
+            for name in ("fixtures", "dev") for case, speed in zip(CASES, (1.0, 0.5, 1.2, 1.3))]
+    data = plot(rows, tmp_path / "batching.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (800, 450)
+
+
 def test_summary_row_takes_the_shared_columns():
     infer = {"benchmark": "infer", "case": "batch 16", "examples": 64, "seconds": 0.5, "examples/s": 116.3,
              "vs sequential": "7.0×", "outputs": "identical"}
