@@ -287,7 +287,8 @@ def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
-    parser.add_argument("--repeats", type=int, default=REPEATS, help=f"interleaved runs of each case (default {REPEATS})")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help=f"interleaved runs of each case (default {REPEATS})")
     parser.add_argument("--budgets", default="", help="extra --max-batch-tokens cases, comma-separated")
     parser.add_argument("--new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"default {MAX_NEW_TOKENS}")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-count cases")

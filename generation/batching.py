@@ -64,7 +64,8 @@ class BatchLimit:
             end += 1
         return end
 
-    def after_out_of_memory(self, batch: Sequence[Job], new_tokens: int = 0, rows_per_dialogue: int = 1) -> "BatchLimit | None":
+    def after_out_of_memory(self, batch: Sequence[Job], new_tokens: int = 0,
+                            rows_per_dialogue: int = 1) -> "BatchLimit | None":
         """The limit to retry ``batch`` with after it ran out of memory; ``None`` when it was one dialogue."""
         if len(batch) == 1:
             return None
@@ -91,7 +92,8 @@ def by_length(jobs: Sequence[Job]) -> list[Job]:
     return sorted(jobs, key=lambda job: len(job.prompt_ids), reverse=True)
 
 
-def plan_batches(jobs: Sequence[Job], limit: BatchLimit, new_tokens: int = 0, rows_per_dialogue: int = 1) -> list[list[Job]]:
+def plan_batches(jobs: Sequence[Job], limit: BatchLimit, new_tokens: int = 0,
+                 rows_per_dialogue: int = 1) -> list[list[Job]]:
     """Every batch a run with ``limit`` forms when nothing runs out of memory, in order."""
     ordered, batches, start = by_length(jobs), [], 0
     while start < len(ordered):

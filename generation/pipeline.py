@@ -28,7 +28,7 @@ class InferenceOptions:
     clean_rules: tuple[str, ...] = ()
     max_prompt_tokens: int | None = None
     batch_size: int | None = None  # at most this many dialogues per generate call; default: no cap (hf), 256 (vllm)
-    max_batch_tokens: int | None = None  # hf: the batch token budget (default: by device, DEFAULT_MAX_BATCH_TOKENS; 0: none)
+    max_batch_tokens: int | None = None  # hf: batch token budget (default by device: DEFAULT_MAX_BATCH_TOKENS; 0: none)
     vllm: Any = None  # generation.vllm.VLLMSettings for --backend vllm (context, memory, parallelism)
 
 
@@ -73,5 +73,6 @@ def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str
                                 tokenizer=engine.tokenizer, max_prompt_tokens=budget)
         if options.backend == "vllm" and options.max_batch_tokens is not None:
             notify("--max-batch-tokens applies to the hf backend; vLLM schedules its own batches (ignored)")
-        return run_to_file(engine, examples, builder, output, limit=batch_limit(options, engine.device), restart=restart,
+        limit = batch_limit(options, engine.device)
+        return run_to_file(engine, examples, builder, output, limit=limit, restart=restart,
                            progress=progress, notify=notify, announce=describe_engine(engine))

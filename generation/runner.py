@@ -1,4 +1,5 @@
-"""A whole run: prompts → length-sorted batches by token budget (halved on out-of-memory) → sidecar → the output file."""
+"""A whole run: prompts → length-sorted batches by token budget (halved on out-of-memory) → sidecar → the output
+file."""
 
 from __future__ import annotations
 

@@ -115,9 +115,10 @@ def test_batched_greedy_equals_sequential(tmp_path, tiny_model, mixed):
     """Fixed batches, token budgets (prompts of 129–192 tokens + 16 new: 1–2 and ~5 dialogues a batch) and the
     default budget (all 16 in one batch) all give the sequential outputs."""
     runs, summaries = {}, {}
-    for name, args in {"sequential": ["--batch-size", 1], "fixed 4": ["--batch-size", 4, "--max-batch-tokens", 0],
-                       "fixed 16": ["--batch-size", 16, "--max-batch-tokens", 0], "budget 400": ["--max-batch-tokens", 400],
-                       "budget 1000": ["--max-batch-tokens", 1000], "default": []}.items():
+    cases = {"sequential": ["--batch-size", 1], "fixed 4": ["--batch-size", 4, "--max-batch-tokens", 0],
+             "fixed 16": ["--batch-size", 16, "--max-batch-tokens", 0], "budget 400": ["--max-batch-tokens", 400],
+             "budget 1000": ["--max-batch-tokens", 1000], "default": []}
+    for name, args in cases.items():
         out = tmp_path / f"{name}.json"
         result = ok(infer("--ckpt", tiny_model, "--input", mixed, "--output", out, "--max-new-tokens", 16, *args))
         runs[name] = outputs(out)
@@ -125,7 +126,8 @@ def test_batched_greedy_equals_sequential(tmp_path, tiny_model, mixed):
     assert len(runs["sequential"]) == 16 and all(runs["sequential"].values())
     assert all(run == runs["sequential"] for run in runs.values())
     cpu_budget = DEFAULT_MAX_BATCH_TOKENS["cpu"]  # ≥ 16 × (192 + 16): every dialogue in one batch
-    assert summaries["sequential"].endswith(f"16 batches of 1 dialogue (--max-batch-tokens {cpu_budget}, --batch-size 1)")
+    assert summaries["sequential"].endswith(
+        f"16 batches of 1 dialogue (--max-batch-tokens {cpu_budget}, --batch-size 1)")
     assert summaries["fixed 4"].endswith("4 batches of 4 dialogues (--batch-size 4)")
     assert summaries["default"].endswith(f"1 batch of 16 dialogues (--max-batch-tokens {cpu_budget})")
     assert "batches of 1–2 dialogues (--max-batch-tokens 400)" in summaries["budget 400"]
@@ -139,7 +141,8 @@ def test_batches_by_token_budget():
     jobs = [Job(f"s{i}", [1] * 100) for i in range(12)] + [Job(f"l{i}", [1] * (1000 - i)) for i in range(3)]
     sizes = [[len(job.prompt_ids) for job in batch] for batch in plan_batches(jobs, BatchLimit(2400), new_tokens=100)]
     assert sizes == [[1000, 999], [998, 100], [100] * 11]
-    assert [len(b) for b in plan_batches(jobs, BatchLimit(2400), new_tokens=100, rows_per_dialogue=2)] == [1, 1, 1, 6, 6]
+    two_rows = plan_batches(jobs, BatchLimit(2400), new_tokens=100, rows_per_dialogue=2)
+    assert [len(b) for b in two_rows] == [1, 1, 1, 6, 6]
     assert [len(b) for b in plan_batches(jobs, BatchLimit(500), new_tokens=100)] == [1, 1, 1, 2, 2, 2, 2, 2, 2]
     assert [len(b) for b in plan_batches(jobs, BatchLimit(10**6, max_dialogues=4))] == [4, 4, 4, 3]
     assert [len(b) for b in plan_batches(jobs, BatchLimit(None, max_dialogues=8))] == [8, 7]

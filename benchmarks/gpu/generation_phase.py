@@ -40,7 +40,8 @@ def generation_cases(profile: Profile, n: int) -> dict[str, dict[str, Any]]:
     default = budget == DEFAULT_MAX_BATCH_TOKENS["gpu"]
     return {
         "batch1": gen_case("HF, batch 1 (subset, projected)", "hf", 1, n, new),
-        "fixed": gen_case(f"HF, fixed batch {batch}, padded prefill (the old tools infer default)", "hf", batch, n, new),
+        "fixed": gen_case(f"HF, fixed batch {batch}, padded prefill (the old tools infer default)", "hf", batch, n,
+                          new),
         "budget": gen_case(f"HF, --max-batch-tokens {budget}" + (" (tools infer default on a GPU)" if default else ""),
                            "hf", None, n, new, budget),
         "best": gen_case("HF, largest --max-batch-tokens that fits", "hf", None, n, new),
