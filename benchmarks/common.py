@@ -20,6 +20,14 @@ def markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def tables(rows: Sequence[Row]) -> list[str]:
+    """One markdown table per ``benchmark`` value, in order of appearance (their columns differ)."""
+    groups: dict[object, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row["benchmark"], []).append(row)
+    return [markdown(group) for group in groups.values()]
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:

@@ -12,8 +12,9 @@ timeout (``failed: …`` / ``timeout: …`` / ``skipped: …``) without losing t
 
 1. generation — the 408-dialogue submission: prompts whose token lengths follow the test split's length
    distribution, through the engine ``tools infer`` runs (``generation.hf.HFEngine`` batched by
-   ``generation.runner.generate_all``): batch 1 on a length-stratified subset, batch 16 (the
-   ``tools infer`` default) and the largest batch that fits (searched upward, catching CUDA OOM); each
+   ``generation.runner.generate_all``): batch 1 on a length-stratified subset, fixed batches of 16 with the
+   padded prefill (``tools infer`` before the token budget), the token budget (``--max-batch-tokens``, the
+   ``tools infer`` default) and the largest token budget that fits (searched upward, catching CUDA OOM); each
    projected to the whole set from the batches it had time for. vLLM (``generation.loader.load_engine(...,
    backend="vllm")``) too when installed: it needs weights on disk, so that phase saves the random model to a
    temporary directory and runs in a child process with a hard timeout.
@@ -44,13 +45,13 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.gpu import REPO  # noqa: E402
 from benchmarks.gpu.generation_phase import (  # noqa: E402
-    CountingTokenizer, best_batch_search, generation_cases, generation_section, run_batches)
+    CountingTokenizer, best_budget_search, case_limit, generation_cases, generation_section, run_batches)
 from benchmarks.gpu.report import Report, device_info, docs_block, report_markdown, update_docs, versions  # noqa: E402
 from benchmarks.gpu.shapes import DEFAULT_PROFILE, TINY_PROFILE, TOKENS_PER_CHAR, build_model  # noqa: E402
 from benchmarks.gpu.timing import (  # noqa: E402
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     # 1. the 7.8B-shaped model: generation phases, then (optionally) saved for vLLM, then the LoRA step on it
     holder: dict[str, Any] = {}
-    gen_hf = [gen["batch1"], gen["default"], gen["best"]]
+    gen_hf = [gen["batch1"], gen["fixed"], gen["budget"], gen["best"]]
     vllm_cases = [gen["vllm_all"], gen["vllm_default"]]  # the fast case first: it needs the least time
     for wanted, cases in (("generation", gen_hf), ("vllm", vllm_cases), ("lora", [train["lora"]]),
                           ("full", [train["full"]])):
@@ -199,23 +200,30 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         def counted() -> int:
             return tokenizer.decoded_tokens
 
-        def batch1(clock: Clock) -> None:
-            reset_peak(device)
-            run_batches(engine.generate, counted, jobs, 1, clock, gen["batch1"], device,
-                        max_examples=profile.batch1_examples)
+        def measure(key: str, **kwargs: Any) -> Callable[[Clock], None]:
+            def run(clock: Clock) -> None:
+                reset_peak(device)
+                run_batches(engine.generate, counted, jobs, case_limit(gen[key]), clock, gen[key], device, **kwargs)
 
-        def default(clock: Clock) -> None:
-            reset_peak(device)
-            run_batches(engine.generate, counted, jobs, profile.default_batch, clock, gen["default"], device)
+            return run
+
+        def fixed(clock: Clock) -> None:  # the old default: generate prefilled the left-padded batch
+            engine.prefill_alone = False
+            try:
+                measure("fixed")(clock)
+            finally:
+                engine.prefill_alone = True
 
         def best(clock: Clock) -> None:
-            # the default case ran its longest batch first: did that fit?
-            default_fits = bool(gen["default"]["examples_run"]) and "out of memory" not in gen["default"]["note"]
-            best_batch_search(engine, tokenizer, jobs, profile, clock, gen["best"], device, default_fits)
+            # the budget case ran its longest batch first: did that fit?
+            budget_fits = bool(gen["budget"]["examples_run"]) and "out of memory" not in gen["budget"]["note"]
+            best_budget_search(engine, tokenizer, jobs, profile, clock, gen["best"], device, budget_fits)
 
-        run_phase(report, "hf batch 1", limit("hf batch 1"), [gen["batch1"]], batch1, device)
-        run_phase(report, "hf default batch", limit("hf default batch"), [gen["default"]], default, device)
-        run_phase(report, "hf best batch", limit("hf best batch"), [gen["best"]], best, device)
+        run_phase(report, "hf batch 1", limit("hf batch 1"), [gen["batch1"]],
+                  measure("batch1", max_examples=profile.batch1_examples), device)
+        run_phase(report, "hf fixed batch", limit("hf fixed batch"), [gen["fixed"]], fixed, device)
+        run_phase(report, "hf token budget", limit("hf token budget"), [gen["budget"]], measure("budget"), device)
+        run_phase(report, "hf best budget", limit("hf best budget"), [gen["best"]], best, device)
         del engine
 
     vllm_dir: Path | None = None

@@ -1,46 +1,91 @@
-"""Benchmark: `tools infer` generation, sequential (batch 1) vs batched, same greedy settings.
+"""Benchmark: how `tools infer` batches — one dialogue at a time, the old fixed batches, the token budget.
 
-The tiny random EXAONE-shaped model on CPU, one torch thread (the numbers are about batching; one
-thread also keeps them steady on a shared machine), the engine `tools infer` runs (prompt builder,
-length-sorted batches, sidecar, submission file), model loading excluded. Two sets of 64 dialogues:
+The tiny random EXAONE-shaped model on CPU, one torch thread, the engine `tools infer` runs (prompt builder,
+length-sorted batches, sidecar, submission file; model loading excluded), greedy, ``MAX_NEW_TOKENS`` new
+tokens (the random model never emits EOS, so every row decodes exactly that many). Prompt sets:
 
 * ``fixtures`` — the 16 bundled fixture dialogues ×4 (new ids), prompts of 129–192 tokens;
-* ``long`` — the same with each conversation repeated 4 times (363–603 tokens), closer to the
-  real data's length; the tiny model's 64-wide layers make attention over the long context its main
-  cost, so batching gains less here than on a real 7.8B model, whose weights dominate every step.
+* ``long`` — the same with each conversation repeated 4 times (363–603 tokens);
+* ``dev`` / ``test`` — the full-size synthetic splits (`benchmarks/make_synthetic.py`: the real splits' sizes
+  and length distributions), prompts cut to 3,072 tokens as `tools infer` cuts them on EXAONE 3.0 (4,096
+  positions − 1,024 new tokens);
+* ``mix`` — a real-length mix: 48 fixture dialogues and 48 synthetic test dialogues spread over its lengths,
+  short and long in one file;
+* ``candidates`` — `--num-candidates 4` (seeded sampling) on the first 32 synthetic dev dialogues: each
+  dialogue is 4 rows of the batch.
 
-The random model never emits EOS, so every example costs exactly ``MAX_NEW_TOKENS`` = 64 decoding
-steps; that keeps the whole run well under two minutes on 2 CPU cores. Every batched run must
-reproduce the sequential outputs exactly.
+Batching cases, each a `generation.batching.BatchLimit` (and, for the old default, the old prefill):
 
-A last set of cases times the default batch on the fixtures with one torch thread and with the default
+* ``sequential`` — `--batch-size 1`;
+* ``fixed 16, padded prefill`` — `--batch-size 16` as `tools infer` ran it before the token budget
+  (`generate` prefilled the left-padded batch: `HFEngine.prefill_alone = False`);
+* ``fixed 16`` — `--batch-size 16 --max-batch-tokens 0`: the same batches, prompts prefilled alone;
+* ``default`` — `--max-batch-tokens 8192` (`DEFAULT_MAX_BATCH_TOKENS["cpu"]`), no dialogue cap.
+
+Every case runs ``REPEATS`` times, interleaved (the order rotates each round), and the table gives the median
+seconds and the median peak memory: the process's peak resident memory during the run (Linux's VmHWM, reset
+before each run) above what it held before. Every case must reproduce the sequential outputs exactly, or the
+script fails. ``--budgets 8192,32768,…`` adds budget cases (how the default was chosen).
+
+A last set of cases times the default batching on the fixtures with one torch thread and with the default
 thread count (`tools infer --threads`: the CPUs this process may use), on an idle machine and with a
 competing process that keeps one core busy — why `--threads` exists. Run:
-`python benchmarks/infer_throughput.py`.
+`python benchmarks/infer_throughput.py [--sets fixtures,dev] [--repeats 3] [--budgets 8192,16384]
+[--plot docs/images/infer_batching.png]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import ctypes
 import dataclasses
+import gc
 import json
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import markdown, one_torch_thread  # noqa: E402
+from benchmarks.common import one_torch_thread, tables  # noqa: E402
+from benchmarks.make_synthetic import write_split  # noqa: E402
+from common.checkout import SAMPLE_DATA  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
-from common.checkout import SAMPLE_DATA  # noqa: E402
 from exaone.tiny import build_tiny_model  # noqa: E402
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit  # noqa: E402
 
 EXAMPLES = 64
-MAX_NEW_TOKENS = 64
-BATCH_SIZES = (1, 16, 32)
+MAX_NEW_TOKENS = 32
+PROMPT_BUDGET = 4096 - 1024  # what `tools infer` gives a prompt on EXAONE 3.0 with the default --max-new-tokens
+REPEATS = 3
+SETS = ("fixtures", "long", "dev", "test", "mix", "candidates")
+CANDIDATES = 4
+CPU_BUDGET = DEFAULT_MAX_BATCH_TOKENS["cpu"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    limit: BatchLimit
+    prefill_alone: bool = True
+    label: str = ""  # in the plot's legend
+
+
+CASES = (
+    Case("sequential (--batch-size 1)", BatchLimit(None, 1), label="--batch-size 1"),
+    Case("fixed 16, padded prefill (the old default)", BatchLimit(None, 16), prefill_alone=False,
+         label="old default: fixed 16, padded prefill"),
+    Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16), label="fixed 16, prefilled alone"),
+    Case(f"default (--max-batch-tokens {CPU_BUDGET})", BatchLimit(CPU_BUDGET),
+         label=f"default: --max-batch-tokens {CPU_BUDGET}"),
+)
 
 
 def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
@@ -49,6 +94,154 @@ def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
     return [dataclasses.replace(base[i % len(base)], id=f"bench-{i:03d}",
                                 conversation=base[i % len(base)].conversation * repeat)
             for i in range(count)]
+
+
+def prompt_sets(names: Sequence[str], folder: Path) -> dict[str, list]:
+    """The dialogues of each named set (see the module docstring)."""
+    needs = {"dev": "dev", "test": "test", "mix": "test", "candidates": "dev"}
+    synthetic = {split: load_nikl(write_split(folder, split)) for split in {needs[n] for n in names if n in needs}}
+    sets = {"fixtures": lambda: fixture_dialogues(), "long": lambda: fixture_dialogues(repeat=4),
+            "dev": lambda: synthetic["dev"], "test": lambda: synthetic["test"],
+            "mix": lambda: fixture_dialogues(48) + synthetic["test"][::len(synthetic["test"]) // 48][:48],
+            "candidates": lambda: synthetic["dev"][:32]}
+    return {name: sets[name]() for name in names}
+
+
+def memory_kib(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of this process from /proc (None where there is no /proc)."""
+    try:
+        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), flags=re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def reset_peak_memory() -> int | None:
+    """Free what can be freed, reset the peak-RSS mark (Linux ``clear_refs`` 5); the resident KiB now."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return memory_kib("VmRSS")
+
+
+def timed_run(run: Callable[[], Any]) -> tuple[float, float | None]:
+    """(seconds, peak memory growth in MB) of ``run()``."""
+    before = reset_peak_memory()
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    peak = memory_kib("VmHWM")
+    return seconds, (peak - before) / 1024 if peak is not None and before is not None else None
+
+
+def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, folder: Path) -> list[dict[str, Any]]:
+    """Every case ``repeats`` times, interleaved; each case's outputs must equal the first case's."""
+    from generation.runner import run_to_file
+
+    seconds: dict[str, list[float]] = {case.name: [] for case in cases}
+    memory: dict[str, list[float]] = {case.name: [] for case in cases}
+    batches: dict[str, str] = {}
+    outputs: dict[str, list[str]] = {}
+    for round_ in range(repeats):
+        for case in cases[round_ % len(cases):] + cases[:round_ % len(cases)]:
+            output = folder / ("out.jsonl" if engine.decoding.sampling else "out.json")
+            engine.prefill_alone = case.prefill_alone
+            reports = []
+            took, grew = timed_run(lambda: reports.append(run_to_file(engine, examples, builder, output,
+                                                                       limit=case.limit, progress=False)))
+            engine.prefill_alone = True
+            seconds[case.name].append(took)
+            memory[case.name].append(grew)
+            sizes = reports[0].batch_sizes
+            batches[case.name] = f"{len(sizes)} × {min(sizes)}–{max(sizes)}" if min(sizes) != max(sizes) \
+                else f"{len(sizes)} × {sizes[0]}"
+            text = output.read_text(encoding="utf-8")
+            texts = [json.loads(line)["candidates"] for line in text.splitlines()] if engine.decoding.sampling \
+                else [row["output"] for row in json.loads(text)]
+            outputs.setdefault(case.name, texts)
+            if cases[0].name in outputs and texts != outputs[cases[0].name]:
+                raise SystemExit(f"{case.name}: outputs differ from {cases[0].name}")
+    reference = statistics.median(seconds[cases[0].name])
+    rows = []
+    for case in cases:
+        median = statistics.median(seconds[case.name])
+        grown = [value for value in memory[case.name] if value is not None]
+        rows.append({"case": case.name, "batches": batches[case.name], "seconds": round(median, 2),
+                     "seconds (min–max)": f"{min(seconds[case.name]):.2f}–{max(seconds[case.name]):.2f}",
+                     "examples/s": round(len(examples) / median, 1), "vs sequential": f"{reference / median:.2f}×",
+                     "peak memory MB": round(statistics.median(grown)) if grown else "n/a",
+                     "outputs": "reference" if case is cases[0] else "identical"})
+    return rows
+
+
+def where_time_goes(engine, builder, examples, repeats: int) -> list[dict[str, Any]]:
+    """Prefill vs decoding of the 16 longest prompts of ``examples``: one at a time, one padded batch whose
+    prefill ``generate`` runs (the old way), one batch prefilled prompt by prompt. Prefill: a run with one new
+    token; decoding: the rest of a run with ``max_new_tokens``. Medians of ``repeats`` interleaved runs."""
+    from generation.decoding import Decoding
+    from generation.jobs import prepare_jobs
+
+    jobs = sorted(prepare_jobs(examples, builder, engine.tokenizer), key=lambda job: -len(job.prompt_ids))[:16]
+    decoding = engine.decoding
+    ways = {"one at a time": (1, True), "batch of 16, padded prefill": (16, False),
+            "batch of 16, prompts prefilled alone": (16, True)}
+    measured: dict[tuple[str, int], list[tuple[float, float | None]]] = {}
+    for round_ in range(repeats):
+        for name, (size, alone) in ways.items():
+            for new_tokens in (1, decoding.max_new_tokens):
+                engine.decoding, engine.prefill_alone = Decoding(max_new_tokens=new_tokens), alone
+                measured.setdefault((name, new_tokens), []).append(timed_run(
+                    lambda: [engine.generate(jobs[i:i + size]) for i in range(0, len(jobs), size)]))
+    engine.decoding, engine.prefill_alone = decoding, True
+    rows = []
+    for name in ways:
+        prefill = statistics.median(seconds for seconds, _ in measured[(name, 1)])
+        whole = statistics.median(seconds for seconds, _ in measured[(name, decoding.max_new_tokens)])
+        peaks = [grew for _, grew in measured[(name, 1)] if grew is not None]
+        rows.append({"case": name, "prefill s": round(prefill, 2), "decoding s": round(whole - prefill, 2),
+                     "prefill peak memory MB": round(statistics.median(peaks)) if peaks else "n/a"})
+    width = len(jobs[0].prompt_ids)
+    rows.append({"case": f"(the padded batch's 4-D mask: 16 × {width}² = {16 * width * width / 2**20:.0f} MB as bool, "
+                         f"{16 * width * width * 4 / 2**20:.0f} MB as the float SDPA turns it into, per layer)",
+                 "prefill s": "", "decoding s": "", "prefill peak memory MB": ""})
+    return rows
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Speed relative to one at a time (log scale) and peak memory of every batching case on every set, as an
+    800×450 PNG: whether a case ever falls below one at a time shows at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = [row for row in rows if "vs sequential" in row]
+    sets = list(dict.fromkeys(str(row["case"]).split(", ")[0] for row in rows))
+    cases = list(dict.fromkeys(str(row["case"]).split(", ", 1)[1] for row in rows))
+    figure, (speed, memory) = plt.subplots(1, 2, figsize=(8, 4.5), dpi=100, gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(cases)
+    for index, case in enumerate(cases):
+        mine = {str(row["case"]).split(", ")[0]: row for row in rows if str(row["case"]).endswith(case)}
+        x = [position + (index - (len(cases) - 1) / 2) * width for position in range(len(sets))]
+        label = next((known.label for known in CASES if known.name == case), case)
+        speed.bar(x, [float(str(mine[name]["vs sequential"]).rstrip("×")) for name in sets], width, label=label)
+        memory.bar(x, [float(mine[name]["peak memory MB"]) for name in sets], width)
+    speed.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+    speed.set_yscale("log")
+    speed.set_ylabel("speed vs --batch-size 1 (log)")
+    memory.set_yscale("log")
+    memory.set_ylabel("peak memory, MB (log)")
+    for axis in (speed, memory):
+        axis.set_xticks(range(len(sets)), sets, rotation=30, fontsize="small")
+        axis.grid(axis="y", alpha=0.3)
+    speed.legend(fontsize="x-small", loc="upper right")
+    figure.suptitle("tools infer batching, tiny model on CPU (benchmarks/infer_throughput.py)", fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path
 
 
 @contextlib.contextmanager
@@ -65,7 +258,7 @@ def competing_load(busy: bool):
 
 
 def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
-    """Default batch, 1 thread vs the default thread count, idle and with one core taken."""
+    """Default batching, 1 thread vs the default thread count, idle and with one core taken."""
     import torch
 
     from common.devices import available_cpus
@@ -78,12 +271,11 @@ def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
                 torch.set_num_threads(threads)
                 with competing_load(busy):
                     start = time.perf_counter()
-                    run_to_file(engine, examples, builder, Path(tmp) / f"t{threads}{busy}.json", batch_size=16,
-                                progress=False)
+                    run_to_file(engine, examples, builder, Path(tmp) / f"t{threads}{busy}.json", progress=False)
                     seconds = time.perf_counter() - start
                 rows.append({
                     "benchmark": "infer threads (tiny model, CPU)",
-                    "case": f"fixtures, batch 16, {threads} thread{'s' if threads > 1 else ''}"
+                    "case": f"fixtures, default batching, {threads} thread{'s' if threads > 1 else ''}"
                             + (" (default)" if threads == available_cpus() else "")
                             + (", one core busy" if busy else ", idle"),
                     "examples": len(examples), "seconds": round(seconds, 2),
@@ -92,45 +284,59 @@ def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
     return rows
 
 
-def main() -> list[dict[str, object]]:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated subset of {','.join(SETS)}")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help=f"interleaved runs of each case (default {REPEATS})")
+    parser.add_argument("--budgets", default="", help="extra --max-batch-tokens cases, comma-separated")
+    parser.add_argument("--new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"default {MAX_NEW_TOKENS}")
+    parser.add_argument("--no-threads", action="store_true", help="skip the thread-count cases")
+    parser.add_argument("--plot", type=Path, help="also draw the batching cases as a PNG here "
+                                                   "(docs/images/infer_batching.png)")
+    args = parser.parse_args(argv)
+    unknown = set(args.sets.split(",")) - set(SETS)
+    if unknown:
+        parser.error(f"--sets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SETS)}")
+    return args
+
+
+def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
     from generation.decoding import Decoding
+    from generation.hf import HFEngine
     from generation.jobs import prepare_jobs
     from generation.loader import load_engine
-    from generation.runner import run_to_file
 
+    args = parse_args(argv)
+    cases = list(CASES) + [Case(f"--max-batch-tokens {budget}", BatchLimit(int(budget)))
+                           for budget in filter(None, args.budgets.split(","))]
     rows = []
-    with one_torch_thread():
-        with tempfile.TemporaryDirectory() as tmp:
-            engine = load_engine(build_tiny_model(Path(tmp) / "tiny"), Decoding(max_new_tokens=MAX_NEW_TOKENS),
-                                 device="cpu")
-            builder = PromptBuilder(tokenizer=engine.tokenizer)
-            for name, examples in [("fixtures", fixture_dialogues()), ("long", fixture_dialogues(repeat=4))]:
-                lengths = [len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer)]
-                engine.generate(prepare_jobs(examples[:2], builder, engine.tokenizer))  # warm-up
-                reference = None
-                for batch_size in BATCH_SIZES:
-                    output = Path(tmp) / f"{name}-{batch_size}.json"
-                    start = time.perf_counter()
-                    run_to_file(engine, examples, builder, output, batch_size=batch_size, progress=False)
-                    seconds = time.perf_counter() - start
-                    texts = [row["output"] for row in json.loads(output.read_text(encoding="utf-8"))]
-                    reference = reference or (texts, seconds)
-                    if texts != reference[0]:
-                        raise SystemExit(f"{name}, batch size {batch_size}: outputs differ from batch size 1")
-                    rows.append({
-                        "benchmark": "infer (tiny model, CPU, 1 thread)",
-                        "case": f"{name}, " + ("sequential (batch 1)" if batch_size == 1 else f"batch {batch_size}"),
-                        "examples": len(examples),
-                        "prompt tokens": f"{min(lengths)}–{max(lengths)}",
-                        "max_new_tokens": MAX_NEW_TOKENS,
-                        "seconds": round(seconds, 2),
-                        "examples/s": round(len(examples) / seconds, 1),
-                        "vs sequential": f"{reference[1] / seconds:.1f}×",
-                        "outputs": "reference" if batch_size == 1 else "identical",
-                    })
+    with one_torch_thread(), tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        engine = load_engine(build_tiny_model(folder / "tiny"), Decoding(max_new_tokens=args.new_tokens), device="cpu")
+        builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
+        engine.generate(prepare_jobs(fixture_dialogues(2), builder, engine.tokenizer))  # warm-up
+        sampler = HFEngine(engine.model, engine.tokenizer, Decoding(max_new_tokens=args.new_tokens,
+                                                                     num_candidates=CANDIDATES, seed=0))
+        for name, examples in prompt_sets(args.sets.split(","), folder).items():
+            print(f"[infer_throughput] {name}: {len(examples)} dialogues …", file=sys.stderr, flush=True)
+            lengths = sorted(len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer))
+            runner = sampler if name == "candidates" else engine
+            for row in compare(runner, builder, examples, cases, args.repeats, folder):
+                rows.append({"benchmark": "infer (tiny model, CPU, 1 thread)", "case": f"{name}, {row.pop('case')}",
+                             "examples": len(examples),
+                             "prompt tokens": f"{lengths[0]}–{lengths[len(lengths) // 2]}–{lengths[-1]}",
+                             "max_new_tokens": args.new_tokens, **row})
+        if "dev" in args.sets.split(","):
+            for row in where_time_goes(engine, builder, prompt_sets(["dev"], folder)["dev"], args.repeats):
+                rows.append({"benchmark": "infer: where the time goes (16 longest synthetic dev prompts)", **row,
+                             "max_new_tokens": args.new_tokens})
+        if not args.no_threads:
             rows += thread_rows(engine, builder, fixture_dialogues())
+    if args.plot:
+        print(f"[infer_throughput] wrote {plot(rows, args.plot)}", file=sys.stderr)
     return rows
 
 
 if __name__ == "__main__":
-    print(markdown(main()))
+    print("\n\n".join(tables(main(sys.argv[1:]))))

@@ -15,12 +15,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import Row, machine_description, markdown  # noqa: E402
+from benchmarks.common import Row, machine_description, markdown, tables  # noqa: E402
 
 BENCHMARKS = {
     "build_data_speed": "SFT data building (`tools build-sft-data`)",
     "rouge_speed": "Scoring: ROUGE with Mecab morphemes (`tools score`)",
-    "infer_throughput": "Inference: sequential vs batched greedy (`tools infer`)",
+    "infer_throughput": "Inference: one at a time vs fixed batches vs the token budget (`tools infer`)",
     "full_size": "Full-size data: the synthetic set's 506 train / 408 test dialogues (`build-sft-data`, `tools infer`)",
     "convert_speed": "Conversion: EXAONE 3.x → Llama layout (`tools convert-exaone`)",
 }
@@ -61,12 +61,12 @@ def run(names: list[str]) -> str:
         "",
         f"Measured by `make bench` on {datetime.date.today().isoformat()}: {machine_description()}.",
         "",
-        markdown([summary_row(row) for rows, _ in results.values() for row in rows]),
+        markdown([summary_row(row) for rows, _ in results.values() for row in rows if "seconds" in row]),
         "",
     ]
     for name, (rows, took) in results.items():
-        sections += [f"## {BENCHMARKS[name]}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", "",
-                     markdown(rows), ""]
+        sections += [f"## {BENCHMARKS[name]}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", ""]
+        sections += [line for table in tables(rows) for line in (table, "")]
     import torch
 
     if not torch.cuda.is_available():

@@ -10,7 +10,9 @@ Modules, each usable alone:
   and the :class:`~generation.jobs.Engine` interface.
 * :mod:`generation.hf` / :mod:`generation.vllm` — the two engines; :mod:`generation.loader` picks one.
 * :mod:`generation.sidecar` — ``<output>.partial.jsonl``: finished results, so a killed run resumes.
-* :mod:`generation.runner` — length-sorted batches with out-of-memory back-off, the sidecar, and the
+* :mod:`generation.batching` — how dialogues are grouped into generate calls: a token budget over
+  length-sorted prompts (``--max-batch-tokens``), an optional dialogue cap, halved on out-of-memory.
+* :mod:`generation.runner` — the batch loop with its out-of-memory back-off, the sidecar, and the
   final submission (or candidates) file written atomically.
 
 Example::

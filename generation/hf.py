@@ -1,4 +1,5 @@
-"""The transformers backend: batched ``model.generate`` with left padding; outputs independent of batching."""
+"""The transformers backend: prompts prefilled one at a time, then decoded together by ``model.generate`` with
+left padding; outputs independent of batching."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ class HFEngine:
     """Greedy (or seeded-sampling) generation over batches of prompt token ids."""
 
     backend = "hf"
+    # False: let ``generate`` prefill the left-padded batch, as this engine did before it prefilled prompts
+    # alone — kept so that benchmarks/infer_throughput.py can measure the difference.
+    prefill_alone = True
 
     def __init__(self, model, tokenizer, decoding: Decoding, checkpoint: Checkpoint | None = None,
                  dtype: str = "float32", merged: bool = False):
@@ -27,6 +31,10 @@ class HFEngine:
         generation_config = getattr(model, "generation_config", None)
         self.stop_ids = stop_token_ids(tokenizer, getattr(generation_config, "eos_token_id", None))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
 
     @property
     def context_length(self) -> int | None:
@@ -52,7 +60,8 @@ class HFEngine:
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int] | None = None) -> list[list[int]]:
         """Generate for a batch of prompts (token ids); ``seeds`` (one per row) switches on sampling.
 
-        Returns each row's new tokens up to its first stop token.
+        Returns each row's new tokens up to its first stop token. A batch of several rows is prefilled one
+        distinct prompt at a time (:meth:`prefill`) and then decoded together, left-padded.
         """
         from transformers import LogitsProcessorList
 
@@ -63,9 +72,42 @@ class HFEngine:
         processors = LogitsProcessorList()
         if seeds is not None:
             processors.append(GumbelSampler(seeds, self.decoding.temperature, self.decoding.top_p, device))
-        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+        alone = self.prefill_alone and len(prompts) > 1 and min(map(len, prompts)) > 1
+        cache = self.prefill(prompts, width) if alone else None
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
                                      generation_config=self.generation_config(), logits_processor=processors)
         return [trim_at_stop(row[width:].tolist(), self.stop_ids) for row in output]
+
+    def prefill(self, prompts: Sequence[Sequence[int]], width: int):
+        """The KV cache of every prompt but its last token, left-padded to ``width - 1`` positions, one row per
+        prompt — computed one distinct prompt at a time, so ``generate`` only has the last prompt token of each
+        row left to run before it decodes the batch together.
+
+        Why not let ``generate`` prefill the padded batch: left padding makes transformers build a 4-D
+        (rows, 1, width, width) attention mask, and with a mask SDPA gives up its causal kernel — on the CPU it
+        turns the mask into floats and computes every masked score, several times the work of the prompts alone
+        (``benchmarks/infer_throughput.py``). Alone, a prompt needs no mask at all. The candidates of one dialogue
+        (identical prompts) are prefilled once.
+        """
+        from transformers import DynamicCache
+
+        rows_of: dict[tuple[int, ...], list[int]] = {}
+        for row, prompt in enumerate(prompts):
+            rows_of.setdefault(tuple(prompt), []).append(row)
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        for prompt, rows in rows_of.items():
+            ids = torch.tensor([prompt[:-1]], device=self.model.device)
+            cache = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+            for index, layer in enumerate(cache.layers):
+                if index == len(keys):  # the first prompt: the padded batch tensors (zeros where it is padding)
+                    heads, dim = layer.keys.shape[1], layer.keys.shape[-1]
+                    keys.append(layer.keys.new_zeros(len(prompts), heads, width - 1, dim))
+                    values.append(layer.values.new_zeros(len(prompts), heads, width - 1, layer.values.shape[-1]))
+                keys[index][rows, :, width - len(prompt):] = layer.keys
+                values[index][rows, :, width - len(prompt):] = layer.values
+            del cache
+        return DynamicCache(list(zip(keys, values)), config=self.model.config)
 
     def generate(self, jobs: Sequence[Job]) -> list[list[str]]:
         n = self.decoding.per_prompt

@@ -25,6 +25,7 @@ class Engine(Protocol):
     tokenizer: Any
     decoding: Any
     context_length: int | None
+    device: str  # where it generates ("cpu", "cuda:0", …): the default batch budget depends on it
 
     def settings(self) -> dict[str, Any]: ...
 

@@ -17,9 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from generation.vllm import VLLMSettings
 
 BACKENDS = ("hf", "vllm")
-# Dialogues per generate call (`--batch-size`): the HF engine's batch, halved on out-of-memory; vLLM schedules its
-# own batches, so for it this is only how many prompts go in per call (and per sidecar flush).
-BATCH_SIZES = {"hf": 16, "vllm": 256}
 
 
 def load_engine(

@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
+from generation.batching import VLLM_DIALOGUES_PER_CALL, BatchLimit, default_max_batch_tokens
 from generation.decoding import Decoding
-from generation.loader import BATCH_SIZES
 from generation.runner import RunReport, prompt_budget, run_to_file
 
 
@@ -27,7 +27,8 @@ class InferenceOptions:
     system_prompt: str | None = None
     clean_rules: tuple[str, ...] = ()
     max_prompt_tokens: int | None = None
-    batch_size: int | None = None  # default: the backend's, generation.loader.BATCH_SIZES
+    batch_size: int | None = None  # at most this many dialogues per generate call; default: no cap (hf), 256 (vllm)
+    max_batch_tokens: int | None = None  # hf: batch token budget (default by device: DEFAULT_MAX_BATCH_TOKENS; 0: none)
     vllm: Any = None  # generation.vllm.VLLMSettings for --backend vllm (context, memory, parallelism)
 
     @classmethod
@@ -60,6 +61,16 @@ def describe_engine(engine: Any) -> str:
     return "loaded " + ", ".join(parts) + notes
 
 
+def batch_limit(options: InferenceOptions, device: str) -> BatchLimit:
+    """How ``options`` batch on ``device``: on hf a token budget (``--max-batch-tokens``; default by device, 0 for
+    none) and an optional dialogue cap (``--batch-size``); vLLM schedules its own batches, so there only the
+    dialogues per call count."""
+    if options.backend == "vllm":
+        return BatchLimit(max_tokens=None, max_dialogues=options.batch_size or VLLM_DIALOGUES_PER_CALL)
+    tokens = default_max_batch_tokens(device) if options.max_batch_tokens is None else options.max_batch_tokens
+    return BatchLimit(max_tokens=tokens or None, max_dialogues=options.batch_size)
+
+
 def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str, decoding: Decoding,
                options: InferenceOptions = InferenceOptions(), *, restart: bool = False, progress: bool = True,
                notify: Callable[[str], None] = lambda message: None) -> RunReport:
@@ -81,6 +92,8 @@ def infer_file(ckpt: str | Path, examples: Sequence[Example], output: Path | str
         budget = prompt_budget(engine.context_length, decoding.max_new_tokens, options.max_prompt_tokens)
         builder = PromptBuilder(system_prompt=options.system_prompt, clean_rules=options.clean_rules,
                                 tokenizer=engine.tokenizer, max_prompt_tokens=budget)
-        batch_size = options.batch_size or BATCH_SIZES[options.backend]
-        return run_to_file(engine, examples, builder, output, batch_size=batch_size, restart=restart,
+        if options.backend == "vllm" and options.max_batch_tokens is not None:
+            notify("--max-batch-tokens applies to the hf backend; vLLM schedules its own batches (ignored)")
+        limit = batch_limit(options, engine.device)
+        return run_to_file(engine, examples, builder, output, limit=limit, restart=restart,
                            progress=progress, notify=notify, announce=describe_engine(engine))

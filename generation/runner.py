@@ -1,4 +1,5 @@
-"""A whole run: prompts → length-sorted batches (halved on out-of-memory) → sidecar → the output file."""
+"""A whole run: prompts → length-sorted batches by token budget (halved on out-of-memory) → sidecar → the output
+file."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from common.errors import UserError
 from common.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
+from generation.batching import BatchLimit, by_length, default_max_batch_tokens
 from generation.jobs import Engine, Job, prepare_jobs
-from generation.loader import BATCH_SIZES
 from generation.sidecar import Sidecar, output_lock
 
 
@@ -35,28 +36,32 @@ def generate_all(
     jobs: Sequence[Job],
     generate: Callable[[Sequence[Job]], list[list[str]]],
     *,
-    batch_size: int,
+    limit: BatchLimit,
+    new_tokens: int = 0,
+    rows_per_dialogue: int = 1,
     on_batch: Callable[[Sequence[Job], list[list[str]]], None] = lambda jobs, results: None,
     progress: bool = True,
     initial: int = 0,
     total: int | None = None,
-) -> int:
-    """Generate for all jobs, longest prompts first, in batches; returns the batch size it ended with.
+) -> BatchLimit:
+    """Generate for all jobs, longest prompts first, in batches formed by ``limit`` (see
+    :mod:`generation.batching`; ``new_tokens`` and ``rows_per_dialogue`` are what each dialogue adds to a
+    batch's tokens besides its prompt); returns the limit it ended with.
 
-    Running out of memory (on the GPU or the CPU) halves the batch size and retries the same jobs (the
-    smaller size is kept for the rest of the run); at batch size 1 it is a :class:`UserError` naming the
-    dialogue and its prompt length.
+    Running out of memory (on the GPU or the CPU) halves the limit and retries the same jobs (the smaller
+    limit is kept for the rest of the run); with one dialogue in the batch it is a :class:`UserError`
+    naming the dialogue and its prompt length.
     """
     import torch
     from tqdm.auto import tqdm
 
-    ordered = sorted(jobs, key=lambda job: len(job.prompt_ids), reverse=True)
+    ordered = by_length(jobs)
     bar = tqdm(total=total if total is not None else len(ordered), initial=initial, unit="ex",
                desc="infer", disable=not progress, dynamic_ncols=True)
     start = 0
     with bar:
         while start < len(ordered):
-            batch = ordered[start:start + batch_size]
+            batch = ordered[start:limit.next_batch(ordered, start, new_tokens, rows_per_dialogue)]
             try:
                 results = generate(batch)
             except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:  # the types memory runs out with
@@ -65,18 +70,19 @@ def generate_all(
                     raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                if batch_size == 1:
+                smaller = limit.after_out_of_memory(batch, new_tokens, rows_per_dialogue)
+                if smaller is None:
                     raise UserError(f"{where} out of memory even at batch size 1, on dialogue {batch[0].id!r} "
                                     f"({len(batch[0].prompt_ids)} prompt tokens): lower --max-new-tokens or "
                                     "--max-prompt-tokens, or use a smaller --dtype") from None
-                batch_size //= 2
+                limit = smaller
                 bar.write(f"{where} out of memory on a batch of {len(batch)} (longest prompt "
-                          f"{len(batch[0].prompt_ids)} tokens): retrying with --batch-size {batch_size}")
+                          f"{len(batch[0].prompt_ids)} tokens): retrying with {limit.describe()}")
                 continue
             on_batch(batch, results)
             bar.update(len(batch))
             start += len(batch)
-    return batch_size
+    return limit
 
 
 def prompt_budget(context_length: int | None, max_new_tokens: int, max_prompt_tokens: int | None) -> int | None:
@@ -106,11 +112,22 @@ class RunReport:
     dropped_utterances: int = 0
     budget: int | None = None
     seconds: float = 0.0
-    batch_size: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # dialogues per generate call, in order
+    limit: BatchLimit | None = None  # what formed the batches at the end (lowered after out-of-memory)
     sidecar: Path | None = None
     # Every example's finished row by id ({"id", "output"} or {"id", "candidates"}): what the output file holds,
     # for a caller that goes on in the same process (checkpoint selection scores them without reading them back).
     results: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def batching(self) -> str:
+        """``12 batches of 3–40 dialogues (--max-batch-tokens 65536)``."""
+        sizes = self.batch_sizes
+        if not sizes:
+            return "no batches"
+        spread = f"{min(sizes)}–{max(sizes)}" if min(sizes) != max(sizes) else str(sizes[0])
+        plural = "es" if len(sizes) != 1 else ""
+        return f"{len(sizes)} batch{plural} of {spread} dialogue{'s' if max(sizes) != 1 else ''}" + (
+            f" ({self.limit.describe()})" if self.limit else "")
 
     def summary(self) -> list[str]:
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
@@ -121,7 +138,7 @@ class RunReport:
         return [
             f"examples: {self.total} ({self.resumed} resumed from {self.sidecar}, {self.generated} generated)"
             if self.resumed else f"examples: {self.total}",
-            f"generation: {self.seconds:.1f} s, {rate:.2f} examples/s, final batch size {self.batch_size}",
+            f"generation: {self.seconds:.1f} s, {rate:.2f} examples/s, {self.batching()}",
             truncated,
         ]
 
@@ -176,22 +193,23 @@ def run_to_file(
     builder: PromptBuilder,
     output: Path | str,
     *,
-    batch_size: int = BATCH_SIZES["hf"],
+    limit: BatchLimit | None = None,
     restart: bool = False,
     progress: bool = True,
     notify: Callable[[str], None] = lambda message: None,
     announce: str | None = None,
 ) -> RunReport:
     """Generate for every example not already in the sidecar, then write ``output`` atomically; holds
-    ``output``'s lock throughout. ``notify`` hears ``announce`` once the sidecar is accepted, then about any
-    sidecar line that could not be kept."""
+    ``output``'s lock throughout. ``limit`` forms the batches (the engine's ``max_new_tokens`` and candidates per
+    dialogue count against its token budget; default: the budget for the engine's device). ``notify`` hears
+    ``announce`` once the sidecar is accepted, then about any sidecar line that could not be kept."""
     with output_lock(output):
-        return _run_to_file(engine, examples, builder, output, batch_size=batch_size, restart=restart,
+        return _run_to_file(engine, examples, builder, output, limit=limit, restart=restart,
                             progress=progress, notify=notify, announce=announce)
 
 
 def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBuilder, output: Path | str, *,
-                 batch_size: int, restart: bool, progress: bool, notify: Callable[[str], None],
+                 limit: BatchLimit | None, restart: bool, progress: bool, notify: Callable[[str], None],
                  announce: str | None) -> RunReport:
     sampling = engine.decoding.sampling
     # Every prompt first: a budget too small for some dialogue stops the run before a sidecar exists, and the
@@ -216,11 +234,15 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         rows = [result_row(job.id, texts, sampling) for job, texts in zip(jobs, results)]
         sidecar.append(rows)
         done.update((row["id"], row) for row in rows)
+        report.batch_sizes.append(len(jobs))
 
+    if limit is None:
+        limit = BatchLimit(default_max_batch_tokens(engine.device))
     start = time.perf_counter()
     try:
-        report.batch_size = generate_all(todo, engine.generate, batch_size=batch_size, on_batch=on_batch,
-                                         progress=progress, initial=len(done), total=len(examples))
+        report.limit = generate_all(todo, engine.generate, limit=limit, new_tokens=engine.decoding.max_new_tokens,
+                                    rows_per_dialogue=engine.decoding.per_prompt, on_batch=on_batch,
+                                    progress=progress, initial=len(done), total=len(examples))
     except BaseException:
         if not done:  # stopped before any result (a full disk, Ctrl-C, an error): nothing to resume from
             sidecar.remove()

@@ -153,6 +153,7 @@ class VLLMEngine:
     (and per sidecar flush)."""
 
     backend = "vllm"
+    device = "cuda"  # the GPUs of CUDA_VISIBLE_DEVICES (see device_env)
 
     def __init__(self, checkpoint: Checkpoint, decoding: Decoding, dtype: str, trust_remote_code: bool = False, *,
                  settings: VLLMSettings = VLLMSettings(), merge_lora: bool = False, device: str = "auto"):

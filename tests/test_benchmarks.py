@@ -10,11 +10,29 @@ from conftest import REPO
 sys.path.insert(0, str(REPO))
 
 from benchmarks import run_all  # noqa: E402
-from benchmarks.common import markdown  # noqa: E402
+from benchmarks.common import markdown, tables  # noqa: E402
 
 
 def test_markdown_table():
     assert markdown([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]).splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | y |"]
+
+
+def test_one_table_per_benchmark_with_its_own_columns():
+    rows = [{"benchmark": "a", "case": "x", "seconds": 1}, {"benchmark": "b", "case": "y", "prefill s": 2},
+            {"benchmark": "a", "case": "z", "seconds": 3}]
+    assert tables(rows) == [markdown([rows[0], rows[2]]), markdown([rows[1]])]
+    assert "prefill s" in tables(rows)[1]
+
+
+def test_the_batching_plot_is_an_800_by_450_png(tmp_path):
+    import struct
+
+    from benchmarks.infer_throughput import CASES, plot
+
+    rows = [{"benchmark": "infer", "case": f"{name}, {case.name}", "vs sequential": f"{speed}×", "peak memory MB": 20}
+            for name in ("fixtures", "dev") for case, speed in zip(CASES, (1.0, 0.5, 1.2, 1.3))]
+    data = plot(rows, tmp_path / "batching.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (800, 450)
 
 
 def test_summary_row_takes_the_shared_columns():

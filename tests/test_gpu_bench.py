@@ -37,7 +37,7 @@ def check_structure(report, markdown):
     assert libraries <= set(report["versions"])
     assert set(report["training"]["flop_formulas"]) == {"N", "A", "full", "lora", "mfu", "hfu"}
     gen_cases, train_cases = report["generation"]["cases"], report["training"]["cases"]
-    assert [case["backend"] for case in gen_cases] == ["hf", "hf", "hf", "vllm", "vllm"]
+    assert [case["backend"] for case in gen_cases] == ["hf", "hf", "hf", "hf", "vllm", "vllm"]
     assert [case["case"].split(",")[0] for case in train_cases] == ["LoRA r16 α32", "full fine-tune"]
     for case in gen_cases:
         assert set(case) == set(generation_phase.GEN_FIELDS), case
@@ -66,7 +66,12 @@ def test_tiny_cpu_run_measures_every_phase_and_writes_json_and_markdown(tmp_path
         assert case["generated_tokens"] == case["examples_run"] * new_tokens  # forced length: no early stop
         assert case["projected_seconds_all"] > 0 and case["generated_tokens_per_s"] > 0
     assert hf[0]["batch_size"] == 1 and hf[0]["examples_run"] < report["generation"]["prompts"]  # a subset
-    assert hf[2]["batch_size"] >= hf[1]["batch_size"] == 16
+    sequential, fixed, budget, best = hf
+    assert fixed["batch_size"] == 16 and fixed["max_batch_tokens"] is None and "padded prefill" in fixed["case"]
+    assert budget["max_batch_tokens"] == shapes.TINY_PROFILE.max_batch_tokens and budget["batch_size"] is None
+    assert budget["batches_total"] > fixed["batches_total"]  # the tiny budget makes smaller batches than 16
+    assert best["max_batch_tokens"] >= budget["max_batch_tokens"] and best["batch_size"] is None
+    assert "| HF, --max-batch-tokens 512 | ok | ≤ 512 tokens |" in markdown
     vllm = [case for case in report["generation"]["cases"] if case["backend"] == "vllm"]
     assert all(case["status"].startswith("skipped: ") for case in vllm)  # no vLLM here, and no GPU
     lora, full = report["training"]["cases"]
@@ -90,10 +95,10 @@ def test_default_shapes_on_a_gpu_briefly(tmp_path):
     if report["device"]["memory_gib"] < 40:  # the 7.8B phases need 40 GB: smaller GPUs record OOM failures
         pytest.skip(f"{report['device']['name']} has {report['device']['memory_gib']} GiB: the run completed, "
                     "the 7.8B figures need ≥ 40 GB")
-    default = report["generation"]["cases"][1]
-    assert default["status"] == "ok", default
-    assert default["generated_tokens"] == default["examples_run"] * 32
-    assert default["peak_memory_gib"] > 14.5  # the 7.8B bf16 weights alone are 14.6 GiB
+    for default in report["generation"]["cases"][1:3]:  # the old fixed batches and the token budget
+        assert default["status"] == "ok", default
+        assert default["generated_tokens"] == default["examples_run"] * 32
+        assert default["peak_memory_gib"] > 14.5  # the 7.8B bf16 weights alone are 14.6 GiB
     lora, full = report["training"]["cases"]
     assert lora["status"].startswith(("ok", "timeout")), lora
     assert full["status"] == "ok" and full["tokens_per_s"] > 0, full

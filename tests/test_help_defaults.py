@@ -20,7 +20,7 @@ from eval.registry import OFFICIAL_PARTS, scorers_for
 from exaone.convert import convert
 from exaone.tiny import build_tiny_exaone
 from generation.decoding import Decoding
-from generation.loader import BATCH_SIZES
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
 from generation.pipeline import InferenceOptions
 from generation.vllm import VLLMSettings
 from tools.cli import cli
@@ -37,7 +37,8 @@ GENERATION = {  # `tools infer` and `tools select-checkpoint` generate alike
     "--dtype": InferenceOptions().dtype,
     "--device": InferenceOptions().device,
     "--max-new-tokens": Decoding().max_new_tokens,
-    "--batch-size": f"{BATCH_SIZES['hf']}; vllm: {BATCH_SIZES['vllm']} per call",
+    "--batch-size": f"no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call",
+    "--max-batch-tokens": f"{DEFAULT_MAX_BATCH_TOKENS['cpu']} on the CPU, {DEFAULT_MAX_BATCH_TOKENS['gpu']} on a GPU",
     "--gpu-memory-utilization": VLLMSettings().gpu_memory_utilization,
     "--tensor-parallel-size": VLLMSettings().tensor_parallel_size,
 }

@@ -23,9 +23,10 @@ from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli
 from common.env import offline_env
 from common.errors import UserError
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit, batch_tokens, plan_batches
 from generation.decoding import Decoding, postprocess, trim_at_stop
 from generation.hf import HFEngine
-from generation.jobs import prepare_jobs
+from generation.jobs import Job, prepare_jobs
 from generation.loader import load_engine
 from generation.runner import generate_all
 from generation.sidecar import SIDECAR_SUFFIX
@@ -112,14 +113,43 @@ def test_submission_keeps_order_and_fields(tmp_path, tiny_model):
 
 
 def test_batched_greedy_equals_sequential(tmp_path, tiny_model, mixed):
-    runs = {}
-    for batch_size in (1, 4, 16):
-        out = tmp_path / f"b{batch_size}.json"
-        ok(infer("--ckpt", tiny_model, "--input", mixed, "--output", out, "--max-new-tokens", 16,
-                 "--batch-size", batch_size))
-        runs[batch_size] = outputs(out)
-    assert len(runs[1]) == 16 and all(runs[1].values())
-    assert runs[4] == runs[1] and runs[16] == runs[1]
+    """Fixed batches, token budgets (prompts of 129–192 tokens + 16 new: 1–2 and ~5 dialogues a batch) and the
+    default budget (all 16 in one batch) all give the sequential outputs."""
+    runs, summaries = {}, {}
+    cases = {"sequential": ["--batch-size", 1], "fixed 4": ["--batch-size", 4, "--max-batch-tokens", 0],
+             "fixed 16": ["--batch-size", 16, "--max-batch-tokens", 0], "budget 400": ["--max-batch-tokens", 400],
+             "budget 1000": ["--max-batch-tokens", 1000], "default": []}
+    for name, args in cases.items():
+        out = tmp_path / f"{name}.json"
+        result = ok(infer("--ckpt", tiny_model, "--input", mixed, "--output", out, "--max-new-tokens", 16, *args))
+        runs[name] = outputs(out)
+        summaries[name] = next(line for line in result.output.splitlines() if line.startswith("generation:"))
+    assert len(runs["sequential"]) == 16 and all(runs["sequential"].values())
+    assert all(run == runs["sequential"] for run in runs.values())
+    cpu_budget = DEFAULT_MAX_BATCH_TOKENS["cpu"]  # ≥ 16 × (192 + 16): every dialogue in one batch
+    assert summaries["sequential"].endswith(
+        f"16 batches of 1 dialogue (--max-batch-tokens {cpu_budget}, --batch-size 1)")
+    assert summaries["fixed 4"].endswith("4 batches of 4 dialogues (--batch-size 4)")
+    assert summaries["default"].endswith(f"1 batch of 16 dialogues (--max-batch-tokens {cpu_budget})")
+    assert "batches of 1–2 dialogues (--max-batch-tokens 400)" in summaries["budget 400"]
+    assert "(--max-batch-tokens 1000)" in summaries["budget 1000"]
+
+
+def test_batches_by_token_budget():
+    """Longest prompts first; a batch grows while rows × (longest prompt + new tokens) fits the budget, so long
+    prompts go in small batches and short ones in large; candidates count as rows; a dialogue over the budget
+    runs alone; --batch-size caps the dialogues."""
+    jobs = [Job(f"s{i}", [1] * 100) for i in range(12)] + [Job(f"l{i}", [1] * (1000 - i)) for i in range(3)]
+    sizes = [[len(job.prompt_ids) for job in batch] for batch in plan_batches(jobs, BatchLimit(2400), new_tokens=100)]
+    assert sizes == [[1000, 999], [998, 100], [100] * 11]
+    two_rows = plan_batches(jobs, BatchLimit(2400), new_tokens=100, rows_per_dialogue=2)
+    assert [len(b) for b in two_rows] == [1, 1, 1, 6, 6]
+    assert [len(b) for b in plan_batches(jobs, BatchLimit(500), new_tokens=100)] == [1, 1, 1, 2, 2, 2, 2, 2, 2]
+    assert [len(b) for b in plan_batches(jobs, BatchLimit(10**6, max_dialogues=4))] == [4, 4, 4, 3]
+    assert [len(b) for b in plan_batches(jobs, BatchLimit(None, max_dialogues=8))] == [8, 7]
+    assert batch_tokens(jobs[-3:], new_tokens=100, rows_per_dialogue=3) == 3 * 3 * 1100
+    with pytest.raises(ValueError):
+        BatchLimit(0)
 
 
 # --------------------------------------------------------------------------- resume
@@ -266,10 +296,13 @@ def test_the_config_built_from_what_was_read_is_transformers_own(tiny_model, tmp
 
 
 def test_candidates_are_seeded_and_independent_of_batch_size(tmp_path, tiny_model, monkeypatch):
-    def sample(name, batch_size, seed, check=ok):
+    def sample(name, batch_size, seed, check=ok, budget=None):
         out = tmp_path / f"{name}.jsonl"
-        check(infer("--ckpt", tiny_model, "--input", TRAIN, "--output", out, "--max-new-tokens", 8, "--batch-size",
-                    batch_size, "--num-candidates", 3, "--temperature", 1.0, "--top-p", 0.9, "--seed", seed))
+        result = check(infer("--ckpt", tiny_model, "--input", TRAIN, "--output", out, "--max-new-tokens", 8,
+                             "--batch-size", batch_size, "--num-candidates", 3, "--temperature", 1.0, "--top-p", 0.9,
+                             "--seed", seed, *(["--max-batch-tokens", budget] if budget else [])))
+        if budget:  # each dialogue is 3 rows of ≤ 192 + 8 tokens: 600 a dialogue, so 2 fit in 1,200
+            assert "4 batches of 2 dialogues (--max-batch-tokens 1200, --batch-size 8)" in result.output
         return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] if out.exists() else None
 
     rows = sample("a", 1, 5)
@@ -278,6 +311,7 @@ def test_candidates_are_seeded_and_independent_of_batch_size(tmp_path, tiny_mode
     assert len(parse_candidates(rows, "a.jsonl", {row["id"] for row in rows})) == len(rows)  # DPO building reads it
     assert all(len(set(row["candidates"])) > 1 for row in rows)  # sampled, not three greedy copies
     assert sample("b", 4, 5) == rows  # same seed, other batch size: the same candidates
+    assert sample("budget", 8, 5, budget=1200) == rows  # batched by a token budget: the same candidates
     assert sample("c", 4, 6) != rows
 
     # Interrupted after its first batch, then resumed: still the same candidates.
@@ -360,7 +394,7 @@ def test_vllm_missing_is_a_clear_error(tmp_path, tiny_model):
 # --------------------------------------------------------------------------- CUDA OOM back-off
 
 
-def test_oom_halves_the_batch_and_retries(tiny_model):
+def test_oom_halves_the_budget_and_retries(tiny_model):
     engine = load_engine(tiny_model, Decoding(max_new_tokens=8))
     jobs = prepare_jobs(load_nikl(TRAIN), PromptBuilder(tokenizer=engine.tokenizer), engine.tokenizer)
     expected = {job.id: texts for job, texts in zip(jobs, engine.generate(jobs))}
@@ -377,12 +411,16 @@ def test_oom_halves_the_batch_and_retries(tiny_model):
             assert job.id not in got
             got[job.id] = texts
 
-    final = generate_all(jobs, generate_oom_once, batch_size=8, on_batch=collect, progress=False)
-    assert calls == [8, 4, 4] and final == 4
+    longest = max(len(job.prompt_ids) for job in jobs)  # 8 training dialogues of 150–192 prompt tokens
+    budget = 8 * (longest + 8)
+    final = generate_all(jobs, generate_oom_once, limit=BatchLimit(budget), new_tokens=8, on_batch=collect,
+                         progress=False)
+    assert calls[0] == 8 and final == BatchLimit(budget // 2)  # half of what the failed batch held
+    assert all(size <= 4 for size in calls[1:]) and sum(calls[1:]) == 8
     assert got == expected
 
     def always_oom(batch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     with pytest.raises(UserError, match="even at batch size 1"):
-        generate_all(jobs, always_oom, batch_size=4, progress=False)
+        generate_all(jobs, always_oom, limit=BatchLimit(budget), progress=False)

@@ -18,6 +18,7 @@ import pytest
 from common.env import offline_env
 from common.io import atomic_open, write_json
 from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
+from generation.batching import BatchLimit
 from generation.hf import HFEngine
 from generation.runner import generate_all
 from generation.sidecar import SIDECAR_SUFFIX
@@ -262,19 +263,20 @@ def test_cpu_out_of_memory_halves_the_batch_then_names_the_dialogue():
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
         return [["ok"]] * len(batch)
 
-    assert generate_all(jobs, generate, batch_size=8, progress=False) == 2 and sizes[:3] == [8, 4, 2]
+    final = generate_all(jobs, generate, limit=BatchLimit(None, max_dialogues=8), progress=False)  # fixed batches
+    assert final == BatchLimit(None, max_dialogues=2) and sizes[:3] == [8, 4, 2]
 
     def always(batch):
         raise MemoryError
 
     with pytest.raises(UserError, match=r"CPU out of memory even at batch size 1, on dialogue 'd7' \(17 prompt tokens\)"):
-        generate_all(jobs, always, batch_size=2, progress=False)
+        generate_all(jobs, always, limit=BatchLimit(None, max_dialogues=2), progress=False)
 
     def bug(batch):
         raise RuntimeError("shape mismatch")  # not memory: the traceback is kept
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        generate_all(jobs, bug, batch_size=2, progress=False)
+        generate_all(jobs, bug, limit=BatchLimit(100), progress=False)
 
 
 def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, tiny_model):

@@ -14,11 +14,13 @@ from common.errors import UserError
 from conftest import DEV, TEST, load_json, random_lora, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding, finish_text
 from generation.hf import HFEngine
 from generation.jobs import Job, prepare_jobs
 from generation.loader import load_engine
+from generation.pipeline import InferenceOptions, batch_limit
 from generation.vllm import (
     VLLMSettings,
     adapter_problems,
@@ -107,6 +109,18 @@ def test_an_adapter_vllm_refuses_is_merged_with_the_same_outputs(tiny_model, tmp
         return engine.generate(prepare_jobs(examples, PromptBuilder(tokenizer=engine.tokenizer), engine.tokenizer))
 
     assert outputs(merged) == outputs(adapter) != outputs(tiny_model)
+
+
+def test_vllm_batches_by_dialogues_per_call_and_ignores_the_token_budget():
+    """vLLM schedules its own batches: --batch-size is the dialogues per call, --max-batch-tokens is for hf."""
+    assert batch_limit(InferenceOptions(backend="vllm"), "cuda") == BatchLimit(None, VLLM_DIALOGUES_PER_CALL)
+    assert batch_limit(InferenceOptions(backend="vllm", batch_size=64, max_batch_tokens=4096), "cuda") == \
+        BatchLimit(None, 64)
+    # hf: the budget's default depends on the device (a CPU's caches, a GPU's memory)
+    assert batch_limit(InferenceOptions(), "cpu") == BatchLimit(DEFAULT_MAX_BATCH_TOKENS["cpu"], None)
+    assert batch_limit(InferenceOptions(), "cuda:1") == BatchLimit(DEFAULT_MAX_BATCH_TOKENS["gpu"], None)
+    assert batch_limit(InferenceOptions(batch_size=8, max_batch_tokens=0), "cpu") == BatchLimit(None, 8)
+    assert batch_limit(InferenceOptions(max_batch_tokens=4096), "cuda") == BatchLimit(4096, None)
 
 
 def test_vllm_options_need_the_vllm_backend(tiny_model, tmp_path):

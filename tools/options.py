@@ -178,8 +178,9 @@ def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
 def generation_options(function: F) -> F:
     """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
     `tools select-checkpoint`, so both generate the same way."""
+    from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
     from generation.decoding import Decoding
-    from generation.loader import BACKENDS, BATCH_SIZES
+    from generation.loader import BACKENDS
     from generation.pipeline import InferenceOptions
     from generation.vllm import VLLMSettings
 
@@ -198,10 +199,14 @@ def generation_options(function: F) -> F:
         click.option("--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
                      type=click.IntRange(min=1),
                      help="Longest summary, in tokens (the reference system's setting)."),
+        click.option("--max-batch-tokens", default=None, type=click.IntRange(min=0),
+                     help="Token budget of one generate call: dialogues (longest prompts first) join a batch while "
+                          "rows × (longest prompt + --max-new-tokens) fits; halved automatically when memory runs "
+                          f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS['cpu']} on the CPU, "
+                          f"{DEFAULT_MAX_BATCH_TOKENS['gpu']} on a GPU; vllm: ignored, it schedules its own batches]"),
         click.option("--batch-size", default=None, type=click.IntRange(min=1),
-                     help="Dialogues per generate call, halved automatically when memory runs out  "
-                          f"[default: {BATCH_SIZES['hf']}; vllm: {BATCH_SIZES['vllm']} per call, it schedules its "
-                          "own batches]"),
+                     help="At most N dialogues per generate call, within --max-batch-tokens  "
+                          f"[default: no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call]"),
         click.option("--dtype", type=click.Choice(DTYPES), default=library_default(InferenceOptions, "dtype"),
                      show_default=True,
                      help="auto: bfloat16 on CUDA, float32 on CPU."),

@@ -126,7 +126,8 @@ def record_of(checkpoint: RunCheckpoint, examples: Sequence[Example], decoding: 
               options: InferenceOptions) -> dict[str, Any]:
     """What the predictions of ``checkpoint`` depend on: if any of it changes, they are generated again."""
     resolved = resolve_checkpoint(checkpoint.path, options.base_model)
-    settings = {key: value for key, value in asdict(options).items() if key not in ("batch_size", "device")}
+    settings = {key: value for key, value in asdict(options).items()
+                if key not in ("batch_size", "max_batch_tokens", "device")}  # they change no output
     return {"checkpoint": resolved.settings(), "decoding": decoding.settings(), "options": settings,
             "input_sha256": examples_digest(examples)}
 

@@ -1,5 +1,5 @@
 """Generation: ``tools infer``'s batches (``generation.runner.generate_all`` over an engine) timed batch by
-batch and projected to the whole submission, and the search for the largest HF batch that fits.
+batch and projected to the whole submission, and the search for the largest HF token budget that fits.
 
 The batch loop serves the vLLM child too (``vllm_phase``); this module is named for the phase so that it
 does not read as the project's ``generation`` package, which it imports."""
@@ -11,28 +11,42 @@ import time
 from typing import Any, Callable
 
 from benchmarks.gpu.shapes import Profile
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit, plan_batches
 from benchmarks.gpu.timing import Clock, free_memory, peak_gib, reset_peak, sync
 from benchmarks.gpu.workload import PROMPT_LENGTH_SOURCE, percentiles
 
-GEN_FIELDS = ("case", "backend", "status", "batch_size", "examples_run", "examples_total", "batches_run",
-              "batches_total", "prompt_tokens", "generated_tokens", "seconds", "prompt_tokens_per_s",
+GEN_FIELDS = ("case", "backend", "status", "batch_size", "max_batch_tokens", "examples_run", "examples_total",
+              "batches_run", "batches_total", "prompt_tokens", "generated_tokens", "seconds", "prompt_tokens_per_s",
               "generated_tokens_per_s", "examples_per_s", "projected_seconds_all", "projection",
               "peak_memory_gib", "note")
 
 
-def gen_case(case: str, backend: str, batch_size: int | None, total: int, new_tokens: int) -> dict[str, Any]:
+def gen_case(case: str, backend: str, batch_size: int | None, total: int, new_tokens: int,
+             max_batch_tokens: int | None = None) -> dict[str, Any]:
     return {**dict.fromkeys(GEN_FIELDS), "case": case, "backend": backend, "status": "not run",
-            "batch_size": batch_size, "examples_total": total, "note": "", "_new_tokens": new_tokens}
+            "batch_size": batch_size, "max_batch_tokens": max_batch_tokens, "examples_total": total, "note": "",
+            "_new_tokens": new_tokens}
+
+
+def case_limit(case: dict[str, Any]) -> BatchLimit:
+    """The batching of a case: a token budget (``max_batch_tokens``) or fixed batches of ``batch_size``."""
+    return BatchLimit(case["max_batch_tokens"], case["batch_size"])
 
 
 def generation_cases(profile: Profile, n: int) -> dict[str, dict[str, Any]]:
-    """The five generation cases of a run of ``n`` prompts, by key, in report order."""
-    batch, new = profile.default_batch, profile.new_tokens
+    """The six generation cases of a run of ``n`` prompts, by key, in report order: one prompt at a time, the
+    old fixed batches, the default token budget, the largest token budget that fits; vLLM twice."""
+    batch, budget, new = profile.fixed_batch, profile.max_batch_tokens, profile.new_tokens
+    default = budget == DEFAULT_MAX_BATCH_TOKENS["gpu"]
     return {
         "batch1": gen_case("HF, batch 1 (subset, projected)", "hf", 1, n, new),
-        "default": gen_case(f"HF, batch {batch} (tools infer default)", "hf", batch, n, new),
-        "best": gen_case("HF, largest batch that fits", "hf", None, n, new),
-        "vllm_default": gen_case(f"vLLM, --batch-size {batch} (tools infer default)", "vllm", batch, n, new),
+        "fixed": gen_case(f"HF, fixed batch {batch}, padded prefill (the old tools infer default)", "hf", batch, n,
+                          new),
+        "budget": gen_case(f"HF, --max-batch-tokens {budget}" + (" (tools infer default on a GPU)" if default else ""),
+                           "hf", None, n, new, budget),
+        "best": gen_case("HF, largest --max-batch-tokens that fits", "hf", None, n, new),
+        "vllm_default": gen_case(f"vLLM, --batch-size {VLLM_DIALOGUES_PER_CALL} (tools infer default)", "vllm",
+                                 VLLM_DIALOGUES_PER_CALL, n, new),
         "vllm_all": gen_case(f"vLLM, all {n} prompts in one call (--batch-size {n})", "vllm", n, n, new),
     }
 
@@ -48,7 +62,7 @@ def generation_section(profile: Profile, lengths: list[int], cases: list[dict[st
                                       "total": sum(lengths)}},
         "engine": "generation.hf.HFEngine via generation.runner.generate_all (tools infer --backend hf); "
                   "sdpa attention (tools infer loads models without attn_implementation); no EOS: every row "
-                  f"generates {profile.new_tokens} tokens",
+                  f"generates {profile.new_tokens} tokens; a token budget counts them per row",
         "cases": cases,
     }
 
@@ -119,25 +133,19 @@ def summarise_gen(case: dict[str, Any], timings: list[tuple[int, int, int, float
     case["note"] = note.strip()
 
 
-def batches_of(jobs, batch_size: int) -> list[list]:
-    """The batches ``generate_all`` forms: longest prompts first, ``batch_size`` at a time."""
-    ordered = sorted(jobs, key=lambda job: len(job.prompt_ids), reverse=True)
-    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
-
-
-def run_batches(generate: Callable, generated: Callable[[], int], jobs, batch_size: int, clock: Clock,
+def run_batches(generate: Callable, generated: Callable[[], int], jobs, limit: BatchLimit, clock: Clock,
                 case: dict[str, Any], device: str, *, max_examples: int | None = None,
                 done: dict[int, tuple] | None = None, memory: Callable[[], float | None] | None = None,
                 on_progress: Callable[[], None] = lambda: None) -> None:
-    """Run ``tools infer``'s batches (``generate_all`` over an engine's ``generate``) in a length-stratified
-    order until the clock (or ``max_examples``) says stop; ``case`` is filled after every batch, so a timeout
-    keeps what ran. ``generated()`` is the running count of generated tokens."""
+    """Run ``tools infer``'s batches (``generate_all`` over an engine's ``generate``, batched by ``limit``) in a
+    length-stratified order until the clock (or ``max_examples``) says stop; ``case`` is filled after every
+    batch, so a timeout keeps what ran. ``generated()`` is the running count of generated tokens."""
     from generation.runner import generate_all
 
     memory = memory or (lambda: peak_gib(device))
-    batches = batches_of(jobs, batch_size)
+    new_tokens = case.get("_new_tokens") or 0
+    batches = plan_batches(jobs, limit, new_tokens)
     timings = dict(done or {})
-    new_tokens = case.get("_new_tokens")
     if timings:
         summarise_gen(case, list(timings.values()), len(batches), new_tokens)
     for index in spread_order(len(batches)):
@@ -151,21 +159,22 @@ def run_batches(generate: Callable, generated: Callable[[], int], jobs, batch_si
         before = generated()
         sync(device)
         start = time.perf_counter()
-        final = generate_all(batch, generate, batch_size=batch_size, progress=False)
+        final = generate_all(batch, generate, limit=limit, new_tokens=new_tokens, progress=False)
         sync(device)
         seconds = time.perf_counter() - start
-        if final < batch_size:
-            case["note"] = f"CUDA out of memory: generate_all went down to batch {final}"
+        if final != limit:
+            case["note"] = f"out of memory: generate_all went down to {final.describe()}"
         timings[index] = (len(batch), sum(len(job.prompt_ids) for job in batch), generated() - before, seconds)
         summarise_gen(case, list(timings.values()), len(batches), new_tokens)
         case["peak_memory_gib"] = memory()
         on_progress()
 
 
-def probe_batch(engine, tokenizer: CountingTokenizer, jobs, batch_size: int, device: str) -> tuple:
-    """The longest ``batch_size`` prompts through ``engine.generate`` directly (``generate_all`` would halve
-    the batch on OOM and hide it): the batch's timing, or ``torch.cuda.OutOfMemoryError``."""
-    batch = batches_of(jobs, batch_size)[0]
+def probe_batch(engine, tokenizer: CountingTokenizer, jobs, limit: BatchLimit, device: str) -> tuple:
+    """The first batch ``limit`` forms (the longest prompts) through ``engine.generate`` directly
+    (``generate_all`` would halve it on OOM and hide that): the batch's timing, or
+    ``torch.cuda.OutOfMemoryError``."""
+    batch = plan_batches(jobs, limit, engine.decoding.max_new_tokens)[0]
     before = tokenizer.decoded_tokens
     sync(device)
     start = time.perf_counter()
@@ -175,28 +184,36 @@ def probe_batch(engine, tokenizer: CountingTokenizer, jobs, batch_size: int, dev
             time.perf_counter() - start)
 
 
-def best_batch_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, case: dict[str, Any], device: str,
-                      default_fits: bool) -> None:
-    """The largest batch whose longest prompts generate without CUDA OOM: doubling from the default batch
-    (halving from it when the default did not fit), up to ``max_batch`` or every prompt in one batch; then
-    that batch size measured like the others, reusing the probe of its longest batch."""
+def best_budget_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, case: dict[str, Any], device: str,
+                       default_fits: bool) -> None:
+    """The largest token budget whose first batch (the longest prompts) generates without CUDA OOM: doubling
+    from the default budget (halving from it when the default did not fit) until a batch would hold
+    ``max_batch`` dialogues or every prompt; then that budget measured like the others, reusing its probe."""
     import torch
 
-    cap = min(profile.max_batch, len(jobs))
-    fit: int | None = profile.default_batch if default_fits else None
+    new_tokens = engine.decoding.max_new_tokens
+    budget = profile.max_batch_tokens
+
+    def first_batch(tokens: int) -> int:
+        return len(plan_batches(jobs, BatchLimit(tokens), new_tokens)[0])
+
+    def room_to_grow(tokens: int) -> bool:
+        return first_batch(tokens) < min(profile.max_batch, len(jobs))
+
+    fit: int | None = budget if default_fits else None
     fit_timing: tuple | None = None
     fit_peak: float | None = None
     tried: list[str] = []
     upward = default_fits
-    size = min(profile.default_batch * 2, cap) if upward else profile.default_batch // 2
-    while 1 <= size and (not upward or (fit or 0) < cap):
+    size = budget * 2 if upward else budget // 2
+    while size >= 1 and (not upward or room_to_grow(fit or 0)):
         if fit_timing and not clock.allows(fit_timing[3] * 2.5):  # a doubled batch takes longer
             tried.append(f"{size}: no time left")
             break
         reset_peak(device)
         out_of_memory = False
         try:
-            timing = probe_batch(engine, tokenizer, jobs, size, device)
+            timing = probe_batch(engine, tokenizer, jobs, BatchLimit(size), device)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
         if out_of_memory:  # outside the except block, so the failed batch's tensors can be freed
@@ -206,18 +223,19 @@ def best_batch_search(engine, tokenizer, jobs, profile: Profile, clock: Clock, c
                 break
             size //= 2
             continue
-        tried.append(f"{size}: fits")
+        tried.append(f"{size} ({first_batch(size)} dialogues): fits")
         fit, fit_timing, fit_peak = size, timing, peak_gib(device)
-        case.update(batch_size=fit, note="search " + ", ".join(tried))
+        case.update(max_batch_tokens=fit, note="search " + ", ".join(tried))
         if not upward:
             break
-        size = min(size * 2, cap)
-    case["note"] = "search " + (", ".join(tried) if tried else f"not needed: {fit} ≥ {len(jobs)} prompts")
+        size *= 2
+    case["note"] = "search " + (", ".join(tried) if tried else f"not needed: {fit} holds every prompt")
     if fit is None:
-        raise torch.cuda.OutOfMemoryError("not even batch 1 fits")
-    case["batch_size"] = fit
+        raise torch.cuda.OutOfMemoryError("not even one dialogue fits")
+    case["max_batch_tokens"] = fit
     done = {0: fit_timing} if fit_timing else {}
     reset_peak(device)
-    run_batches(engine.generate, lambda: tokenizer.decoded_tokens, jobs, fit, clock, case, device, done=done)
+    run_batches(engine.generate, lambda: tokenizer.decoded_tokens, jobs, BatchLimit(fit), clock, case, device,
+                done=done)
     if fit_peak is not None and device.startswith("cuda"):
         case["peak_memory_gib"] = max(fit_peak, case["peak_memory_gib"] or 0.0)

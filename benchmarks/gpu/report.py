@@ -130,7 +130,9 @@ def environment_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 def generation_rows(report: dict[str, Any]) -> list[dict[str, str]]:
     total = report["generation"]["prompts"]
     return [{
-        "case": case["case"], "status": case["status"], "batch": fmt(case["batch_size"]),
+        "case": case["case"], "status": case["status"],
+        "batch": fmt(case["batch_size"]) if case.get("max_batch_tokens") is None
+        else f"≤ {case['max_batch_tokens']:,} tokens",
         "examples run": fmt(case["examples_run"]), "prompt tok/s": fmt(case["prompt_tokens_per_s"]),
         "generated tok/s": fmt(case["generated_tokens_per_s"]), "examples/s": fmt(case["examples_per_s"]),
         f"s for all {total} (projected)": fmt(case["projected_seconds_all"]),

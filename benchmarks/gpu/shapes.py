@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from benchmarks.make_synthetic import SIZES
+from generation.batching import DEFAULT_MAX_BATCH_TOKENS
 
 # An assumption (no EXAONE tokenizer offline): 0.5 EXAONE tokens per character of utterance text — about
 # 0.43 for colloquial Korean itself plus 0.07 for each line's `화자SD…: ` prefix (~7 tokens × ~20 lines
@@ -95,8 +96,9 @@ class Profile:
     prompt_overhead: int = PROMPT_OVERHEAD_TOKENS
     seq_len: int = 4096             # recipes: sequence_len 4096, sample_packing, pad_to_sequence_len
     batch1_examples: int = 8        # batch 1 runs on a length-stratified subset of this many prompts
-    default_batch: int = 16         # `tools infer --batch-size` default
-    max_batch: int = 512            # the upward search for the largest batch stops here
+    fixed_batch: int = 16           # the fixed `tools infer --batch-size` before the token budget
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS["gpu"]  # `tools infer --max-batch-tokens` default on a GPU
+    max_batch: int = 512            # the upward budget search stops when a batch would hold this many dialogues
     train_steps: int = 4            # measured steps per training case (after the warm-up steps)
     warmup_steps: int = 1
     lora_rank: int = 16             # recipes/exaone_lora.yml: lora_r 16, lora_alpha 32, lora_dropout 0.05
@@ -106,7 +108,7 @@ class Profile:
 
 DEFAULT_PROFILE = Profile(EXAONE_30_78B, EXAONE_35_24B)
 TINY_PROFILE = Profile(TINY_GEN, TINY_FULL, prompts=40, new_tokens=4, tokens_per_char=1 / 64, prompt_overhead=8,
-                       seq_len=256, batch1_examples=3, max_batch=64, train_steps=2)
+                       seq_len=256, batch1_examples=3, max_batch=64, max_batch_tokens=512, train_steps=2)
 
 # bf16 dense tensor-core peak, TFLOP/s (no sparsity), by torch.cuda.get_device_name(); first match wins.
 PEAK_BF16_TFLOPS: list[tuple[str, str, float]] = [

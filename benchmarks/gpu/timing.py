@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 # Seconds per phase when --max-minutes is 8 (the default); every limit scales with --max-minutes. Their sum
-# (≈ 7.3 min) plus start-up stays inside 8 minutes even when every phase runs to its limit.
+# (≈ 7.6 min) plus start-up stays inside 8 minutes even when every phase runs to its limit.
 PHASE_LIMITS = {
     "build 7.8B model": 40,
     "hf batch 1": 25,
-    "hf default batch": 45,
-    "hf best batch": 75,
+    "hf fixed batch": 40,
+    "hf token budget": 45,
+    "hf best budget": 50,
     "vllm save weights": 45,
     "lora step": 40,
     "full fine-tune step": 40,

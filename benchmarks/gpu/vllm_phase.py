@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.gpu import REPO
-from benchmarks.gpu.generation_phase import GEN_FIELDS, run_batches
+from benchmarks.gpu.generation_phase import GEN_FIELDS, case_limit, run_batches
 from benchmarks.gpu.shapes import Profile, Shape
 from benchmarks.gpu.timing import Clock, PhaseFailed, PhaseTimeout
 
@@ -75,7 +75,7 @@ def vllm_child(spec_path: str) -> None:
     for case in result["cases"]:
         clock = Clock(spec["budget_s"] - (time.perf_counter() - child_start))
         case["status"] = "running"
-        run_batches(generate, lambda: words[0], jobs, case["batch_size"], clock, case, "cuda",
+        run_batches(generate, lambda: words[0], jobs, case_limit(case), clock, case, "cuda",
                     memory=device_memory, on_progress=write)
         case["status"] = "ok"
         write()
