@@ -13,6 +13,10 @@ from common.env import OFFLINE_ENV
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
 for key, value in OFFLINE_ENV.items():
     os.environ.setdefault(key, value)
+# One CPU thread for torch here and in every subprocess (Axolotl, `tools`, `make demo`), unless the caller says
+# otherwise: `make test` runs two pytest workers on a 2-core machine, and the tiny models gain nothing from more
+# threads while oversubscribed cores made inference 3–20× slower (benchmarks/infer_throughput.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -22,7 +26,11 @@ TEST = FIXTURES / "일상대화요약_test.json"
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why."""
+    """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why.
+    Under pytest-xdist (`make test`), the `axolotl` tests are collected first: the scheduler then hands the
+    long ones out at the start instead of leaving one for the end, when the other worker has nothing left."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("axolotl") is None)  # stable: otherwise as collected
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_tests:
         return
@@ -39,6 +47,24 @@ def tiny_model(tmp_path_factory) -> Path:
     from exaone.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-exaone") / "model")
+
+
+@pytest.fixture(scope="session")
+def doc_session(tmp_path_factory):
+    """Run a documentation session (doc_blocks.Session: CPU blocks, in order, as written) once per test session;
+    later calls return the same run. A failed session fails every test that needs it, naming the command."""
+    from doc_blocks import run_session
+
+    runs = {}
+
+    def run(session):
+        if session.name not in runs:
+            runs[session.name] = run_session(session, tmp_path_factory.mktemp("docs"))
+        if runs[session.name].failure:
+            pytest.fail(runs[session.name].failure, pytrace=False)
+        return runs[session.name]
+
+    return run
 
 
 @pytest.fixture

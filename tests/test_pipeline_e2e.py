@@ -18,7 +18,8 @@ import pytest
 from conftest import DEV, REPO, TRAIN, load_json
 from dataset_builders.io import read_jsonl
 
-pytestmark = pytest.mark.axolotl
+# One worker runs the demo and every test that inspects it (pytest-xdist: `make test`).
+pytestmark = [pytest.mark.axolotl, pytest.mark.xdist_group("demo")]
 
 STAGES = 16
 
