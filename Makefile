@@ -10,8 +10,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PYTEST_ARGS ?=
-# Two pytest workers (pytest-xdist); the tests that share one Axolotl run share an xdist_group, so each training
-# runs once (tests/conftest.py, README "Tests"). PYTEST_WORKERS=0 runs everything in one process.
+# Two pytest workers (pytest-xdist), a test file each at a time, the files that run Axolotl handed out first; each
+# Axolotl run is made once and shared by both workers (tests/conftest.py, README "Tests"). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 DEMO_WORKDIR ?= demo_out
 GPU_BENCH_OUT ?= bench_out/gpu
@@ -42,7 +42,7 @@ install-gpu: $(STAMP)
 	$(PY) -c "import torch; assert torch.cuda.is_available(), f'torch {torch.__version__} sees no CUDA GPU'; print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0))"
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/tools demo --workdir $(DEMO_WORKDIR)

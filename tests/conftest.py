@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -50,19 +51,45 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def doc_session(tmp_path_factory):
-    """Run a documentation session (doc_blocks.Session: CPU blocks, in order, as written) once per test session;
-    later calls return the same run. A failed session fails every test that needs it, naming the command."""
-    from doc_blocks import run_session
+def run_once(tmp_path_factory):
+    """``run_once(name, make)``: ``make(directory)`` runs once per test run, in whichever pytest-xdist worker asks
+    first, while the others wait for it; every caller gets the dict it returned (stored as JSON). The Axolotl runs
+    (documentation sessions, recipes, the demo) are made this way: each training happens once per `make test`,
+    however the tests that inspect it are spread over the workers. A result with a ``failure`` (or an exception
+    from ``make``) fails every test that asks for it, without running it again."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' basetemps are siblings
 
-    runs = {}
+    def once(name: str, make) -> dict:
+        record = shared / f"{name}.json"
+        with open(shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if this worker dies
+            if not record.exists():
+                directory = shared / name
+                directory.mkdir()
+                try:
+                    result = make(directory)
+                except Exception as error:  # recorded: the other tests that need it fail the same way, at once
+                    result = {"failure": f"{name}: {type(error).__name__}: {error}"}
+                record.with_suffix(".tmp").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+                record.with_suffix(".tmp").replace(record)
+        result = json.loads(record.read_text(encoding="utf-8"))
+        if result.get("failure"):
+            pytest.fail(result["failure"], pytrace=False)
+        return result
 
-    def run(session):
-        if session.name not in runs:
-            runs[session.name] = run_session(session, tmp_path_factory.mktemp("docs"))
-        if runs[session.name].failure:
-            pytest.fail(runs[session.name].failure, pytrace=False)
-        return runs[session.name]
+    return once
+
+
+@pytest.fixture(scope="session")
+def doc_session(run_once):
+    """Run a documentation session (doc_blocks.Session: CPU blocks, in order, as written) once per test run and
+    return it (doc_blocks.SessionRun); a failed session fails every test that needs it, naming the command."""
+    from doc_blocks import SessionRun, run_session
+
+    def run(session) -> SessionRun:
+        record = run_once(f"docs-{session.name}", lambda directory: run_session(session, directory))
+        return SessionRun(Path(record["work"]), record["ran"])
 
     return run
 

@@ -16,7 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,15 +112,14 @@ def trained_by_docs() -> dict[str, tuple[Session, str]]:
 
 @dataclass
 class SessionRun:
-    session: Session
-    work: Path                                   # the working directory the commands ran in
-    ran: list[str] = field(default_factory=list)  # the commands that succeeded, as written
-    failure: str | None = None                   # the first failing command, its exit code and output
+    work: Path       # the working directory the commands ran in
+    ran: list[str]   # the commands, as written, all of which succeeded
 
 
-def run_session(session: Session, root: Path) -> SessionRun:
-    """Run ``session`` as written in ``root/work`` (the hub model is a tiny checkpoint under ``root/hub``); stop at
-    the first failing command. Each command's output is kept in ``root/logs/NN.log``."""
+def run_session(session: Session, root: Path) -> dict:
+    """Run ``session`` as written in ``root/work`` (the hub model is a tiny checkpoint under ``root/hub``) and stop at
+    the first failing command; each command's output is kept in ``root/logs/NN.log``. Returns ``work`` and the
+    commands that ``ran``, or a ``failure`` naming the command, its exit code and the end of its output."""
     from common.checkout import sample_files
     from common.env import offline_env
     from exaone.tiny import build_tiny_exaone
@@ -134,7 +133,7 @@ def run_session(session: Session, root: Path) -> SessionRun:
         (work / f"일상대화요약_{split}.json").write_bytes(path.read_bytes())
     hub_model = build_tiny_exaone(root / "hub" / HUB_MODEL.split("/")[-1])
     env = {**offline_env(), "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = SessionRun(session, work)
+    ran = []
     for number, (doc, command) in enumerate(session.commands(), start=1):
         line = substitute(command, str(hub_model))
         done = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, env=env,
@@ -142,7 +141,6 @@ def run_session(session: Session, root: Path) -> SessionRun:
         output = done.stdout + done.stderr
         (logs / f"{number:02d}.log").write_text(f"$ {line}\n{output}", encoding="utf-8")
         if done.returncode != 0:
-            result.failure = f"{doc.name}: `{command}` failed (exit {done.returncode}):\n{output[-3000:]}"
-            break
-        result.ran.append(command)
-    return result
+            return {"failure": f"{doc.name}: `{command}` failed (exit {done.returncode}):\n{output[-3000:]}"}
+        ran.append(command)
+    return {"work": str(work), "ran": ran}

@@ -77,8 +77,7 @@ def test_documents_that_continue_the_readme_session_have_blocks():
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("session", [pytest.param(session, marks=pytest.mark.xdist_group(session.name))
-                                     for session in SESSIONS], ids=lambda session: session.name)
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda session: session.name)
 def test_cpu_blocks_run_as_written(session, doc_session):
     """Every marked block of the session's documents, in order, in one fresh working directory that has the
     repository's recipes, the sample files under the corpus's names and nothing else (doc_blocks.run_session)."""
@@ -87,7 +86,6 @@ def test_cpu_blocks_run_as_written(session, doc_session):
 
 
 @pytest.mark.axolotl
-@pytest.mark.xdist_group(SESSIONS[0].name)
 def test_readme_session_ends_with_a_submission(doc_session):
     run = doc_session(SESSIONS[0])
     work = run.work

@@ -46,6 +46,8 @@ SHIPPED_RECIPES = ["exaone_dpo.yml", "exaone_lora.yml", "exaone_qlora.yml", "exa
 SHIPPED_DEEPSPEED = ["zero2.json", "zero3_bf16.json", "zero3_bf16_offload.json"]
 RECIPE_FILES = sorted(RECIPES.glob("*.yml"))
 TRAINED_BY_DOCS = trained_by_docs()  # recipe file name → (documentation session, the CPU config it trains)
+# The recipes trained here come first: on another pytest-xdist worker the documentation's runs may still be going.
+RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: path.name in TRAINED_BY_DOCS)
 DEEPSPEED_FILES = sorted(DEEPSPEED.glob("*.json"))
 
 _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear",
@@ -172,33 +174,28 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def axolotl_run(tiny_model, sft_data, dpo_data, tmp_path_factory):
-    """Run a recipe through `axolotl preprocess` + `axolotl train` once per session; later calls reuse it."""
-    runs: dict[str, Run] = {}
-    failures: dict[str, str] = {}  # a failed run fails every test that needs it, without running again
-    env = offline_env()
+def axolotl_run(tiny_model, sft_data, dpo_data, run_once):
+    """Run a recipe through `axolotl preprocess` + `axolotl train` once per test run (conftest.run_once); later
+    calls, in any pytest-xdist worker, reuse it. A failed run fails every test that needs it."""
 
-    def run(recipe_path: Path, *, key: str | None = None, overrides: tuple[str, ...] = ()) -> Run:
-        key = key or recipe_path.name
-        if key in failures:
-            pytest.fail(failures[key])
-        if key in runs:
-            return runs[key]
-        work = tmp_path_factory.mktemp(key.replace(".", "_"))
+    def train(recipe_path: Path, work: Path, overrides: tuple[str, ...]) -> dict:
         data = dpo_data if load_yaml(recipe_path).get("rl") else sft_data
         config = overlay_config(recipe_path, base_model=tiny_model, train_data=data["train"], eval_data=data["dev"],
                                 output_dir=work / "out", max_steps=MAX_STEPS)
         config_path = write_config(config, work / "config.yml", recipe=recipe_path)
-        result = subprocess.run([sys.executable, "-c", RUNNER, str(config_path), *overrides], cwd=work, env=env,
-                                capture_output=True, text=True, timeout=900, check=False)
+        result = subprocess.run([sys.executable, "-c", RUNNER, str(config_path), *overrides], cwd=work,
+                                env=offline_env(), capture_output=True, text=True, timeout=900, check=False)
         (work / "axolotl.log").write_text(result.stdout + result.stderr, encoding="utf-8")
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
-            failures[key] = (f"axolotl failed on {recipe_path.name} (exit {result.returncode}); "
-                             f"log {work / 'axolotl.log'}\n{tail}")
-            pytest.fail(failures[key])
-        runs[key] = Run.of(key, recipe_path, config_path)
-        return runs[key]
+            return {"failure": (f"axolotl failed on {recipe_path.name} (exit {result.returncode}); "
+                                f"log {work / 'axolotl.log'}\n{tail}")}
+        return {"config": str(config_path)}
+
+    def run(recipe_path: Path, *, key: str | None = None, overrides: tuple[str, ...] = ()) -> Run:
+        key = key or recipe_path.name
+        record = run_once(f"recipe-{key}", lambda work: train(recipe_path, work, overrides))
+        return Run.of(key, recipe_path, Path(record["config"]))
 
     return run
 
@@ -214,14 +211,6 @@ def recipe_run(axolotl_run, doc_session):
         return Run.of(f"{recipe_path.name} ({session.name})", recipe_path, doc_session(session).work / config)
 
     return run
-
-
-def recipe_params() -> list:
-    """The shipped recipes, each in the pytest-xdist group of the run its tests share (`make test` runs two
-    workers; a session-scoped run is made once per worker, so the tests that share one stay on one worker)."""
-    return [pytest.param(path, id=path.stem, marks=pytest.mark.xdist_group(
-        TRAINED_BY_DOCS[path.name][0].name if path.name in TRAINED_BY_DOCS else f"recipe-{path.stem}"))
-        for path in RECIPE_FILES]
 
 
 def prepared_datasets(run: Run) -> list:
@@ -274,7 +263,7 @@ def test_deepspeed_configs_are_all_listed():
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("recipe_path", recipe_params())
+@pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
 def test_recipe_trains_with_real_axolotl(recipe_path, recipe_run):
     run = recipe_run(recipe_path)
     final = "adapter_model.safetensors" if run.recipe.get("adapter") else "model.safetensors"
@@ -294,7 +283,7 @@ def test_recipe_trains_with_real_axolotl(recipe_path, recipe_run):
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("recipe_path", recipe_params())
+@pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
 def test_prepared_dataset_trains_only_the_summary(recipe_path, recipe_run):
     from transformers import AutoTokenizer
 
