@@ -1,10 +1,12 @@
-"""Shared fixtures: the bundled NIKL sample files and a tiny EXAONE-shaped model built once per session."""
+"""Shared fixtures: the bundled NIKL sample files, a tiny EXAONE-shaped model built once per session, and
+``run_once``, which makes each Axolotl run once per test run however many pytest-xdist workers share it."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,7 @@ def run_once(tmp_path_factory):
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if this worker dies
             if not record.exists():
                 directory = shared / name
+                shutil.rmtree(directory, ignore_errors=True)  # left by a worker that died making it
                 directory.mkdir()
                 try:
                     result = make(directory)
