@@ -46,7 +46,8 @@ SHIPPED_RECIPES = ["exaone_dpo.yml", "exaone_lora.yml", "exaone_qlora.yml", "exa
 SHIPPED_DEEPSPEED = ["zero2.json", "zero3_bf16.json", "zero3_bf16_offload.json"]
 RECIPE_FILES = sorted(RECIPES.glob("*.yml"))
 TRAINED_BY_DOCS = trained_by_docs()  # recipe file name → (documentation session, the CPU config it trains)
-# The recipes trained here come first: on another pytest-xdist worker the documentation's runs may still be going.
+# The recipes trained here come first (and the EXAONE 4.0 run before them): on the other pytest-xdist worker the
+# documentation's runs may still be going.
 RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: path.name in TRAINED_BY_DOCS)
 DEEPSPEED_FILES = sorted(DEEPSPEED.glob("*.json"))
 
@@ -263,6 +264,21 @@ def test_deepspeed_configs_are_all_listed():
 
 
 @pytest.mark.axolotl
+def test_another_base_model_by_documented_override(axolotl_run, exaone4_model):
+    """docs/recipes.md: EXAONE 4.0 = the same recipe + `--base-model … --chat-template exaone4` on the command line."""
+    from transformers import AutoTokenizer
+
+    run = axolotl_run(RECIPES / "exaone_lora.yml", key="exaone_lora_exaone4",
+                      overrides=("--base-model", str(exaone4_model), "--chat-template", "exaone4"))
+    assert (run.output_dir / "adapter_model.safetensors").is_file()
+    adapter = json.loads((run.output_dir / "adapter_config.json").read_text())
+    assert Path(adapter["base_model_name_or_path"]) == exaone4_model
+    assert json.loads((exaone4_model / "config.json").read_text())["model_type"] == "exaone4"
+    # EXAONE 4's empty <think></think> block belongs to the (masked) assistant header, not to the target.
+    assert_sft_labels(run, AutoTokenizer.from_pretrained(exaone4_model), axolotl_template("exaone4"))
+
+
+@pytest.mark.axolotl
 @pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
 def test_recipe_trains_with_real_axolotl(recipe_path, recipe_run):
     run = recipe_run(recipe_path)
@@ -304,21 +320,6 @@ def test_prepared_dataset_trains_only_the_summary(recipe_path, recipe_run):
         assert row["prompt"].endswith("[|assistant|]")
         assert row["chosen"] == pair["chosen"]["content"] + ENDOFTURN
         assert row["rejected"] == pair["rejected"]["content"] + ENDOFTURN
-
-
-@pytest.mark.axolotl
-def test_another_base_model_by_documented_override(axolotl_run, exaone4_model, tiny_model):
-    """docs/recipes.md: EXAONE 4.0 = the same recipe + `--base-model … --chat-template exaone4` on the command line."""
-    from transformers import AutoTokenizer
-
-    run = axolotl_run(RECIPES / "exaone_lora.yml", key="exaone_lora_exaone4",
-                      overrides=("--base-model", str(exaone4_model), "--chat-template", "exaone4"))
-    assert (run.output_dir / "adapter_model.safetensors").is_file()
-    adapter = json.loads((run.output_dir / "adapter_config.json").read_text())
-    assert Path(adapter["base_model_name_or_path"]) == exaone4_model
-    assert json.loads((exaone4_model / "config.json").read_text())["model_type"] == "exaone4"
-    # EXAONE 4's empty <think></think> block belongs to the (masked) assistant header, not to the target.
-    assert_sft_labels(run, AutoTokenizer.from_pretrained(exaone4_model), axolotl_template("exaone4"))
 
 
 # --------------------------------------------------------------------------- DeepSpeed
