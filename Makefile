@@ -19,6 +19,9 @@ STACK_PINS := torch|transformers|axolotl|trl|peft|accelerate|datasets|tokenizers
 CONSTRAINTS := $(VENV)/stack-constraints.txt
 VLLM_VENV ?= .venv-vllm
 PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist), a test file each at a time, the files that run Axolotl handed out first; each
+# Axolotl run is made once and shared by both workers (tests/conftest.py, README "Tests"). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 DEMO_WORKDIR ?= demo_out
 GPU_BENCH_OUT ?= bench_out/gpu
 
@@ -83,7 +86,7 @@ check-gpu-deps: $(CONSTRAINTS)
 	$(VENV)/bin/tools versions --resolved $(VENV)/gpu-resolve.json --resolved $(VENV)/vllm-resolve.json
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/tools demo --workdir $(DEMO_WORKDIR)

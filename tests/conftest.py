@@ -1,9 +1,12 @@
-"""Shared fixtures: the bundled NIKL sample files and a tiny EXAONE-shaped model built once per session."""
+"""Shared fixtures: the bundled NIKL sample files, a tiny EXAONE-shaped model built once per session, and
+``run_once``, which makes each Axolotl run once per test run however many pytest-xdist workers share it."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +18,10 @@ from common.env import OFFLINE_ENV
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
 for key, value in OFFLINE_ENV.items():
     os.environ.setdefault(key, value)
+# One CPU thread for torch here and in every subprocess (Axolotl, `tools`, `make demo`), unless the caller says
+# otherwise: `make test` runs two pytest workers on a 2-core machine, and the tiny models gain nothing from more
+# threads while oversubscribed cores made inference 3–20× slower (benchmarks/infer_throughput.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 # `--backend vllm` runs itself again in vLLM's own environment when it exists (`make install-vllm`); no test
@@ -27,7 +34,11 @@ TEST = FIXTURES / "일상대화요약_test.json"
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why."""
+    """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why.
+    Under pytest-xdist (`make test`), the `axolotl` tests are collected first: the scheduler then hands the
+    long ones out at the start instead of leaving one for the end, when the other worker has nothing left."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("axolotl") is None)  # stable: otherwise as collected
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_tests:
         return
@@ -44,6 +55,51 @@ def tiny_model(tmp_path_factory) -> Path:
     from exaone.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-exaone") / "model")
+
+
+@pytest.fixture(scope="session")
+def run_once(tmp_path_factory):
+    """``run_once(name, make)``: ``make(directory)`` runs once per test run, in whichever pytest-xdist worker asks
+    first, while the others wait for it; every caller gets the dict it returned (stored as JSON). The Axolotl runs
+    (documentation sessions, recipes, the demo) are made this way: each training happens once per `make test`,
+    however the tests that inspect it are spread over the workers. A result with a ``failure`` (or an exception
+    from ``make``) fails every test that asks for it, without running it again."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' basetemps are siblings
+
+    def once(name: str, make) -> dict:
+        record = shared / f"{name}.json"
+        with open(shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if this worker dies
+            if not record.exists():
+                directory = shared / name
+                shutil.rmtree(directory, ignore_errors=True)  # left by a worker that died making it
+                directory.mkdir()
+                try:
+                    result = make(directory)
+                except Exception as error:  # recorded: the other tests that need it fail the same way, at once
+                    result = {"failure": f"{name}: {type(error).__name__}: {error}"}
+                record.with_suffix(".tmp").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+                record.with_suffix(".tmp").replace(record)
+        result = json.loads(record.read_text(encoding="utf-8"))
+        if result.get("failure"):
+            pytest.fail(result["failure"], pytrace=False)
+        return result
+
+    return once
+
+
+@pytest.fixture(scope="session")
+def doc_session(run_once):
+    """Run a documentation session (doc_blocks.Session: CPU blocks, in order, as written) once per test run and
+    return it (doc_blocks.SessionRun); a failed session fails every test that needs it, naming the command."""
+    from doc_blocks import SessionRun, run_session
+
+    def run(session) -> SessionRun:
+        record = run_once(f"docs-{session.name}", lambda directory: run_session(session, directory))
+        return SessionRun(Path(record["work"]), record["ran"])
+
+    return run
 
 
 @pytest.fixture

@@ -6,22 +6,10 @@ import shlex
 import pytest
 
 from conftest import REPO
+from doc_blocks import CONTINUES_README, DOCS, commands, cpu_blocks, sessions, shell_lines
 from tools.cli import cli
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-
-
-def shell_lines(text: str) -> list[str]:
-    """Command lines of the ```bash blocks, with backslash continuations joined and comments dropped."""
-    lines = []
-    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, flags=re.DOTALL):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            line = line.split("  #")[0].split(" # ")[0].strip()
-            if line and not line.startswith("#"):
-                lines.append(line)
-    return lines
 
 
 def tools_invocations(text: str) -> list[list[str]]:
@@ -71,31 +59,7 @@ def test_every_make_target_named_exists():
 
 # --------------------------------------------------------------------------- the CPU blocks run as written
 
-MARKER = "*Runs as written on CPU (checked by `tests/test_readme.py`):*"
-HUB_MODEL = "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
-GENERATING = ("tools infer", "tools select-checkpoint")
-NEW_TOKENS = 16  # the random model never ends a summary by itself
-README_QUIETS = ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK")  # set by the README's `export` line, not by the test
-TELEMETRY_ERRORS = ("error uploading", "Failed to send telemetry")  # posthog's and Axolotl's, per failed upload
-
-
-def cpu_blocks(text: str) -> list[str]:
-    """The ```bash blocks right after the marker line (blank lines between them allowed)."""
-    pattern = re.escape(MARKER) + r"\s*\n```bash\n(.*?)```"
-    return re.findall(pattern, text, flags=re.DOTALL)
-
-
-def commands(block: str) -> list[str]:
-    """One shell command per line: backslash continuations joined, comments dropped."""
-    return shell_lines(f"```bash\n{block}```")
-
-
-def substitute(command: str, hub_model: str) -> str:
-    """The documented rule: the hub id is the tiny EXAONE-layout checkpoint; generation is capped."""
-    command = command.replace(HUB_MODEL, hub_model)
-    if command.startswith(GENERATING) and "--max-new-tokens" not in command:
-        command += f" --max-new-tokens {NEW_TOKENS}"
-    return command
+SESSIONS = sessions()
 
 
 def test_marked_blocks_exist_and_name_only_cpu_commands():
@@ -108,45 +72,23 @@ def test_marked_blocks_exist_and_name_only_cpu_commands():
                 assert "configs/" in command or "outputs/" in command, f"a GPU recipe in a CPU block: {command}"
 
 
+def test_documents_that_continue_the_readme_session_have_blocks():
+    assert [doc.name for doc in SESSIONS[0].docs] == ["README.md", *sorted(CONTINUES_README)]
+
+
 @pytest.mark.axolotl
-def test_cpu_blocks_run_as_written(tmp_path):
-    """Every marked block of README.md, then of docs/*.md, in order, in one fresh working directory that has
-    the repository's recipes, the sample files under the corpus's names and nothing else."""
-    import os
-    import subprocess
-    import sys
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda session: session.name)
+def test_cpu_blocks_run_as_written(session, doc_session):
+    """Every marked block of the session's documents, in order, in one fresh working directory that has the
+    repository's recipes, the sample files under the corpus's names and nothing else (doc_blocks.run_session)."""
+    run = doc_session(session)
+    assert run.ran == [command for _, command in session.commands()]
 
-    from common.checkout import sample_files
-    from common.env import offline_env
-    from exaone.tiny import build_tiny_exaone
 
-    work = tmp_path / "work"
-    work.mkdir()
-    for name in ("recipes", "deepspeed_configs"):
-        (work / name).symlink_to(REPO / name)
-    for split, path in zip(("train", "dev", "test"), sample_files()):
-        (work / f"일상대화요약_{split}.json").write_bytes(path.read_bytes())
-    hub_model = build_tiny_exaone(tmp_path / "hub" / "EXAONE-3.0-7.8B-Instruct")
-    env = {**offline_env(), "OMP_NUM_THREADS": "1",
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for key in README_QUIETS:  # the README's own `export` line must be what keeps Axolotl quiet offline
-        env.pop(key, None)
-    ran = []
-    for doc in DOCS:
-        for block in cpu_blocks(doc.read_text(encoding="utf-8")):
-            for command in commands(block):
-                if command.startswith("export "):  # the shell the reader keeps open: later commands see it
-                    env.update(word.split("=", 1) for word in shlex.split(command)[1:])
-                    continue
-                line = substitute(command, str(hub_model))
-                result = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, env=env,
-                                        capture_output=True, text=True, timeout=900)
-                output = result.stdout + result.stderr
-                assert result.returncode == 0, (f"{doc.name}: `{command}` failed (exit {result.returncode}):\n"
-                                                + output[-3000:])
-                noise = [text for text in TELEMETRY_ERRORS if text in output]
-                assert not noise, f"{doc.name}: `{command}` printed telemetry errors ({noise}) offline"
-                ran.append(command)
+@pytest.mark.axolotl
+def test_readme_session_ends_with_a_submission(doc_session):
+    run = doc_session(SESSIONS[0])
+    work = run.work
     assert (work / "outputs" / "exaone-lora" / "best").exists() and (work / "result.json").is_file()
     assert (work / "data" / "dpo" / "train.jsonl").is_file() and (work / "results" / "test_mbr.json").is_file()
-    assert len(ran) >= 15
+    assert len(run.ran) >= 15

@@ -5,6 +5,10 @@ from ``tools build-sft-data``, the GPU-only keys of :data:`tools.cpu_overlay.CPU
 ``max_steps`` 2) and then through Axolotl's own click CLI: ``axolotl preprocess CFG`` followed by
 ``axolotl train CFG --launcher python``. Both commands run in one subprocess (the same ``cli`` object the
 ``axolotl`` console script calls) to pay Axolotl's ~15 s start-up once per recipe instead of twice.
+
+A recipe that a documented CPU block already trains (README: ``exaone_lora``; docs/recipes.md:
+``exaone_qlora``) is not trained a second time: its tests inspect that run, made by the blocks as written
+(tests/doc_blocks.py), which is the same `tools cpu-overlay` + `axolotl preprocess` + `axolotl train`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from common import io
 from common.env import offline_env
 from common.io import read_jsonl
 from conftest import DEV, REPO, TRAIN
+from doc_blocks import trained_by_docs
 from tools.cli import cli
 from workflow.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
 
@@ -40,6 +45,10 @@ MAX_STEPS = 2
 SHIPPED_RECIPES = ["exaone_dpo.yml", "exaone_lora.yml", "exaone_qlora.yml", "exaone_sft.yml"]
 SHIPPED_DEEPSPEED = ["zero2.json", "zero3_bf16.json", "zero3_bf16_offload.json"]
 RECIPE_FILES = sorted(RECIPES.glob("*.yml"))
+TRAINED_BY_DOCS = trained_by_docs()  # recipe file name → (documentation session, the CPU config it trains)
+# The recipes trained here come first (and the EXAONE 4.0 run before them): on the other pytest-xdist worker the
+# documentation's runs may still be going.
+RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: path.name in TRAINED_BY_DOCS)
 DEEPSPEED_FILES = sorted(DEEPSPEED.glob("*.json"))
 
 _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear",
@@ -153,38 +162,54 @@ class Run:
     prepared_dir: Path
     train_data: Path
     eval_data: Path
+    base_model: Path    # the config's base model (and tokenizer); a command-line override is not in it
+
+    @classmethod
+    def of(cls, name: str, recipe_path: Path, config_path: Path) -> "Run":
+        """The run of the CPU config ``config_path`` (`tools cpu-overlay` writes every path in it absolute)."""
+        config = load_yaml(config_path)
+        (eval_entry,) = config["test_datasets"]
+        return cls(name, load_yaml(recipe_path), config, Path(config["output_dir"]),
+                   Path(config["dataset_prepared_path"]), Path(config["datasets"][0]["path"]),
+                   Path(eval_entry["path"]), Path(config["base_model"]))
 
 
 @pytest.fixture(scope="session")
-def axolotl_run(tiny_model, sft_data, dpo_data, tmp_path_factory):
-    """Run a recipe through `axolotl preprocess` + `axolotl train` once per session; later calls reuse it."""
-    runs: dict[str, Run] = {}
-    failures: dict[str, str] = {}  # a failed run fails every test that needs it, without running again
-    env = offline_env()
+def axolotl_run(tiny_model, sft_data, dpo_data, run_once):
+    """Run a recipe through `axolotl preprocess` + `axolotl train` once per test run (conftest.run_once); later
+    calls, in any pytest-xdist worker, reuse it. A failed run fails every test that needs it."""
 
-    def run(recipe_path: Path, *, key: str | None = None, overrides: tuple[str, ...] = ()) -> Run:
-        key = key or recipe_path.name
-        if key in failures:
-            pytest.fail(failures[key])
-        if key in runs:
-            return runs[key]
-        work = tmp_path_factory.mktemp(key.replace(".", "_"))
-        recipe = load_yaml(recipe_path)
-        data = dpo_data if recipe.get("rl") else sft_data
+    def train(recipe_path: Path, work: Path, overrides: tuple[str, ...]) -> dict:
+        data = dpo_data if load_yaml(recipe_path).get("rl") else sft_data
         config = overlay_config(recipe_path, base_model=tiny_model, train_data=data["train"], eval_data=data["dev"],
                                 output_dir=work / "out", max_steps=MAX_STEPS)
         config_path = write_config(config, work / "config.yml", recipe=recipe_path)
-        result = subprocess.run([sys.executable, "-c", RUNNER, str(config_path), *overrides], cwd=work, env=env,
-                                capture_output=True, text=True, timeout=900, check=False)
+        result = subprocess.run([sys.executable, "-c", RUNNER, str(config_path), *overrides], cwd=work,
+                                env=offline_env(), capture_output=True, text=True, timeout=900, check=False)
         (work / "axolotl.log").write_text(result.stdout + result.stderr, encoding="utf-8")
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
-            failures[key] = (f"axolotl failed on {recipe_path.name} (exit {result.returncode}); "
-                             f"log {work / 'axolotl.log'}\n{tail}")
-            pytest.fail(failures[key])
-        runs[key] = Run(key, recipe, config, Path(config["output_dir"]), Path(config["dataset_prepared_path"]),
-                        Path(data["train"]), Path(data["dev"]))
-        return runs[key]
+            return {"failure": (f"axolotl failed on {recipe_path.name} (exit {result.returncode}); "
+                                f"log {work / 'axolotl.log'}\n{tail}")}
+        return {"config": str(config_path)}
+
+    def run(recipe_path: Path, *, key: str | None = None, overrides: tuple[str, ...] = ()) -> Run:
+        key = key or recipe_path.name
+        record = run_once(f"recipe-{key}", lambda work: train(recipe_path, work, overrides))
+        return Run.of(key, recipe_path, Path(record["config"]))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def recipe_run(axolotl_run, doc_session):
+    """The real Axolotl run of a shipped recipe: the documentation's, where a CPU block trains it, else its own."""
+
+    def run(recipe_path: Path) -> Run:
+        if recipe_path.name not in TRAINED_BY_DOCS:
+            return axolotl_run(recipe_path)
+        session, config = TRAINED_BY_DOCS[recipe_path.name]
+        return Run.of(f"{recipe_path.name} ({session.name})", recipe_path, doc_session(session).work / config)
 
     return run
 
@@ -239,13 +264,29 @@ def test_deepspeed_configs_are_all_listed():
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("recipe_path", RECIPE_FILES, ids=lambda path: path.stem)
-def test_recipe_trains_with_real_axolotl(recipe_path, axolotl_run):
-    run = axolotl_run(recipe_path)
+def test_another_base_model_by_documented_override(axolotl_run, exaone4_model):
+    """docs/recipes.md: EXAONE 4.0 = the same recipe + `--base-model … --chat-template exaone4` on the command line."""
+    from transformers import AutoTokenizer
+
+    run = axolotl_run(RECIPES / "exaone_lora.yml", key="exaone_lora_exaone4",
+                      overrides=("--base-model", str(exaone4_model), "--chat-template", "exaone4"))
+    assert (run.output_dir / "adapter_model.safetensors").is_file()
+    adapter = json.loads((run.output_dir / "adapter_config.json").read_text())
+    assert Path(adapter["base_model_name_or_path"]) == exaone4_model
+    assert json.loads((exaone4_model / "config.json").read_text())["model_type"] == "exaone4"
+    # EXAONE 4's empty <think></think> block belongs to the (masked) assistant header, not to the target.
+    assert_sft_labels(run, AutoTokenizer.from_pretrained(exaone4_model), axolotl_template("exaone4"))
+
+
+@pytest.mark.axolotl
+@pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
+def test_recipe_trains_with_real_axolotl(recipe_path, recipe_run):
+    run = recipe_run(recipe_path)
     final = "adapter_model.safetensors" if run.recipe.get("adapter") else "model.safetensors"
     assert (run.output_dir / final).is_file(), f"no {final} in {run.output_dir}"
-    state = json.loads((run.output_dir / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
-    assert state["global_step"] == MAX_STEPS
+    steps = run.config["max_steps"]
+    state = json.loads((run.output_dir / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps
     logged = {key for entry in state["log_history"] for key in entry}
     assert "loss" in logged and "eval_loss" in logged  # trained and evaluated on the dev data
     if run.recipe.get("load_best_model_at_end"):
@@ -262,12 +303,12 @@ def test_recipe_trains_with_real_axolotl(recipe_path, axolotl_run):
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("recipe_path", RECIPE_FILES, ids=lambda path: path.stem)
-def test_prepared_dataset_trains_only_the_summary(recipe_path, axolotl_run, tiny_model):
+@pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
+def test_prepared_dataset_trains_only_the_summary(recipe_path, recipe_run):
     from transformers import AutoTokenizer
 
-    run = axolotl_run(recipe_path)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    run = recipe_run(recipe_path)
+    tokenizer = AutoTokenizer.from_pretrained(run.base_model)
     template = axolotl_template(run.recipe["chat_template"])
     if not run.recipe.get("rl"):
         assert_sft_labels(run, tokenizer, template)
@@ -283,21 +324,6 @@ def test_prepared_dataset_trains_only_the_summary(recipe_path, axolotl_run, tiny
         assert row["prompt"].endswith("[|assistant|]")
         assert row["chosen"] == pair["chosen"]["content"] + ENDOFTURN
         assert row["rejected"] == pair["rejected"]["content"] + ENDOFTURN
-
-
-@pytest.mark.axolotl
-def test_another_base_model_by_documented_override(axolotl_run, exaone4_model, tiny_model):
-    """docs/recipes.md: EXAONE 4.0 = the same recipe + `--base-model … --chat-template exaone4` on the command line."""
-    from transformers import AutoTokenizer
-
-    run = axolotl_run(RECIPES / "exaone_lora.yml", key="exaone_lora_exaone4",
-                      overrides=("--base-model", str(exaone4_model), "--chat-template", "exaone4"))
-    assert (run.output_dir / "adapter_model.safetensors").is_file()
-    adapter = json.loads((run.output_dir / "adapter_config.json").read_text())
-    assert Path(adapter["base_model_name_or_path"]) == exaone4_model
-    assert json.loads((exaone4_model / "config.json").read_text())["model_type"] == "exaone4"
-    # EXAONE 4's empty <think></think> block belongs to the (masked) assistant header, not to the target.
-    assert_sft_labels(run, AutoTokenizer.from_pretrained(exaone4_model), axolotl_template("exaone4"))
 
 
 # --------------------------------------------------------------------------- DeepSpeed

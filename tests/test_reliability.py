@@ -56,11 +56,11 @@ def candidates_file(tmp_path: Path, source: Path = DEV) -> Path:
     return path
 
 
-def test_no_command_overwrites_its_input(tmp_path, dev_copy, tiny_model):
+def test_no_command_overwrites_its_input(tmp_path, dev_copy, tiny_model, monkeypatch):
     candidates = candidates_file(tmp_path)
     link = tmp_path / "link.json"
     link.symlink_to(dev_copy)
-    os.chdir(tmp_path)  # relative spellings of the same file
+    monkeypatch.chdir(tmp_path)  # relative spellings of the same file (the working directory is restored)
     cases = [
         (["infer", "--ckpt", tiny_model, "--input", dev_copy, "--output", "dev.json"], "--output dev.json", "--input"),
         (["infer", "--ckpt", tiny_model, "--input", "./dev.json", "--output", link], "--output", "--input"),
