@@ -5,6 +5,10 @@ PYTHON ?= python3.12
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The exact versions the suite passed with, per Python (constraints/lock.py says why; `make lock` rewrites them).
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK := constraints/py$(PYVER).txt
+VLLM_LOCK := constraints/vllm-py$(PYVER).txt
 # torch is installed first, pinned, so no dependency pulls another build. torch==2.13.0 from PyPI is, on Linux,
 # the CUDA build (~2.6 GB; it runs on CPU too). For the small CPU build: TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # (this project's CI machines find a CPU wheel for Python 3.11 on local disk).
@@ -29,18 +33,19 @@ GPU_BENCH_OUT ?= bench_out/gpu
 # DeepSpeed installs without compiling its CUDA ops (they are built on first use on the GPU machine).
 export DS_BUILD_OPS := 0
 
-.PHONY: install install-gpu install-vllm check-gpu-deps test demo bench bench-gpu clean
+.PHONY: install install-gpu install-vllm check-gpu-deps lock test demo bench bench-gpu clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: Python 3.12 is the default (pyenv install 3.12, or uv python install 3.12); for 3.11: make PYTHON=python3.11 VENV=.venv-py311"; exit 1; }
 	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])')" != "$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" ]; then \
 		echo "$(VENV) was made with another Python than $(PYTHON): making it again"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_INDEX_ARG) "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@test -f $(LOCK) || echo "warning: no $(LOCK): installing the newest versions pyproject.toml admits (make lock writes one)"
+	$(PY) -m pip install --quiet $(if $(wildcard $(LOCK)),-c $(LOCK),) -e ".[dev]"
 	$(PY) -m pip check
 	touch $(STAMP)
 
@@ -58,7 +63,7 @@ install-gpu: $(CONSTRAINTS)
 		$(PY) -m pip install --quiet $(if $(GPU_TORCH_INDEX),--index-url $(GPU_TORCH_INDEX),) "$(TORCH_SPEC)" && \
 		$(PY) -m pip freeze | grep -iE '^($(STACK_PINS))==' > $(CONSTRAINTS); fi
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) packaging psutil ninja wheel setuptools
-	$(PY) -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -e ".[gpu]"
+	$(PY) -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) $(if $(wildcard $(LOCK)),-c $(LOCK),) -e ".[gpu]"
 	$(PY) -m pip check
 	$(MAKE) install-vllm
 	$(VENV)/bin/tools versions
@@ -73,17 +78,26 @@ install-vllm:
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet $(if $(GPU_TORCH_INDEX),--index-url $(GPU_TORCH_INDEX),$(TORCH_INDEX_ARG)) "$(TORCH_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip freeze | grep -iE '^torch==' > $(VLLM_VENV)/torch-constraint.txt
-	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_VENV)/torch-constraint.txt -e ".[vllm]"
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_VENV)/torch-constraint.txt $(if $(wildcard $(VLLM_LOCK)),-c $(VLLM_LOCK),) -e ".[vllm]"
 	$(VLLM_VENV)/bin/python -m pip check
 
 # What install-gpu would add, resolved by pip without installing anything (no GPU needed; CI runs it): the gpu
 # extra against this venv's torch and Axolotl, and the vLLM environment from scratch with this torch. Fails when
 # either cannot be resolved; names the versions that would be installed.
 check-gpu-deps: $(CONSTRAINTS)
-	$(PY) -m pip install --quiet --dry-run --no-build-isolation -c $(CONSTRAINTS) --report $(VENV)/gpu-resolve.json -e ".[gpu]"
+	$(PY) -m pip install --quiet --dry-run --no-build-isolation -c $(CONSTRAINTS) $(if $(wildcard $(LOCK)),-c $(LOCK),) --report $(VENV)/gpu-resolve.json -e ".[gpu]"
 	grep -iE '^torch==' $(CONSTRAINTS) > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install --quiet --dry-run --ignore-installed -c $(VENV)/torch-constraint.txt --report $(VENV)/vllm-resolve.json -e ".[vllm]"
+	$(PY) -m pip install --quiet --dry-run --ignore-installed -c $(VENV)/torch-constraint.txt $(if $(wildcard $(VLLM_LOCK)),-c $(VLLM_LOCK),) --report $(VENV)/vllm-resolve.json -e ".[vllm]"
 	$(VENV)/bin/tools versions --resolved $(VENV)/gpu-resolve.json --resolved $(VENV)/vllm-resolve.json
+
+# Rewrites $(LOCK) and $(VLLM_LOCK) from a fresh resolution in a scratch venv (a few minutes; then run make test).
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)-lock/bin/python -m pip install --quiet $(TORCH_INDEX_ARG) "$(TORCH_SPEC)"
+	$(VENV)-lock/bin/python constraints/lock.py
+	rm -rf $(VENV)-lock
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)

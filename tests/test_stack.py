@@ -112,3 +112,52 @@ def test_backend_vllm_runs_itself_again_in_the_vllm_environment(tmp_path):
     result = subprocess.run([str(Path(sys.executable).parent / "tools"), *args], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1 and "make install-vllm" in result.stderr, result.stderr
+
+
+def locked(path: Path) -> dict[str, str]:
+    """name (normalised) → version, from a lock file written by `make lock`."""
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_this_environment_is_the_lock_and_the_lock_meets_pyproject():
+    """`make install` installs at the lock's versions (constraints/py<X.Y>.txt): every locked package that is
+    installed has its locked version; the lock leaves torch's own stack to TORCH_SPEC; its Axolotl is in the
+    train extra's range for this Python; the vLLM lock's vLLM is in the range generation/vllm.py was checked for."""
+    from packaging.requirements import Requirement
+
+    from generation.vllm import VLLM_RANGE
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    lock = locked(REPO / "constraints" / f"py{python}.txt")
+    assert not {"torch", "triton", "nikl-dialogue-summarization"} & lock.keys()
+    assert not [name for name in lock if name.startswith("nvidia-cu")]
+    import site
+
+    # what pip installed: site-packages itself (setuptools puts copies it vendors on sys.path too)
+    site_packages = {Path(path).resolve() for path in site.getsitepackages()}
+    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in metadata.distributions()
+                 if Path(d.locate_file("")).resolve() in site_packages}
+    differ = {name: (version, installed[name]) for name, version in lock.items()
+              if name in installed and installed[name] != version}
+    assert not differ, f"installed versions differ from {python}'s lock (locked, installed): {differ}"
+    for name in ("axolotl", "transformers", "trl", "peft", "deepspeed", "pytest"):
+        assert name in lock
+    axolotl = [Requirement(line) for line in PYPROJECT["project"]["optional-dependencies"]["train"]]
+    [for_this_python] = [r for r in axolotl if r.marker is None or r.marker.evaluate()]
+    assert lock["axolotl"] in for_this_python.specifier
+    vllm_lock = locked(REPO / "constraints" / f"vllm-py{python}.txt")
+    assert vllm_lock["vllm"] in Requirement("vllm" + VLLM_RANGE).specifier
+    assert "axolotl" not in vllm_lock and "torch" not in vllm_lock
+
+
+def test_install_and_the_vllm_environment_use_the_lock():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    for target, extra in (("$(STAMP):", '".[dev]"'), ("install-vllm:", '".[vllm]"'), ("install-gpu:", '".[gpu]"')):
+        recipe = makefile[makefile.index("\n" + target):].split("\n\n")[0]
+        [line] = [line for line in recipe.splitlines() if extra in line and "pip install" in line]
+        assert "-c $(LOCK)" in line or "-c $(VLLM_LOCK)" in line, line
