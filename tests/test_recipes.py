@@ -3,8 +3,8 @@
 Each recipe in ``recipes/`` goes through ``tools cpu-overlay`` (tiny EXAONE-shaped model, fixture data
 from ``tools build-sft-data``, the GPU-only keys of :data:`tools.cpu_overlay.CPU_OVERLAY` switched off,
 ``max_steps`` 2) and then through Axolotl's own click CLI: ``axolotl preprocess CFG`` followed by
-``axolotl train CFG --launcher python``. Both commands run in one subprocess (the same ``cli`` object the
-``axolotl`` console script calls) to pay Axolotl's ~15 s start-up once per recipe instead of twice.
+``axolotl train CFG --launcher python``. Both commands run in one subprocess (workflow/axolotl_cli.py: the same
+``cli`` object the ``axolotl`` console script calls) to pay Axolotl's start-up once per recipe instead of twice.
 
 A recipe that a documented CPU block already trains (README: ``exaone_lora``; docs/recipes.md:
 ``exaone_qlora``) is not trained a second time: its tests inspect that run, made by the blocks as written
@@ -75,15 +75,6 @@ MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sa
                 "rl_beta", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
                 "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel", *LIGER}
 
-RUNNER = """
-import sys
-if __name__ == "__main__":
-    from axolotl.cli.main import cli
-    config, overrides = sys.argv[1], sys.argv[2:]
-    for args in (["preprocess", config, *overrides], ["train", config, "--launcher", "python", *overrides]):
-        sys.argv = ["axolotl", *args]
-        cli.main(args=args, prog_name="axolotl", standalone_mode=False)
-"""
 
 
 def load_yaml(path: Path) -> dict:
@@ -184,7 +175,7 @@ def axolotl_run(tiny_model, sft_data, dpo_data, run_once):
         config = overlay_config(recipe_path, base_model=tiny_model, train_data=data["train"], eval_data=data["dev"],
                                 output_dir=work / "out", max_steps=MAX_STEPS)
         config_path = write_config(config, work / "config.yml", recipe=recipe_path)
-        result = subprocess.run([sys.executable, "-c", RUNNER, str(config_path), *overrides], cwd=work,
+        result = subprocess.run([sys.executable, "-m", "workflow.axolotl_cli", str(config_path), *overrides], cwd=work,
                                 env=offline_env(), capture_output=True, text=True, timeout=900, check=False)
         (work / "axolotl.log").write_text(result.stdout + result.stderr, encoding="utf-8")
         if result.returncode != 0:
@@ -523,3 +514,15 @@ def test_overlay_rejects_a_missing_recipe(tmp_path, sft_data):
 def test_overlay_help():
     result = CliRunner().invoke(cli, ["cpu-overlay", "--help"])
     assert result.exit_code == 0 and "Example:" in result.output and "--config-out" in result.output
+
+
+@pytest.mark.axolotl
+def test_docs_recipes_md_blocks_run_as_written(doc_session):
+    """docs/recipes.md's marked blocks, in order, as written (tests/doc_blocks.py), after the README's set-up. It
+    sits here, not in test_readme.py, because the recipe tests above inspect its `exaone_qlora` run: the worker
+    that runs this file makes that run instead of waiting for another (see test_readme.py)."""
+    from doc_blocks import sessions
+
+    [session] = [session for session in sessions() if session.name == DOCS.name]
+    run = doc_session(session)
+    assert run.ran == [command for _, command in session.commands()]

@@ -106,3 +106,25 @@ def test_results_table(tmp_path):
     assert lines[0] == "| stage | time | output | score |"
     assert lines[2].startswith("| first | ") and lines[3].endswith("| 1 chars |")
     assert lines[-1].startswith("| **total** |")
+
+
+def test_the_one_process_axolotl_run_is_the_readme_s_two_commands():
+    """workflow/axolotl_cli.py (the demo's and the recipe tests' trainings) runs exactly the `axolotl preprocess`
+    + `axolotl train --launcher python` that the README's CPU block runs as two commands."""
+    from conftest import REPO
+    from workflow.axolotl_cli import commands
+
+    line = next(line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+                if line.startswith("axolotl preprocess configs/"))
+    written = [part.split()[1:] for part in line.split("#")[0].split("&&")]
+    config = written[0][1]
+    assert commands(config, []) == written
+    assert commands(config, ["--max_steps=2"]) == [args + ["--max_steps=2"] for args in written]
+
+
+def test_the_one_process_axolotl_run_fails_loudly_without_a_config(tmp_path):
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "workflow.axolotl_cli"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode != 0 and "usage: python -m workflow.axolotl_cli CONFIG" in result.stderr

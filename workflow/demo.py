@@ -49,6 +49,12 @@ def axolotl(*args: object) -> None:
     run_program(Path(sys.executable).parent / "axolotl", *args, env=offline_env())
 
 
+def axolotl_preprocess_and_train(config: Path) -> None:
+    """`axolotl preprocess CONFIG` + `axolotl train CONFIG --launcher python`, in one process
+    (workflow/axolotl_cli.py: Axolotl's start-up paid once)."""
+    run_program(sys.executable, "-m", "workflow.axolotl_cli", config, env=offline_env())
+
+
 def score_of(report: Path) -> str:
     data = json.loads(report.read_text(encoding="utf-8"))
     official = data.get("official")
@@ -163,8 +169,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
                    "--output-dir", out, "--max-steps", steps, "--config-out", config]
         overlay += ["--save-every", every] if every else []
         run_tools(*overlay, *(["--eval-data", eval_data] if eval_data else []))
-        axolotl("preprocess", config)
-        axolotl("train", config, "--launcher", "python")
+        axolotl_preprocess_and_train(config)
 
     pipeline.add(Stage(
         "SFT (LoRA, axolotl)",
