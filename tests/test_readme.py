@@ -97,5 +97,12 @@ def test_readme_session_ends_with_a_submission(doc_session):
     run = doc_session(SESSIONS[0])
     work = run.work
     assert (work / "outputs" / "exaone-lora" / "best").exists() and (work / "result.json").is_file()
-    assert (work / "data" / "dpo" / "train.jsonl").is_file() and (work / "results" / "test_mbr.json").is_file()
     assert len(run.ran) >= 15
+
+
+# (Three `axolotl` tests in this file, not two: pytest-xdist gives a worker whose file has two or fewer tests left a
+# second file at once, which under `-m axolotl` (CI's Python 3.11 leg) put the recipe tests behind this session.)
+@pytest.mark.axolotl
+def test_readme_session_makes_dpo_pairs_and_an_mbr_submission(doc_session):
+    work = doc_session(SESSIONS[0]).work
+    assert (work / "data" / "dpo" / "train.jsonl").is_file() and (work / "results" / "test_mbr.json").is_file()
