@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 LOCK := constraints/py$(PYVER).txt
 VLLM_LOCK := constraints/vllm-py$(PYVER).txt
+LOCK_ARG := $(if $(wildcard $(LOCK)),-c $(LOCK),)
+VLLM_LOCK_ARG := $(if $(wildcard $(VLLM_LOCK)),-c $(VLLM_LOCK),)
 # torch is installed first, pinned, so no dependency pulls another build. torch==2.13.0 from PyPI is, on Linux,
 # the CUDA build (~2.6 GB; it runs on CPU too). For the small CPU build: TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # (this project's CI machines find a CPU wheel for Python 3.11 on local disk).
@@ -45,7 +47,7 @@ $(STAMP): pyproject.toml $(wildcard $(LOCK))
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_INDEX_ARG) "$(TORCH_SPEC)"
 	@test -f $(LOCK) || echo "warning: no $(LOCK): installing the newest versions pyproject.toml admits (make lock writes one)"
-	$(PY) -m pip install --quiet $(if $(wildcard $(LOCK)),-c $(LOCK),) -e ".[dev]"
+	$(PY) -m pip install --quiet $(LOCK_ARG) -e ".[dev]"
 	$(PY) -m pip check
 	touch $(STAMP)
 
@@ -63,7 +65,7 @@ install-gpu: $(CONSTRAINTS)
 		$(PY) -m pip install --quiet $(if $(GPU_TORCH_INDEX),--index-url $(GPU_TORCH_INDEX),) "$(TORCH_SPEC)" && \
 		$(PY) -m pip freeze | grep -iE '^($(STACK_PINS))==' > $(CONSTRAINTS); fi
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) packaging psutil ninja wheel setuptools
-	$(PY) -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) $(if $(wildcard $(LOCK)),-c $(LOCK),) -e ".[gpu]"
+	$(PY) -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) $(LOCK_ARG) -e ".[gpu]"
 	$(PY) -m pip check
 	$(MAKE) install-vllm
 	$(VENV)/bin/tools versions
@@ -78,16 +80,16 @@ install-vllm:
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install --quiet $(if $(GPU_TORCH_INDEX),--index-url $(GPU_TORCH_INDEX),$(TORCH_INDEX_ARG)) "$(TORCH_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip freeze | grep -iE '^torch==' > $(VLLM_VENV)/torch-constraint.txt
-	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_VENV)/torch-constraint.txt $(if $(wildcard $(VLLM_LOCK)),-c $(VLLM_LOCK),) -e ".[vllm]"
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_VENV)/torch-constraint.txt $(VLLM_LOCK_ARG) -e ".[vllm]"
 	$(VLLM_VENV)/bin/python -m pip check
 
 # What install-gpu would add, resolved by pip without installing anything (no GPU needed; CI runs it): the gpu
 # extra against this venv's torch and Axolotl, and the vLLM environment from scratch with this torch. Fails when
 # either cannot be resolved; names the versions that would be installed.
 check-gpu-deps: $(CONSTRAINTS)
-	$(PY) -m pip install --quiet --dry-run --no-build-isolation -c $(CONSTRAINTS) $(if $(wildcard $(LOCK)),-c $(LOCK),) --report $(VENV)/gpu-resolve.json -e ".[gpu]"
+	$(PY) -m pip install --quiet --dry-run --no-build-isolation -c $(CONSTRAINTS) $(LOCK_ARG) --report $(VENV)/gpu-resolve.json -e ".[gpu]"
 	grep -iE '^torch==' $(CONSTRAINTS) > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install --quiet --dry-run --ignore-installed -c $(VENV)/torch-constraint.txt $(if $(wildcard $(VLLM_LOCK)),-c $(VLLM_LOCK),) --report $(VENV)/vllm-resolve.json -e ".[vllm]"
+	$(PY) -m pip install --quiet --dry-run --ignore-installed -c $(VENV)/torch-constraint.txt $(VLLM_LOCK_ARG) --report $(VENV)/vllm-resolve.json -e ".[vllm]"
 	$(VENV)/bin/tools versions --resolved $(VENV)/gpu-resolve.json --resolved $(VENV)/vllm-resolve.json
 
 # Rewrites $(LOCK) and $(VLLM_LOCK) from a fresh resolution in a scratch venv (a few minutes; then run make test).

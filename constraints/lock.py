@@ -27,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "nikl-dialogue-summarization"
+PYTHON = ".".join(map(str, sys.version_info[:2]))  # the lock files are per Python: py<X.Y>.txt
 # torch's own stack: chosen by TORCH_SPEC and its index (CPU or a CUDA version), so never pinned here.
 TORCH_STACK = re.compile(r"^(torch|triton|nvidia-(?!ml-py\b).*|cuda-.*)$")
 
@@ -37,10 +38,6 @@ def pip(*args: str, capture: bool = False) -> str:
     result = subprocess.run(command, cwd=REPO, check=True, text=True,
                             stdout=subprocess.PIPE if capture else None)
     return result.stdout or ""
-
-
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def axolotl_requirement() -> str:
@@ -56,46 +53,43 @@ def axolotl_requirement() -> str:
 
 
 def pins(versions: dict[str, str]) -> list[str]:
+    from packaging.utils import canonicalize_name
+
     return sorted((f"{name}=={version}" for name, version in versions.items()
-                   if normalized(name) != PROJECT and not TORCH_STACK.match(normalized(name))), key=str.lower)
+                   if (canonical := canonicalize_name(name)) != PROJECT and not TORCH_STACK.match(canonical)),
+                  key=str.lower)
 
 
-def write(path: Path, what: str, lines: list[str]) -> None:
-    python = ".".join(map(str, sys.version_info[:2]))
-    header = [f"# {what}, Python {python}: written by `make lock` on {datetime.date.today().isoformat()}.",
+def write(path: Path, what: str, lines: list[str], torch: str) -> None:
+    header = [f"# {what}, Python {PYTHON}: written by `make lock` on {datetime.date.today().isoformat()}.",
               "# `make install` passes it to pip as a constraint (-c). torch and its CUDA libraries are not here:",
               "# TORCH_SPEC in the Makefile decides them. Regenerate with `make lock` (constraints/lock.py).",
-              f"# torch at locking: {installed()['torch']}"]
+              f"# torch at locking: {torch}"]
     path.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
     print(f"wrote {path.relative_to(REPO)}: {len(lines)} pins")
 
 
-def installed() -> dict[str, str]:
+def main() -> None:
     from importlib import metadata
 
-    return {distribution.metadata["Name"]: distribution.version for distribution in metadata.distributions()}
-
-
-def main() -> None:
-    python = ".".join(map(str, sys.version_info[:2]))
     pip("install", "--quiet", "packaging")
-    torch = f"torch=={installed()['torch']}"
+    torch = metadata.version("torch")
     with tempfile.TemporaryDirectory() as scratch:
         torch_constraint = Path(scratch) / "torch.txt"
-        torch_constraint.write_text(torch + "\n", encoding="utf-8")
+        torch_constraint.write_text(f"torch=={torch}\n", encoding="utf-8")
         pip("install", "--quiet", "-c", str(torch_constraint), axolotl_requirement())
         pip("install", "--quiet", "-c", str(torch_constraint), "-e", ".[dev]")
         pip("check")
         freeze = pip("freeze", "--exclude-editable", capture=True)
         versions = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
-        write(REPO / "constraints" / f"py{python}.txt", "The training environment (.[dev])", pins(versions))
+        write(REPO / "constraints" / f"py{PYTHON}.txt", "The training environment (.[dev])", pins(versions), torch)
 
         report = Path(scratch) / "vllm.json"
         pip("install", "--quiet", "--dry-run", "--ignore-installed", "-c", str(torch_constraint),
             "--report", str(report), "-e", ".[vllm]")
         items = json.loads(report.read_text(encoding="utf-8"))["install"]
         versions = {item["metadata"]["name"]: item["metadata"]["version"] for item in items}
-        write(REPO / "constraints" / f"vllm-py{python}.txt", "vLLM's environment (.[vllm])", pins(versions))
+        write(REPO / "constraints" / f"vllm-py{PYTHON}.txt", "vLLM's environment (.[vllm])", pins(versions), torch)
 
 
 if __name__ == "__main__":

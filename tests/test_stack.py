@@ -9,6 +9,8 @@ import tomllib
 from pathlib import Path
 from importlib import metadata
 
+from packaging.utils import canonicalize_name
+
 from conftest import REPO, one_line_error, tools_cli
 from common.stack import COMPONENTS, Component, inspect
 
@@ -120,7 +122,7 @@ def locked(path: Path) -> dict[str, str]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
             name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+            pins[canonicalize_name(name)] = version
     return pins
 
 
@@ -140,7 +142,7 @@ def test_this_environment_is_the_lock_and_the_lock_meets_pyproject():
 
     # what pip installed: site-packages itself (setuptools puts copies it vendors on sys.path too)
     site_packages = {Path(path).resolve() for path in site.getsitepackages()}
-    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in metadata.distributions()
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()
                  if Path(d.locate_file("")).resolve() in site_packages}
     differ = {name: (version, installed[name]) for name, version in lock.items()
               if name in installed and installed[name] != version}
@@ -160,4 +162,6 @@ def test_install_and_the_vllm_environment_use_the_lock():
     for target, extra in (("$(STAMP):", '".[dev]"'), ("install-vllm:", '".[vllm]"'), ("install-gpu:", '".[gpu]"')):
         recipe = makefile[makefile.index("\n" + target):].split("\n\n")[0]
         [line] = [line for line in recipe.splitlines() if extra in line and "pip install" in line]
-        assert "-c $(LOCK)" in line or "-c $(VLLM_LOCK)" in line, line
+        assert "$(LOCK_ARG)" in line or "$(VLLM_LOCK_ARG)" in line, line
+    assert "LOCK_ARG := $(if $(wildcard $(LOCK)),-c $(LOCK),)" in makefile
+    assert "VLLM_LOCK_ARG := $(if $(wildcard $(VLLM_LOCK)),-c $(VLLM_LOCK),)" in makefile
