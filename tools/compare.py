@@ -1,4 +1,5 @@
-"""`tools compare`: is the difference between systems real? Paired bootstrap and a report (:mod:`workflow.comparison`)."""
+"""`tools compare`: is the difference between systems real? A paired sign-flip test, bootstrap intervals and a report
+(:mod:`workflow.comparison`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import bootstrap_options, input_option, library_default, metric_model_options, metric_runtime_options
+from tools.options import resampling_options, input_option, library_default, metric_model_options, metric_runtime_options
 from workflow.comparison import write_report
 
 
@@ -18,7 +19,7 @@ from workflow.comparison import write_report
               help="Folder for compare.json, compare.md, the PNGs and report.html (created; files replaced).")
 @click.option("--name", "names", multiple=True,
               help="A system's name, once per predictions file in the same order  [default: the file names]")
-@bootstrap_options
+@resampling_options
 @click.option("--examples", type=click.IntRange(min=0), default=library_default(write_report, "examples"),
               show_default=True,
               help="How many of the examples where the systems differ most report.html shows.")
@@ -30,10 +31,12 @@ def compare(input_path, prediction_paths, report_dir, names, resamples, seed, ex
 
     Every file is scored per example (ROUGE-1/2/L; BERTScore, BLEURT and the official mean too when
     --bertscore-model and --bleurt-model are given), then every pair: the mean difference (second −
-    first, in the order given) with a paired-bootstrap 95 % interval and p-value, wins/ties/losses, and
-    "not distinguishable" when the interval contains 0. The report folder gets compare.json (every
-    number), compare.md (the tables), pictures and one self-contained report.html with the examples
-    where the systems differ most.
+    first, in the order given) with a paired-bootstrap 95 % interval, the p of a paired sign-flip test
+    (exact when few examples differ; Holm-adjusted over the pairs of a metric when there are several),
+    wins/ties/losses, and a verdict: "better" when p ≤ 0.05, else "not distinguishable" (with 5 or fewer
+    differing examples no verdict is possible). The report folder gets compare.json (every number),
+    compare.md (the tables), pictures and one self-contained report.html with the examples where the
+    systems differ most.
 
     \b
     Example:
@@ -54,9 +57,9 @@ def compare(input_path, prediction_paths, report_dir, names, resamples, seed, ex
     title = f"{' vs '.join(comparison.systems)} on {input_path.name}"
     written = write_report(comparison, report_dir, title=title, sources=sources,
                            dialogues=dialogue_texts(references), examples=examples)
-    click.echo(comparison.settings_line())
-    if comparison.caveat():
-        click.echo(f"note: {comparison.caveat()}")
+    click.echo(f"{comparison.settings_line()}. {comparison.reading_line()}.")
+    for note in comparison.notes():
+        click.echo(f"note: {note}")
     click.echo(comparison.systems_table())
     click.echo()
     click.echo(comparison.pairs_table())

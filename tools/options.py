@@ -316,15 +316,32 @@ def metric_runtime_options(function: F) -> F:
                              f"BERTScore, {BLEURT_BATCH_SIZE} for BLEURT]")(function)
 
 
-def bootstrap_options(function: F) -> F:
-    """``--resamples`` and ``--seed`` of the paired bootstrap (:mod:`eval.compare`): shared by `compare` and
-    `select-checkpoint`."""
-    from eval.compare import RESAMPLES, SEED
+def within(low: int, high: int, why: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback that refuses a number outside ``low`` … ``high`` where it is parsed, before the command does any
+    work, in one line that gives the range and ``why`` it has one."""
 
-    function = click.option("--seed", type=int, default=SEED, show_default=True,
-                            help="Seed of the bootstrap resampling: the same seed, the same intervals.")(function)
-    return click.option("--resamples", type=click.IntRange(min=100), default=RESAMPLES, show_default=True,
-                        help="Bootstrap resamples of the examples (more: steadier interval ends, slower).")(function)
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and not low <= value <= high:
+            raise UserError(f"{param.opts[0]} {value}: give a number from {low:,} to {high:,} ({why})")
+        return value
+
+    return check
+
+
+def resampling_options(function: F) -> F:
+    """``--resamples`` and ``--seed`` of the sign-flip test and the bootstrap interval (:mod:`eval.compare`): shared
+    by `compare` and `select-checkpoint`, checked as they are parsed."""
+    from eval.compare import MAX_RESAMPLES, MAX_SEED, MIN_RESAMPLES, RESAMPLES, SEED
+
+    function = click.option(
+        "--seed", type=int, default=SEED, show_default=True, metavar=f"0..{MAX_SEED}",
+        callback=within(0, MAX_SEED, "a 32-bit unsigned seed"),
+        help="Seed of the random sign patterns and bootstrap resamples: the same seed, the same numbers.")(function)
+    return click.option(
+        "--resamples", type=int, default=RESAMPLES, show_default=True, metavar=f"{MIN_RESAMPLES}..{MAX_RESAMPLES}",
+        callback=within(MIN_RESAMPLES, MAX_RESAMPLES, "fewer make p-values coarse; more only take longer"),
+        help="Bootstrap resamples of the examples, and random sign patterns of the test when too many examples "
+             "differ for an exact p (more: steadier, slower).")(function)
 
 
 def check_output_kind(path: Path, *, candidates: bool, submission_only: bool = False) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tools.options import (
-    bootstrap_options,
+    resampling_options,
     generation_options,
     input_option,
     metric_model_options,
@@ -22,7 +22,7 @@ from tools.options import (
 @input_option("NIKL file with reference summaries to score the checkpoints on, e.g. 일상대화요약_dev.json.")
 @metric_option("What selects: rouge1 needs no weights; bertscore, bleurt and official need their models.")
 @metric_model_options
-@bootstrap_options
+@resampling_options
 @generation_options
 @click.option("--restart", is_flag=True,
               help="Generate every checkpoint's predictions again: reuse none, discard interrupted runs' sidecars.")
@@ -31,8 +31,9 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
     """Generate dev summaries with every checkpoint of a run, score them, and point RUN/best at the winner.
 
     Writes RUN/selection.json (per checkpoint: step, epoch, dev loss, every metric, mean summary length,
-    predictions file, the difference to the winner with its paired-bootstrap 95 % interval),
-    RUN/selection.md (the table, printed too, and whether the choice is within noise) and
+    predictions file, the difference to the winner with its paired-bootstrap 95 % interval and the
+    paired sign-flip test's p, Holm-adjusted over the checkpoints), RUN/selection.md (the table,
+    printed too, and whether the choice is within noise: not told apart by the test) and
     RUN/selection.png (metric and dev loss against the step, each checkpoint's interval against the
     winner). The best score wins; ties go to the earliest step (the final output counts after the
     checkpoints). Predictions are kept in RUN/selection/: a rerun — after an interruption, or

@@ -90,10 +90,8 @@ def compare_files(input_path: Path | str, prediction_paths: Sequence[Path | str]
 
 
 def markdown(comparison: Comparison, title: str, sources: dict[str, str]) -> str:
-    lines = [f"# {title}", "", comparison.settings_line() + ". p: two-sided, from the same resamples; "
-             "“not distinguishable”: the interval contains 0.", ""]
-    if comparison.caveat():
-        lines += [f"Note: {comparison.caveat()}.", ""]
+    lines = [f"# {title}", "", f"{comparison.settings_line()}. {comparison.reading_line()}.", ""]
+    lines += [line for note in comparison.notes() for line in (f"Note: {note}.", "")]
     skipped = [f"{LABELS.get(key, key)} not computed: {reason}." for key, reason in comparison.skipped.items()
                if reason != "not requested"]
     lines += [*skipped, ""] if skipped else []
@@ -128,7 +126,8 @@ def write_report(comparison: Comparison, directory: Path | str, *, title: str = 
     label = LABELS[metric]
     images = {
         PICTURES[0]: (f"{label} per example, per system", plots.score_distributions(comparison, metric)),
-        PICTURES[1]: (f"{label}: per-example differences of each pair and the {comparison.confidence:.0%} interval",
+        PICTURES[1]: (f"{label}: per-example differences of each pair, the {comparison.confidence:.0%} interval and "
+                      "the verdict",
                       plots.pair_differences(comparison, metric)),
         PICTURES[2]: ("Summary length vs reference length", plots.summary_lengths(comparison)),
         PICTURES[3]: (f"{label} vs summary length relative to the reference", plots.score_by_length(comparison, metric)),

@@ -16,7 +16,7 @@ paths changed:
  7. `tools infer --num-candidates` on train → `tools build-dpo-data` → DPO with
     `recipes/exaone_dpo.yml` (CPU overlay) from the selected checkpoint → `tools infer` + `tools score` on dev;
  8. `tools infer --num-candidates` on dev → `tools rerank` → `tools score`;
- 9. `tools compare` of SFT, DPO and the MBR rerank on dev: paired-bootstrap intervals and the report folder
+ 9. `tools compare` of SFT, DPO and the MBR rerank on dev: sign-flip test, bootstrap intervals and the report folder
     ``compare/`` (``report.html``);
 10. one table: stage, time, output, score — and what DPO changed: its reward accuracy and margin (from the
     DPO run's ``trainer_state.json``) and how many dev summaries differ from the SFT model's.

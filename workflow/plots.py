@@ -54,11 +54,11 @@ def write_png(path: Path | str, data: bytes) -> Path:
 
 
 def selection_plot(metric: str, points: Sequence[tuple[int | None, float, float | None]], best: int, best_name: str,
-                   path: Path | str, intervals: Sequence[tuple[float, float] | None] = ()) -> Path:
+                   path: Path | str, intervals: Sequence[tuple[float, float, bool] | None] = ()) -> Path:
     """The selection metric and the dev loss against the training step (``points``: step, score, dev loss per
     checkpoint), the chosen one (index ``best``) marked: at a glance, whether loss and score agree.
     ``intervals`` (per checkpoint, ``None`` for the chosen one): the interval of its difference to the chosen
-    one, drawn around its score — a bar that reaches the chosen score's line is within noise."""
+    one, drawn around its score, and whether the test finds it within noise (blue) or worse beyond noise (red)."""
     from eval.registry import LABELS
 
     plt = pyplot()
@@ -69,16 +69,20 @@ def selection_plot(metric: str, points: Sequence[tuple[int | None, float, float 
     score_axis.set_xlabel("training step")
     score_axis.set_ylabel(f"{LABELS[metric]} (0–100)", color="tab:blue")
     handles = score_axis.get_lines()[:]
-    bars = [(x[index], scores[index], scores[best] + low, scores[best] + high)
-            for index, interval in enumerate(intervals) if interval is not None and index != best
-            for low, high in [interval]]
-    if bars:
-        at, centre, lows, highs = (list(column) for column in zip(*bars))
-        errors = [[max(0.0, c - lo) for c, lo in zip(centre, lows)], [max(0.0, hi - c) for c, hi in zip(centre, highs)]]
-        handles.append(score_axis.errorbar(at, centre, yerr=errors, fmt="none", ecolor="tab:blue", alpha=0.5,
-                                           capsize=4, label="95 % interval of the difference to the selected"))
+    for within, colour_of, label in ((True, "tab:blue", "within noise of the selected"),
+                                      (False, "tab:red", "worse than the selected beyond noise")):
+        bars = [(x[index], scores[index], scores[best] + low, scores[best] + high)
+                for index, interval in enumerate(intervals) if interval is not None and index != best
+                for low, high, noise in [interval] if noise == within]
+        if bars:
+            at, centre, lows, highs = (list(column) for column in zip(*bars))
+            errors = [[max(0.0, c - lo) for c, lo in zip(centre, lows)],
+                      [max(0.0, hi - c) for c, hi in zip(centre, highs)]]
+            handles.append(score_axis.errorbar(at, centre, yerr=errors, fmt="none", ecolor=colour_of, alpha=0.5,
+                                               capsize=4, label=f"95 % interval of the difference: {label}"))
+    if any(interval is not None for interval in intervals):
         handles += score_axis.plot([min(x), max(x)], [scores[best]] * 2, ":", color="tab:red", alpha=0.6,
-                                   label="selected score: a bar reaching it is within noise")
+                                   label="selected score")
     losses = [(step, loss) for step, (_, _, loss) in zip(x, points) if loss is not None]
     if losses:
         loss_axis = score_axis.twinx()
@@ -132,7 +136,8 @@ def score_distributions(comparison: Any, metric: str) -> bytes:
 
 
 def pair_differences(comparison: Any, metric: str) -> bytes:
-    """Per pair: every example's difference (points), the mean (diamond) and its interval (thick bar)."""
+    """Per pair: every example's difference (points), the mean (diamond) and its interval (thick bar), coloured
+    by the test's verdict (green: the second better, red: the first, blue: not distinguishable)."""
     from eval.registry import LABELS
 
     plt = pyplot()
@@ -142,7 +147,7 @@ def pair_differences(comparison: Any, metric: str) -> bytes:
     for index, pair in enumerate(pairs):
         delta = comparison.scores[pair.second][metric] - comparison.scores[pair.first][metric]
         axis.scatter(delta, index + 2.5 * jitter, s=12, alpha=0.4, color="tab:gray", zorder=2)
-        colour_of = "tab:green" if pair.low > 0 else "tab:red" if pair.high < 0 else "tab:blue"
+        colour_of = "tab:blue" if not pair.distinguishable else "tab:green" if pair.difference > 0 else "tab:red"
         axis.plot([pair.low, pair.high], [index, index], "-", linewidth=9, alpha=0.8, color=colour_of,
                   solid_capstyle="butt", zorder=3)
         axis.plot([pair.difference], [index], "D", color="black", markersize=5, zorder=4)
@@ -151,7 +156,7 @@ def pair_differences(comparison: Any, metric: str) -> bytes:
     axis.invert_yaxis()
     axis.set_xlabel(f"{LABELS[metric]} difference per example (points); bar = {comparison.confidence:.0%} interval "
                     "of the mean ◆")
-    axis.set_title("Per-example differences (a bar across 0: not distinguishable)")
+    axis.set_title("Per-example differences; colour: the sign-flip test's verdict (blue: not distinguishable)")
     axis.grid(axis="x", alpha=0.3)
     return png_bytes(figure)
 

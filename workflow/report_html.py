@@ -57,15 +57,10 @@ def systems_section(comparison: Comparison, sources: Mapping[str, str]) -> str:
 
 
 def pairs_section(comparison: Comparison) -> str:
-    rows = []
-    for pair in comparison.pairs:
-        css = "better" if pair.distinguishable else "same"
-        rows.append([(f"{pair.second} − {pair.first}", ""), (LABELS[pair.metric], ""),
-                     (pair.interval_text(), "num"), (pair.p_text(), "num"),
-                     (f"{pair.wins} / {pair.ties} / {pair.losses}", "num"), (pair.verdict, css)])
-    head = ["second − first", "metric", f"difference [{comparison.confidence:.0%} interval]", "p",
-            "wins / ties / losses", "verdict"]
-    return "<h2>Pairs</h2>\n" + _table(head, rows)
+    styles = ("", "", "num", "num", "num")  # then the verdict's: whether it is one
+    rows = [[*zip(comparison.pair_cells(pair)[:-1], styles), (pair.verdict, "better" if pair.distinguishable else "same")]
+            for pair in comparison.pairs]
+    return "<h2>Pairs</h2>\n" + _table(comparison.pairs_head(), rows)
 
 
 def figures_section(images: Mapping[str, tuple[str, bytes]]) -> str:
@@ -104,10 +99,8 @@ def render(comparison: Comparison, images: Mapping[str, tuple[str, bytes]], *, t
     """The page: settings, the systems and pairs tables, the pictures (``images``: name → caption, PNG),
     and the ``examples`` examples where the systems' scores differ most (dialogue excerpt, reference,
     every system's summary)."""
-    notes = [f"<p>{escape(comparison.settings_line())}. p: two-sided, from the same resamples. "
-             "“not distinguishable”: the interval contains 0.</p>"]
-    if comparison.caveat():
-        notes.append(f'<p class="note">Note: {escape(comparison.caveat() or "")}.</p>')
+    notes = [f"<p>{escape(comparison.settings_line())}. {escape(comparison.reading_line())}.</p>"]
+    notes += [f'<p class="note">Note: {escape(note)}.</p>' for note in comparison.notes()]
     notes += [f'<p class="same">{escape(LABELS.get(key, key))} not computed: {escape(reason)}</p>'
               for key, reason in comparison.skipped.items() if reason != "not requested"]
     body = [f"<h1>{escape(title)}</h1>", *notes, systems_section(comparison, sources or {}),

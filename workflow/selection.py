@@ -5,9 +5,11 @@ weights or LoRA adapters), generate dev summaries with the same engine and optio
 them with the task metric, and record one row per checkpoint: step, epoch, dev loss (from the
 checkpoint's ``trainer_state.json``), every metric computed, mean summary length and the predictions file.
 The best row wins — ties go to the earliest step — and ``RUN/best`` points to it. Every other row is
-compared with the winner by a paired bootstrap over the dev examples (:mod:`eval.compare`): the difference
-and its 95 % interval; a row whose interval contains 0 is *within noise* of the winner, and the table
-says so — on a small dev set the choice is then as good as a coin toss between them.
+compared with the winner over the dev examples (:mod:`eval.compare`): the difference with its 95 %
+paired-bootstrap interval, and the paired sign-flip test's p, Holm-adjusted over the rows compared; a row
+the test does not tell apart from the winner (adjusted p > 0.05, or too few examples differ for any
+verdict) is *within noise* of it, and the table says so — on a small dev set the choice is then as good as
+a coin toss between them.
 
 Resumable: predictions live in ``RUN/selection/<checkpoint>.dev.json`` (generated with `tools infer`'s
 sidecar, so an interrupted checkpoint resumes) together with what produced them (the checkpoint's
@@ -62,7 +64,7 @@ class Row:
     metrics: dict[str, float | None]
     mean_summary_chars: float
     predictions: str
-    vs_best: dict[str, Any] | None = None  # this row − the winner (eval.compare.PairedDifference), None for it
+    vs_best: dict[str, Any] | None = None  # this row − the winner (eval.compare.PairedDifference.to_json), None for it
     generated: bool = field(default=False, compare=False)  # this run generated them (vs reused)
 
 
@@ -211,7 +213,8 @@ def point_best(run: Path, best: Row) -> Path:
 
 def compare_with_best(rows: Sequence[Row], best: Row, values: dict[str, Any], metric: str, *, resamples: int,
                       seed: int) -> None:
-    """Set each row's ``vs_best``: its per-example ``values`` minus the winner's, paired bootstrap."""
+    """Set each row's ``vs_best``: its per-example ``values`` minus the winner's — interval, sign-flip p (Holm over
+    the rows compared) and verdict (:func:`eval.compare.paired_differences`)."""
     from eval.compare import paired_differences
 
     others = [row for row in rows if row is not best]
@@ -232,8 +235,8 @@ class Selection:
 
     @property
     def within_noise(self) -> list[Row]:
-        """The other rows whose interval of the difference to the winner contains 0."""
-        return [row for row in self.rows if row.vs_best is not None and row.vs_best["low"] <= 0 <= row.vs_best["high"]]
+        """The other rows the test does not tell apart from the winner."""
+        return [row for row in self.rows if row.vs_best is not None and not row.vs_best["distinguishable"]]
 
     def noise_line(self) -> str:
         """One sentence: is the choice more than noise?"""
@@ -241,15 +244,16 @@ class Selection:
         compared = [row.vs_best for row in self.rows if row.vs_best is not None]
         if not compared:
             return f"{self.best.name} is the only checkpoint."
-        how = (f"95 % paired-bootstrap interval over {compared[0]['n']} dev dialogues, {self.resamples:,} resamples, "
-               f"seed {self.seed}")
+        adjusted = f", Holm-adjusted over the {len(compared)} compared" if len(compared) > 1 else ""
+        how = (f"paired sign-flip test over {compared[0]['n']} dev dialogues{adjusted}, beyond noise when p ≤ "
+               f"{1 - compared[0]['confidence']:.2g}; {self.resamples:,} resamples, seed {self.seed}")
         tied = self.within_noise
         if not tied:
             return f"{self.best.name} is best by {label}; every other checkpoint is worse beyond noise ({how})."
         names = ", ".join(row.name for row in tied)
         return (f"{self.best.name} is best by {label}, but the choice is within noise: {names} "
-                f"{'is' if len(tied) == 1 else 'are'} not distinguishable from it (the interval of the difference "
-                f"contains 0; {how}); ties go to the earliest step.")
+                f"{'is' if len(tied) == 1 else 'are'} not distinguishable from it ({how}); ties go to the "
+                "earliest step.")
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "best": self.best.name, "best_path": self.best.path,
@@ -264,8 +268,10 @@ class Selection:
     def table(self) -> str:
         """A markdown table: one row per checkpoint, the winner in bold."""
         keys = [key for key in NAMES if any(row.metrics.get(key) is not None for row in self.rows)]
+        compared = sum(row.vs_best is not None for row in self.rows)
         head = ["checkpoint", "step", "epoch", "dev loss", *(LABELS[key] for key in keys),
-                f"Δ {LABELS[self.metric]} vs best [95 % interval]", "p", "mean chars", "predictions"]
+                f"Δ {LABELS[self.metric]} vs best [95 % interval]", "p" if compared < 2 else f"p (Holm, {compared})",
+                "mean chars", "predictions"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
         def number(value: float | None, digits: int = 2) -> str:
@@ -274,8 +280,10 @@ class Selection:
         def difference_cells(pair: dict[str, Any] | None) -> tuple[str, str]:
             if pair is None:
                 return "—", "—"
-            noise = " (within noise)" if pair["low"] <= 0 <= pair["high"] else ""
-            p = "< 0.001" if pair["p_value"] < 0.001 else f"{pair['p_value']:.3f}"
+            few = pair["differing"] and not pair["decidable"]
+            noise = "" if pair["distinguishable"] else f" (within noise: only {pair['differing']} differ)" if few \
+                else " (within noise)"
+            p = "< 0.001" if pair["p_adjusted"] < 0.001 else f"{pair['p_adjusted']:.3f}"
             return f"{pair['difference']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}]{noise}", p
 
         for row in self.rows:
@@ -293,12 +301,14 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
                       notify: Callable[[str], None] = lambda message: None, resamples: int = RESAMPLES,
                       seed: int = SEED, restart: bool = False) -> Selection:
     """Generate (or reuse) and score dev predictions for every checkpoint of ``run``, compare each with the
-    winner (paired bootstrap: ``resamples``, ``seed``); write ``RUN/selection.json``, ``RUN/selection.md``,
-    ``RUN/selection.png`` and ``RUN/best``. ``restart``: generate every checkpoint's predictions again,
-    reusing nothing."""
+    winner (sign-flip test and bootstrap interval: ``resamples``, ``seed``); write ``RUN/selection.json``,
+    ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``. ``restart``: generate every checkpoint's
+    predictions again, reusing nothing."""
+    from eval.compare import check_resamples, check_seed
     from eval.metrics import load_models
     from workflow.plots import selection_plot
 
+    check_resamples(resamples), check_seed(seed)  # before any generation
     metric = metric_name(metric)
     run = Path(run)
     checkpoints = find_checkpoints(run)
@@ -318,7 +328,8 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
     selection = Selection(metric, rows, best, resamples, seed)
     write_json(run / "selection.json", selection.to_json())
     write_text(run / "selection.md", selection.markdown())
-    intervals = [None if row.vs_best is None else (row.vs_best["low"], row.vs_best["high"]) for row in rows]
+    intervals = [None if row.vs_best is None else (row.vs_best["low"], row.vs_best["high"], row in selection.within_noise)
+                 for row in rows]
     selection_plot(metric, [(row.step, row.metrics[metric], row.eval_loss) for row in rows], rows.index(best),
                    best.name, run / "selection.png", intervals)
     point_best(run, selection.best)
