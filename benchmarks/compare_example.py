@@ -8,9 +8,14 @@ The references are the full-size synthetic dev split (102 dialogues, `benchmarks
 - ``drop 25 %``: a little worse;
 - ``first 60 %``: the first 60 % of the words — much worse, and short (the length pictures show it).
 
-It times the whole command (load, ROUGE-1/2/L of 4 × 102 summaries, 4 × 3 × 3 bootstraps of 10,000 resamples,
-pictures, HTML) and the bootstrap alone, and leaves the report in ``--out`` (the picture in docs/compare.md
-is its ``differences.png``). Run: ``python benchmarks/compare_example.py --out bench_out/compare``.
+It times the whole command (load, ROUGE-1/2/L of 4 × 102 summaries, 6 pairs × 3 metrics of sign-flip tests and
+bootstrap intervals of 10,000 resamples, pictures, HTML) and those statistics alone, and leaves the report in
+``--out`` (the picture in docs/compare.md is its ``differences.png``).
+
+It then shows why the verdicts come from a sign-flip test and not from the bootstrap: ``k`` of 102 examples
+changed, all by +10 points, the rest equal — the percentile bootstrap's p (as `tools compare` computed it
+before: twice the share of resampled means on the other side of 0, with the +1) against the exact sign-flip
+p, ``2/2^k``. Run: ``python benchmarks/compare_example.py --out bench_out/compare``.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from eval.compare import bootstrap_means
+    from eval.compare import bootstrap_intervals, bootstrap_means, compare_pair, sign_flip_p
     from tools.cli import cli
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,20 +81,39 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     columns = np.random.default_rng(0).normal(0, 5, (102, 18))
     start = time.perf_counter()
-    bootstrap_means(columns, args.resamples)
-    bootstrap_seconds = time.perf_counter() - start
+    bootstrap_intervals(columns, args.resamples)
+    sign_flip_p(columns, args.resamples)
+    statistics_seconds = time.perf_counter() - start
     data = json.loads((args.out / "report" / "compare.json").read_text(encoding="utf-8"))
     rows = [{"case": f"tools compare, 4 systems × {data['n']} dialogues, {args.resamples:,} resamples",
              "seconds": f"{seconds:.2f}"},
-            {"case": f"bootstrap alone, 18 columns × 102 examples × {args.resamples:,}", "seconds": f"{bootstrap_seconds:.2f}"}]
+            {"case": f"sign-flip tests and bootstrap intervals alone, 18 columns × 102 examples × {args.resamples:,}",
+             "seconds": f"{statistics_seconds:.2f}"}]
     print(markdown(rows))
     print()
     print(markdown([{"second − first": f"{pair['second']} − {pair['first']}",
                      "ROUGE-1 difference [95 %]": f"{pair['difference']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}]",
-                     "p": "< 0.001" if pair["p_value"] < 0.001 else f"{pair['p_value']:.3f}", "verdict": pair["verdict"]}
+                     "p (Holm)": p_text(pair["p_adjusted"]), "verdict": pair["verdict"]}
                     for pair in data["pairs"] if pair["metric"] == "rouge1"]))
+    print()
+    few = []
+    for k in (1, 4, 5, 6, 12):
+        first = np.zeros(102)
+        second = first.copy()
+        second[:k] = 10.0
+        means = bootstrap_means(second - first, args.resamples)[:, 0]
+        bootstrap_p = min(1.0, 2 * (min((means <= 0).sum(), (means >= 0).sum()) + 1) / (args.resamples + 1))
+        pair = compare_pair(first, second, names=("A", "B"), resamples=args.resamples)
+        few.append({"changed of 102": k, "difference [95 %]": pair.interval_text(),
+                    "bootstrap p (before)": p_text(bootstrap_p), "sign-flip p (exact)": p_text(pair.p_value),
+                    "verdict": pair.verdict})
+    print(markdown(few))
     print(f"\nreport: {args.out / 'report' / 'report.html'}")
     return 0
+
+
+def p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -152,11 +153,12 @@ def pair_differences(comparison: Any, metric: str) -> bytes:
                   solid_capstyle="butt", zorder=3)
         axis.plot([pair.difference], [index], "D", color="black", markersize=5, zorder=4)
     axis.axvline(0, color="black", linewidth=1)
-    axis.set_yticks(range(len(pairs)), [f"{pair.second} − {pair.first}\n{pair.verdict}" for pair in pairs])
+    axis.set_yticks(range(len(pairs)), [f"{pair.second} − {pair.first}\n" + "\n".join(textwrap.wrap(pair.verdict, 32))
+                                        for pair in pairs])
     axis.invert_yaxis()
     axis.set_xlabel(f"{LABELS[metric]} difference per example (points); bar = {comparison.confidence:.0%} interval "
                     "of the mean ◆")
-    axis.set_title("Per-example differences; colour: the sign-flip test's verdict (blue: not distinguishable)")
+    axis.set_title("Per-example differences (colour: the test's verdict)")
     axis.grid(axis="x", alpha=0.3)
     return png_bytes(figure)
 

@@ -280,9 +280,9 @@ class Selection:
         def difference_cells(pair: dict[str, Any] | None) -> tuple[str, str]:
             if pair is None:
                 return "—", "—"
-            few = pair["differing"] and not pair["decidable"]
-            noise = "" if pair["distinguishable"] else f" (within noise: only {pair['differing']} differ)" if few \
-                else " (within noise)"
+            differing = pair["differing"]
+            few = f": only {differing} differ{'s' if differing == 1 else ''}" if differing and not pair["decidable"] else ""
+            noise = "" if pair["distinguishable"] else f" (within noise{few})"
             p = "< 0.001" if pair["p_adjusted"] < 0.001 else f"{pair['p_adjusted']:.3f}"
             return f"{pair['difference']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}]{noise}", p
 
