@@ -131,9 +131,9 @@ class PairedDifference:
         examples = "example differs" if self.differing == 1 else "examples differ"
         return f"only {self.differing} {examples}: too few for a verdict"
 
-    def p_text(self, adjusted: bool = True) -> str:
-        p = self.p_adjusted if adjusted else self.p_value
-        return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    def p_text(self) -> str:
+        """The p the verdict uses (Holm-adjusted), as the tables show it."""
+        return "< 0.001" if self.p_adjusted < 0.001 else f"{self.p_adjusted:.3f}"
 
     def interval_text(self, digits: int = 2) -> str:
         return f"{self.difference:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"

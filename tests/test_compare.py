@@ -179,7 +179,7 @@ def test_a_seeded_interval_is_reproduced_exactly_by_the_documented_procedure(mon
     again = compare_pair(np.zeros_like(d), d, resamples=resamples, seed=seed)
     other = compare_pair(np.zeros_like(d), d, resamples=resamples, seed=seed + 1)
     assert again == pair and (other.low, other.high) != (pair.low, pair.high)
-    # In blocks of ⌊2^20 / n⌋ resamples (here made ⌊1000 / 37⌋ = 27), each drawn in turn from the same generator.
+    # In blocks of ⌊2^20 / n⌋ resamples (made ⌊1000 / 37⌋ = 27 here), each drawn in turn from one generator.
     monkeypatch.setattr(compare_module, "_BLOCK_VALUES", 1000)
     rng = np.random.default_rng(seed)
     picks = np.concatenate([rng.integers(0, len(d), size=(min(27, resamples - start), len(d)))
@@ -340,6 +340,7 @@ def test_the_html_page_is_self_contained_valid_and_escaped(systems, tmp_path):
     assert "<script>alert('x')</script> &" in text and "SFT <b>" in text  # shown as text, escaped in the source
     assert "&lt;script&gt;" in page and "SFT &lt;b&gt;" in page
     assert "DPO − SFT <b>" in text and "화자SD2007701:" in text  # a pair row, a dialogue excerpt
+    assert "not distinguishable (only 4 examples differ: too few for a verdict)" in text and "2/2^k" in text
 
 
 def test_identical_files_are_not_distinguishable(systems, tmp_path):
@@ -400,7 +401,8 @@ def test_the_command_calls_4_of_24_changed_not_distinguishable_and_12_distinguis
     def improved(count: int) -> list[dict]:  # the first `count` summaries made whole: better on those only
         return [item if index < count else half for index, (item, half) in enumerate(zip(items, halves))]
 
-    systems = [write_nikl(halves, "base.json"), write_nikl(improved(4), "four.json"), write_nikl(improved(12), "twelve.json")]
+    systems = [write_nikl(halves, "base.json"), write_nikl(improved(4), "four.json"),
+               write_nikl(improved(12), "twelve.json")]
     result = tools_cli("compare", "--input", references, *systems, "--report", tmp_path / "r")
     assert result.exit_code == 0, result.output
     pairs = {(pair["first"], pair["second"]): pair for pair in load_json(tmp_path / "r" / "compare.json")["pairs"]

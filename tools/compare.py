@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from tools.options import resampling_options, input_option, library_default, metric_model_options, metric_runtime_options
+from tools.options import (
+    input_option,
+    library_default,
+    metric_model_options,
+    metric_runtime_options,
+    resampling_options,
+)
 from workflow.comparison import write_report
 
 

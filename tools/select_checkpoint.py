@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from tools.options import (
-    resampling_options,
     generation_options,
     input_option,
     metric_model_options,
     metric_option,
     quiet_loading,
+    resampling_options,
 )
 
 

@@ -57,9 +57,9 @@ def systems_section(comparison: Comparison, sources: Mapping[str, str]) -> str:
 
 
 def pairs_section(comparison: Comparison) -> str:
-    styles = ("", "", "num", "num", "num")  # then the verdict's: whether it is one
-    rows = [[*zip(comparison.pair_cells(pair)[:-1], styles), (pair.verdict, "better" if pair.distinguishable else "same")]
-            for pair in comparison.pairs]
+    styles = ("", "", "num", "num", "num")  # of every cell but the verdict's, which says whether it is one
+    rows = [[*zip(comparison.pair_cells(pair)[:-1], styles),
+             (pair.verdict, "better" if pair.distinguishable else "same")] for pair in comparison.pairs]
     return "<h2>Pairs</h2>\n" + _table(comparison.pairs_head(), rows)
 
 

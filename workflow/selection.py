@@ -64,7 +64,7 @@ class Row:
     metrics: dict[str, float | None]
     mean_summary_chars: float
     predictions: str
-    vs_best: dict[str, Any] | None = None  # this row − the winner (eval.compare.PairedDifference.to_json), None for it
+    vs_best: dict[str, Any] | None = None  # this row − the winner (PairedDifference.to_json), None for it
     generated: bool = field(default=False, compare=False)  # this run generated them (vs reused)
 
 
@@ -281,7 +281,7 @@ class Selection:
             if pair is None:
                 return "—", "—"
             differing = pair["differing"]
-            few = f": only {differing} differ{'s' if differing == 1 else ''}" if differing and not pair["decidable"] else ""
+            few = "" if pair["decidable"] or not differing else f": only {differing} differ{'s' * (differing == 1)}"
             noise = "" if pair["distinguishable"] else f" (within noise{few})"
             p = "< 0.001" if pair["p_adjusted"] < 0.001 else f"{pair['p_adjusted']:.3f}"
             return f"{pair['difference']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}]{noise}", p
@@ -328,7 +328,8 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
     selection = Selection(metric, rows, best, resamples, seed)
     write_json(run / "selection.json", selection.to_json())
     write_text(run / "selection.md", selection.markdown())
-    intervals = [None if row.vs_best is None else (row.vs_best["low"], row.vs_best["high"], row in selection.within_noise)
+    within = selection.within_noise
+    intervals = [None if row.vs_best is None else (row.vs_best["low"], row.vs_best["high"], row in within)
                  for row in rows]
     selection_plot(metric, [(row.step, row.metrics[metric], row.eval_loss) for row in rows], rows.index(best),
                    best.name, run / "selection.png", intervals)
