@@ -26,7 +26,7 @@ CONSTRAINTS := $(VENV)/stack-constraints.txt
 VLLM_VENV ?= .venv-vllm
 PYTEST_ARGS ?=
 # Two pytest workers (pytest-xdist), a test file each at a time, the files that run Axolotl handed out first; each
-# Axolotl run is made once and shared by both workers (tests/conftest.py, README "Tests"). PYTEST_WORKERS=0: one process.
+# Axolotl run is made once and shared by both workers (tests/conftest.py, docs/development.md). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 DEMO_WORKDIR ?= demo_out
 GPU_BENCH_OUT ?= bench_out/gpu
@@ -71,7 +71,7 @@ install-gpu: $(CONSTRAINTS)
 	$(VENV)/bin/tools versions
 
 # vLLM pins its own transformers (and more) where Axolotl pins another; measured with pip's resolver, the two
-# cannot share one environment without replacing packages of Axolotl's (README "GPU set-up"). So: its own venv,
+# cannot share one environment without replacing packages of Axolotl's (docs/install.md, "GPU set-up"). So: its own venv,
 # the same Python and torch, this project without the `train` extra. `tools infer --backend vllm` started from
 # $(VENV) runs itself again there.
 install-vllm:
@@ -110,7 +110,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
-# One CUDA GPU, ≤ 8 minutes on an H100: EXAONE-7.8B-shaped generation and training throughput (docs/gpu_benchmarks.md).
+# One CUDA GPU, ≤ 8 minutes on an H100: EXAONE-7.8B-shaped generation and training throughput (docs/benchmarks.md).
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu_bench.py --out $(GPU_BENCH_OUT)
 

@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: a markdown table of result rows and a description of the machine."""
+"""Shared by the benchmark scripts: a markdown table of result rows, a description of the machine, and the
+marked block of docs/benchmarks.md that a script's report replaces."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def tables(rows: Sequence[Row]) -> list[str]:
     for row in rows:
         groups.setdefault(row["benchmark"], []).append(row)
     return [markdown(group) for group in groups.values()]
+
+
+def replace_marked(text: str, begin: str, end: str, block: str) -> str | None:
+    """``text`` with what lies between the ``begin`` and ``end`` markers replaced by ``block``; None without both."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        return None
+    return text[:start + len(begin)] + "\n" + block.strip() + "\n" + text[stop:]
 
 
 def cpu_model() -> str:

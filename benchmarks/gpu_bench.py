@@ -24,10 +24,10 @@ timeout (``failed: …`` / ``timeout: …`` / ``skipped: …``) without losing t
    collator when Axolotl is installed); then a full fine-tune step (AdamW) of the EXAONE 3.5 2.4B shape.
 3. ``DIR/gpu_bench.json`` (``device``, ``versions``, ``settings``, ``generation``, ``training``, ``phases``)
    and ``DIR/gpu_bench.md`` (the same as markdown tables); ``--docs`` also puts the tables in
-   docs/gpu_benchmarks.md and docs/benchmarks.md.
+   docs/benchmarks.md, between its GPU result markers.
 
 ``--tiny --device cpu`` runs the very same code on tiny shapes in seconds (the test suite does).
-FLOP formulas (MFU/HFU): see ``benchmarks/gpu/flops.py`` and docs/gpu_benchmarks.md.
+FLOP formulas (MFU/HFU): see ``benchmarks/gpu/flops.py`` and docs/benchmarks.md.
 
 This file parses the options and runs the phases in order; the parts live in ``benchmarks/gpu/``: ``shapes``
 (the shapes, the run profiles, the tokens-per-character assumption, the GPU peak table), ``workload`` (prompt
@@ -84,7 +84,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU when the device is not in the table")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--docs", action="store_true",
-                        help="also write the result tables into docs/gpu_benchmarks.md and docs/benchmarks.md")
+                        help="also write the result tables into docs/benchmarks.md")
     parser.add_argument("--vllm-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.phases.split(",")) - set(PHASE_GROUPS)

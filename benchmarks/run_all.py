@@ -1,7 +1,9 @@
-"""`make bench`: run every benchmark, print one report and write it to docs/benchmarks.md.
+"""`make bench`: run every benchmark, print one report and write it into docs/benchmarks.md.
 
 Each benchmark module has a ``main()`` returning rows (dicts with ``benchmark`` and ``case`` keys and
-its measured columns). Run a subset by name: ``python benchmarks/run_all.py rouge_speed``.
+its measured columns). Run a subset by name: ``python benchmarks/run_all.py rouge_speed``. A full run replaces
+the part of docs/benchmarks.md between :data:`BEGIN` and :data:`END` and nothing else: the page's notes and its
+GPU results (``benchmarks/gpu_bench.py --docs`` writes those between markers of their own) stay as they are.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import Row, machine_description, markdown, tables  # noqa: E402
+from benchmarks.common import Row, machine_description, markdown, replace_marked, tables  # noqa: E402
+from common.io import write_text  # noqa: E402
 
 BENCHMARKS = {
     "build_data_speed": "SFT data building (`tools build-sft-data`)",
@@ -25,13 +28,8 @@ BENCHMARKS = {
     "convert_speed": "Conversion: EXAONE 3.x → Llama layout (`tools convert-exaone`)",
 }
 REPORT = REPO / "docs" / "benchmarks.md"
-# The GPU section: written by hand and by `benchmarks/gpu_bench.py --docs` (it needs a GPU, so `make bench`
-# does not run it); every report ends with it, so regenerating docs/benchmarks.md keeps it.
-GPU_SECTION = REPO / "docs" / "gpu_benchmarks.md"
-NO_GPU_NOTE = (
-    "No GPU on this machine: these are CPU numbers for the tiny local model. GPU throughput with an "
-    "EXAONE-3.0-7.8B-shaped model has not been measured yet (no GPU was available to the project so far)."
-)
+BEGIN = "<!-- make bench:begin -->"
+END = "<!-- make bench:end -->"
 
 
 def summary_row(row: Row) -> Row:
@@ -42,14 +40,8 @@ def summary_row(row: Row) -> Row:
             "throughput": f"{row[unit]} {unit}" if unit else "", "vs sequential": row.get("vs sequential", "")}
 
 
-def gpu_section() -> list[str]:
-    """docs/gpu_benchmarks.md as report lines (none if the file is missing)."""
-    if not GPU_SECTION.is_file():
-        return []
-    return [GPU_SECTION.read_text(encoding="utf-8").strip("\n"), ""]
-
-
 def run(names: list[str]) -> str:
+    """Run the benchmarks ``names``; the report: when and where, one summary table, then each benchmark's tables."""
     results: dict[str, tuple[list[Row], float]] = {}
     for name in names:
         print(f"running {name} …", file=sys.stderr, flush=True)
@@ -57,22 +49,23 @@ def run(names: list[str]) -> str:
         rows = importlib.import_module(f"benchmarks.{name}").main()
         results[name] = (rows, time.perf_counter() - start)
     sections = [
-        "# Benchmarks",
-        "",
         f"Measured by `make bench` on {datetime.date.today().isoformat()}: {machine_description()}.",
         "",
         markdown([summary_row(row) for rows, _ in results.values() for row in rows if "seconds" in row]),
         "",
     ]
     for name, (rows, took) in results.items():
-        sections += [f"## {BENCHMARKS[name]}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", ""]
+        sections += [f"### {BENCHMARKS[name]}", "", f"`python benchmarks/{name}.py` (took {took:.0f} s)", ""]
         sections += [line for table in tables(rows) for line in (table, "")]
-    import torch
-
-    if not torch.cuda.is_available():
-        sections += [NO_GPU_NOTE, ""]
-    sections += gpu_section()
     return "\n".join(sections)
+
+
+def write_report(report: str, path: Path = REPORT) -> None:
+    """Put ``report`` between the markers of ``path``, keeping everything else in it."""
+    new = replace_marked(path.read_text(encoding="utf-8"), BEGIN, END, report)
+    if new is None:
+        raise SystemExit(f"{path} has no {BEGIN} … {END} block: the report was printed, not written")
+    write_text(path, new)
 
 
 def main(argv: list[str]) -> None:
@@ -82,9 +75,8 @@ def main(argv: list[str]) -> None:
     report = run(argv or list(BENCHMARKS))
     print(report)
     if not argv:  # only a full run replaces the recorded report
-        REPORT.parent.mkdir(exist_ok=True)
-        REPORT.write_text(report, encoding="utf-8")
-        print(f"wrote {REPORT.relative_to(REPO)}", file=sys.stderr)
+        write_report(report)
+        print(f"wrote the report into {REPORT.relative_to(REPO)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

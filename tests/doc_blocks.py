@@ -2,11 +2,12 @@
 
 A block marked "Runs as written on CPU" is a ```bash block right after :data:`MARKER`. The blocks of a
 *session* run in order, one shell command per line, in one fresh working directory that holds the
-repository's recipes and the sample files under the corpus's names and nothing else. The README's blocks are
-one session; a document that continues it (uses its outputs: :data:`CONTINUES_README`) runs after it in
-the same directory; every other document with CPU blocks is a session of its own. Sessions are independent,
-so the suite can run them side by side (tests/test_readme.py), and a recipe that a session trains through
-the real Axolotl is inspected on that run instead of being trained again (tests/test_recipes.py).
+repository's recipes and the sample files under the corpus's names and nothing else. The stage pages are one
+session, :data:`PIPELINE`, in the order a reader runs them (each uses what the pages before it made), starting
+with the set-up page, whose ``export`` line the reader's shell keeps; every other document with CPU blocks is a
+session of its own, run after that set-up. Sessions are independent, so the suite can run them side by side
+(tests/test_readme.py, tests/test_recipes.py), and a recipe that a session trains through the real Axolotl is
+inspected on that run instead of being trained again (tests/test_recipes.py).
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
+DOCS_DIR = REPO / "docs"
+DOCS = [README, *sorted(DOCS_DIR.glob("*.md"))]
 MARKER = "*Runs as written on CPU (checked by `tests/test_readme.py`):*"
 HUB_MODEL = "LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct"
 GENERATING = ("tools infer", "tools select-checkpoint")
 NEW_TOKENS = 16  # the random model never ends a summary by itself
-# These documents' blocks read the README session's outputs (a checkpoint, predictions): they run after it.
-CONTINUES_README = ("inference.md", "scoring.md")
-# Set by the README's own `export` line (its set-up), not by the test: without it Axolotl prints an upload error
-# per telemetry event offline, and a session fails on these.
-README_QUIETS = ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK")
+# The stage pages, in the order a reader runs them: one session in one directory. The set-up page comes first.
+PIPELINE = ("install.md", "convert.md", "sft-data.md", "recipes.md", "select-checkpoint.md", "inference.md",
+            "scoring.md", "compare.md", "dpo-data.md", "rerank.md")
+SETUP = DOCS_DIR / PIPELINE[0]
+# Set by the set-up page's own `export` line, not by the test: without it Axolotl prints an upload error per
+# telemetry event offline, and a session fails on these.
+SETUP_QUIETS = ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK")
 TELEMETRY_ERRORS = ("error uploading", "Failed to send telemetry")  # posthog's and Axolotl's, per failed upload
 
 
@@ -69,11 +73,8 @@ def substitute(command: str, hub_model: str) -> str:
 class Session:
     """Documents whose CPU blocks run, in this order, in one working directory."""
 
+    name: str
     docs: tuple[Path, ...]
-
-    @property
-    def name(self) -> str:
-        return "+".join(doc.name for doc in self.docs)
 
     def commands(self) -> list[tuple[Path, str]]:
         """(document, command) for every command of every marked block, in order."""
@@ -99,10 +100,10 @@ class Session:
 
 
 def sessions() -> list[Session]:
-    """The README with the documents that continue it, then every other document with CPU blocks alone."""
-    marked = [doc for doc in DOCS if cpu_blocks(doc.read_text(encoding="utf-8"))]
-    readme = Session((README, *(doc for doc in marked if doc.name in CONTINUES_README)))
-    return [readme, *(Session((doc,)) for doc in marked if doc not in readme.docs)]
+    """The pipeline, then every other document with CPU blocks alone (named after its file)."""
+    pipeline = Session("pipeline", tuple(DOCS_DIR / name for name in PIPELINE))
+    marked = [doc for doc in DOCS if doc not in pipeline.docs and cpu_blocks(doc.read_text(encoding="utf-8"))]
+    return [pipeline, *(Session(doc.name, (doc,)) for doc in marked)]
 
 
 def trained_by_docs() -> dict[str, tuple[Session, str]]:
@@ -137,10 +138,10 @@ def run_session(session: Session, root: Path) -> dict:
         (work / f"일상대화요약_{split}.json").write_bytes(path.read_bytes())
     hub_model = build_tiny_exaone(root / "hub" / HUB_MODEL.split("/")[-1])
     env = {**offline_env(), "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for key in README_QUIETS:  # the README's `export` line must be what keeps Axolotl quiet offline
+    for key in SETUP_QUIETS:  # the set-up page's `export` line must be what keeps Axolotl quiet offline
         env.pop(key, None)
-    if README not in session.docs:  # the reader's shell has the README's set-up (its exports) already
-        for _, command in Session((README,)).commands():
+    if SETUP not in session.docs:  # the reader's shell has the set-up (its exports) already
+        for _, command in Session("set-up", (SETUP,)).commands():
             export(command, env)
     ran = []
     for number, (doc, command) in enumerate(session.commands(), start=1):

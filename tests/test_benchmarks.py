@@ -55,10 +55,26 @@ def test_a_subset_prints_the_report_without_replacing_the_recorded_one():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert "# Benchmarks" in lines
+    assert lines[0].startswith("Measured by `make bench` on ")
     assert "| benchmark | case | items | seconds | throughput | vs sequential |" in lines
     assert sum(line.startswith("| build-sft-data |") for line in lines) == 6  # summary + details
     assert (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8") == recorded
+
+
+def test_a_full_report_replaces_only_its_marked_block(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Notes by hand\n\n{run_all.BEGIN}\nold report\n{run_all.END}\n\n## GPU\nkept\n", encoding="utf-8")
+    run_all.write_report("new report\n", page)
+    assert page.read_text(encoding="utf-8") == \
+        f"# Notes by hand\n\n{run_all.BEGIN}\nnew report\n{run_all.END}\n\n## GPU\nkept\n"
+
+
+def test_a_page_without_the_markers_is_left_alone(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Notes by hand\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="has no <!-- make bench:begin --> … <!-- make bench:end --> block"):
+        run_all.write_report("new report\n", page)
+    assert page.read_text(encoding="utf-8") == "# Notes by hand\n"
 
 
 def test_unknown_benchmark_is_refused():

@@ -6,9 +6,10 @@ from ``tools build-sft-data``, the GPU-only keys of :data:`tools.cpu_overlay.CPU
 ``axolotl train CFG --launcher python``. Both commands run in one subprocess (workflow/axolotl_cli.py: the same
 ``cli`` object the ``axolotl`` console script calls) to pay Axolotl's start-up once per recipe instead of twice.
 
-A recipe that a documented CPU block already trains (README: ``exaone_lora``; docs/recipes.md:
-``exaone_qlora``) is not trained a second time: its tests inspect that run, made by the blocks as written
-(tests/doc_blocks.py), which is the same `tools cpu-overlay` + `axolotl preprocess` + `axolotl train`.
+A recipe that a documented CPU block already trains (the pipeline's docs/recipes.md: ``exaone_lora``;
+docs/development.md: ``exaone_qlora``) is not trained a second time: its tests inspect that run, made by the
+blocks as written (tests/doc_blocks.py), which is the same `tools cpu-overlay` + `axolotl preprocess` +
+`axolotl train`.
 """
 
 from __future__ import annotations
@@ -517,12 +518,12 @@ def test_overlay_help():
 
 
 @pytest.mark.axolotl
-def test_docs_recipes_md_blocks_run_as_written(doc_session):
-    """docs/recipes.md's marked blocks, in order, as written (tests/doc_blocks.py), after the README's set-up. It
-    sits here, not in test_readme.py, because the recipe tests above inspect its `exaone_qlora` run: the worker
-    that runs this file makes that run instead of waiting for another (see test_readme.py)."""
-    from doc_blocks import sessions
-
-    [session] = [session for session in sessions() if session.name == DOCS.name]
+def test_the_qlora_documentation_session_runs_as_written(doc_session):
+    """The marked blocks of the documentation session that trains `exaone_qlora` (docs/development.md), in order, as
+    written (tests/doc_blocks.py), after the set-up's exports. It sits here, not in test_readme.py, because the
+    recipe tests above inspect that run: the worker that runs this file makes it instead of waiting for another
+    (see test_readme.py)."""
+    session, _ = TRAINED_BY_DOCS["exaone_qlora.yml"]
+    assert session.name != "pipeline", "the pipeline session runs in tests/test_readme.py"
     run = doc_session(session)
     assert run.ran == [command for _, command in session.commands()]

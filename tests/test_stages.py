@@ -108,13 +108,13 @@ def test_results_table(tmp_path):
     assert lines[-1].startswith("| **total** |")
 
 
-def test_the_one_process_axolotl_run_is_the_readme_s_two_commands():
+def test_the_one_process_axolotl_run_is_the_documented_two_commands():
     """workflow/axolotl_cli.py (the demo's and the recipe tests' trainings) runs exactly the `axolotl preprocess`
-    + `axolotl train --launcher python` that the README's CPU block runs as two commands."""
+    + `axolotl train --launcher python` that docs/recipes.md's CPU block runs as two commands."""
     from conftest import REPO
     from workflow.axolotl_cli import commands
 
-    line = next(line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    line = next(line for line in (REPO / "docs" / "recipes.md").read_text(encoding="utf-8").splitlines()
                 if line.startswith("axolotl preprocess configs/"))
     written = [part.split()[1:] for part in line.split("#")[0].split("&&")]
     config = written[0][1]

@@ -1,5 +1,5 @@
 """The report: the device and library versions, ``gpu_bench.json`` and ``gpu_bench.md`` rewritten after every
-phase (so a killed run still leaves what it measured), and the result tables in the docs between markers."""
+phase (so a killed run still leaves what it measured), and the result tables in docs/benchmarks.md between markers."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import cpu_model, markdown
+from benchmarks.common import cpu_model, markdown, replace_marked
 from benchmarks.gpu import REPO
 from benchmarks.gpu.shapes import peak_tflops
 
 DOCS_BEGIN = "<!-- gpu_bench:results:begin -->"
 DOCS_END = "<!-- gpu_bench:results:end -->"
-DOCS_FILES = (REPO / "docs" / "gpu_benchmarks.md", REPO / "docs" / "benchmarks.md")
+DOCS_FILES = (REPO / "docs" / "benchmarks.md",)  # the one page that holds the GPU results
 
 
 def versions() -> dict[str, str]:
@@ -199,10 +199,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 def replace_block(text: str, block: str) -> str | None:
     """``text`` with the part between the result markers replaced by ``block``; None without markers."""
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
-    if begin < 0 or end < begin:
-        return None
-    return text[:begin + len(DOCS_BEGIN)] + "\n" + block.strip() + "\n" + text[end:]
+    return replace_marked(text, DOCS_BEGIN, DOCS_END, block)
 
 
 def update_docs(block: str, paths: Sequence[Path] = DOCS_FILES) -> list[Path]:
