@@ -63,7 +63,8 @@ def test_a_subset_prints_the_report_without_replacing_the_recorded_one():
 
 def test_a_full_report_replaces_only_its_marked_block(tmp_path):
     page = tmp_path / "benchmarks.md"
-    page.write_text(f"# Notes by hand\n\n{run_all.BEGIN}\nold report\n{run_all.END}\n\n## GPU\nkept\n", encoding="utf-8")
+    page.write_text(f"# Notes by hand\n\n{run_all.BEGIN}\nold report\n{run_all.END}\n\n## GPU\nkept\n",
+                    encoding="utf-8")
     run_all.write_report("new report\n", page)
     assert page.read_text(encoding="utf-8") == \
         f"# Notes by hand\n\n{run_all.BEGIN}\nnew report\n{run_all.END}\n\n## GPU\nkept\n"
