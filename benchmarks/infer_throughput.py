@@ -31,8 +31,8 @@ A last set of cases times the default batching on the fixtures with one torch th
 infer` without `--threads`: the CPUs other processes leave idle, waiting threads sleeping), and every CPU this
 process may use with waiting threads sleeping and spinning (libgomp's own default: the default before), on an
 idle machine and beside two processes that each keep a core busy. Each case runs in a process of its own (the
-OpenMP wait policy is read when torch loads), interleaved; "vs 1 thread" is the median of the paired ratios.
-`--sets ""` runs only these. Run:
+OpenMP wait policy is read when torch loads), interleaved; "time vs 1 thread" is the median of the paired ratios
+(above 1: slower). `--sets ""` runs only these. Run:
 `python benchmarks/infer_throughput.py [--sets fixtures,dev] [--repeats 3] [--budgets 8192,16384]
 [--plot docs/images/infer_batching.png]`.
 """
@@ -296,8 +296,8 @@ def thread_child(model: str, threads: str, repeats: int = 5) -> tuple[int, float
 
 def thread_rows(model: Path, repeats: int) -> list[dict[str, object]]:
     """Every thread case on an idle machine and beside ``BUSY_PROCESSES`` busy processes, each run in its own
-    process, ``repeats`` interleaved rounds; "vs 1 thread" is the median of each round's ratio (paired, so it holds
-    while the machine's speed drifts)."""
+    process, ``repeats`` interleaved rounds; "time vs 1 thread" is the median of each round's ratio (paired, so it
+    holds while the machine's speed drifts; above 1: slower)."""
     import os
 
     rows = []
@@ -328,7 +328,7 @@ def thread_rows(model: Path, repeats: int) -> list[dict[str, object]]:
                 "examples": EXAMPLES, "seconds": round(median, 2),
                 "seconds (min–max)": f"{min(values):.2f}–{max(values):.2f}",
                 "examples/s": round(EXAMPLES / median, 1),
-                "vs 1 thread": f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})",
+                "time vs 1 thread": f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})",
             })
     return rows
 

@@ -56,7 +56,8 @@ def _open_descriptor(path: Path | str) -> tuple[int, int] | None:
 
 def stream_or_device(path: Path | str) -> str | None:
     """What ``path`` is when it is not a file in a folder — ``"a character device"``, ``"a FIFO"``, ``"a socket"``,
-    ``"a block device"`` or ``"an open stream (/dev/fd/N)"`` — else ``None`` (a regular file, or nothing yet)."""
+    ``"a block device"`` or ``"an open stream"`` (``/dev/stdout``, ``/dev/fd/N``) — else ``None`` (a regular file, or
+    nothing yet)."""
     if _open_descriptor(path) is not None:
         return "an open stream"
     try:
@@ -175,7 +176,10 @@ def write_id_list(path: Path | str, ids: Iterable[str]) -> bool:
     rows the new output has). Returns whether a file was written."""
     ids = list(ids)
     if not ids:
-        Path(path).unlink(missing_ok=True)
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as error:  # a read-only disk says so even when there is nothing to remove
+            raise cannot_write(path, error) from None
         return False
     with atomic_open(path) as file:
         file.write("".join(f"{example_id}\n" for example_id in ids))

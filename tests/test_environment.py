@@ -51,7 +51,8 @@ def test_idle_cpus_are_counted_from_proc_stat():
 @pytest.mark.skipif(available_cpus() < 2, reason="needs 2 CPUs: one kept busy, one to count")
 def test_the_default_leaves_out_a_cpu_another_process_keeps_busy():
     cpu = sorted(os.sched_getaffinity(0))[0]
-    spinner = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"])
+    spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", spin])
     try:
         time.sleep(0.5)
         assert 1 <= default_threads() <= available_cpus() - 1

@@ -49,7 +49,7 @@ def test_every_numeric_option_has_a_bounded_range():
     ("infer", "--seed", "-1", "-1 is not in the range"),
     ("infer", "--max-new-tokens", str(10**30), f"{10**30} is not in the range 1<=x<="),
     ("build-dpo-data", "--min-margin", "nan", "nan is not a finite number"),
-    ("build-tiny-model", "--hidden-size", "9", "hidden size 9: must be a multiple of 8, so each of the 4 attention heads has an even"),
+    ("build-tiny-model", "--hidden-size", "9", "hidden size 9: must be a multiple of 8, so each of the 4 attention"),
     ("build-tiny-model", "--hidden-size", "12", "hidden size 12: must be a multiple of 8"),
     ("build-tiny-model", "--hidden-size", "100000", "100000 is not in the range 8<=x<=1024"),
     ("build-tiny-model", "--seed", str(2**40), f"{2**40} is not in the range 0<=x<="),
@@ -100,7 +100,8 @@ def test_score_names_ids_that_differ_only_in_their_unicode_form(tmp_path, write_
     predictions[0]["id"] = nfd("대화-0001")
     message = one_line_error(tools_cli("score", "--predictions", write_nikl(predictions, "p.json"), "--input",
                                        write_nikl(references, "r.json"), "--metrics", "rouge1"))
-    assert f"{nfd('대화-0001')!r} (NFD) and '대화-0001' (NFC) are the same id in two Unicode normalisation forms" in message
+    twins = f"{nfd('대화-0001')!r} (NFD) and '대화-0001' (NFC) are the same id in two Unicode normalisation forms"
+    assert twins in message
     assert "missing" not in message  # not also listed as one missing and one extra id
 
 
@@ -116,8 +117,8 @@ def test_candidates_with_an_id_in_the_other_form_are_named_as_such(tmp_path, wri
     items = load_json(TRAIN)[:2]
     items[0]["id"] = "대화-0001"
     candidates = tmp_path / "c.jsonl"
-    candidates.write_text(json.dumps({"id": nfd("대화-0001"), "candidates": ["가", "나"]}, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
+    row = {"id": nfd("대화-0001"), "candidates": ["가", "나"]}
+    candidates.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
     message = one_line_error(tools_cli("rerank", "--candidates", candidates, "--input", write_nikl(items),
                                        "--output", tmp_path / "out.json"))
     assert "is not in the data file as written" in message and "(NFD) and '대화-0001' (NFC)" in message
