@@ -27,9 +27,12 @@ seconds and the median peak memory: the process's peak resident memory during th
 before each run) above what it held before. Every case must reproduce the sequential outputs exactly, or the
 script fails. ``--budgets 8192,32768,…`` adds budget cases (how the default was chosen).
 
-A last set of cases times the default batching on the fixtures with one torch thread and with the default
-thread count (`tools infer --threads`: the CPUs this process may use), on an idle machine and with a
-competing process that keeps one core busy — why `--threads` exists. Run:
+A last set of cases times the default batching on the fixtures with one torch thread, the default (`tools
+infer` without `--threads`: the CPUs other processes leave idle, waiting threads sleeping), and every CPU this
+process may use with waiting threads sleeping and spinning (libgomp's own default: the default before), on an
+idle machine and beside two processes that each keep a core busy. Each case runs in a process of its own (the
+OpenMP wait policy is read when torch loads), interleaved; "time vs 1 thread" is the median of the paired ratios
+(above 1: slower). `--sets ""` runs only these. Run:
 `python benchmarks/infer_throughput.py [--sets fixtures,dev] [--repeats 3] [--budgets 8192,16384]
 [--plot docs/images/infer_batching.png]`.
 """
@@ -245,42 +248,88 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def competing_load(busy: bool):
-    """A process that keeps one CPU core busy (spinning) while the block runs, when ``busy``."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+def competing_load(processes: int):
+    """``processes`` processes that each keep one CPU core busy (spinning) while the block runs."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
     try:
-        time.sleep(0.5 if busy else 0)
+        time.sleep(0.5 if spinners else 0)
         yield
     finally:
-        if spinner:
+        for spinner in spinners:
             spinner.kill()
             spinner.wait()
 
 
-def thread_rows(engine, builder, examples) -> list[dict[str, object]]:
-    """Default batching, 1 thread vs the default thread count, idle and with one core taken."""
-    import torch
+# How torch's threads are set in each thread case: --threads ("default": none, `tools`' choice; "all": every CPU
+# this process may use, the default before), and the OpenMP wait policy of the process (set before torch loads;
+# None leaves it unset: libgomp's own default, ~3 ms of spinning before a waiting thread sleeps).
+THREAD_CASES = {
+    "1 thread (--threads 1)": ("1", "PASSIVE"),
+    "default (the idle CPUs, waiting threads sleep)": ("default", "PASSIVE"),
+    "all CPUs, waiting threads sleep": ("all", "PASSIVE"),
+    "all CPUs, waiting threads spin (the default before)": ("all", None),
+}
+BUSY_PROCESSES = 2  # as many as this machine has cores: every core wanted by something else
 
-    from common.devices import available_cpus
+
+def thread_child(model: str, threads: str, repeats: int = 5) -> tuple[int, float]:
+    """In a fresh process (the wait policy is read when torch loads): the default batching on the 64 fixture
+    dialogues, ``repeats`` times after a warm-up; the threads used and the median seconds."""
+    from common.devices import available_cpus, use_threads
+    from generation.decoding import Decoding
+    from generation.loader import load_engine
     from generation.runner import run_to_file
 
-    rows = []
+    chosen = use_threads(None if threads == "default" else available_cpus() if threads == "all" else int(threads))
+    engine = load_engine(model, Decoding(max_new_tokens=MAX_NEW_TOKENS), device="cpu")
+    builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
+    examples = fixture_dialogues()
+    seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        for busy in (False, True):
-            for threads in sorted({1, available_cpus()}):
-                torch.set_num_threads(threads)
-                with competing_load(busy):
-                    start = time.perf_counter()
-                    run_to_file(engine, examples, builder, Path(tmp) / f"t{threads}{busy}.json", progress=False)
-                    seconds = time.perf_counter() - start
-                rows.append({
-                    "benchmark": "infer threads (tiny model, CPU)",
-                    "case": f"fixtures, default batching, {threads} thread{'s' if threads > 1 else ''}"
-                            + (" (default)" if threads == available_cpus() else "")
-                            + (", one core busy" if busy else ", idle"),
-                    "examples": len(examples), "seconds": round(seconds, 2),
-                    "examples/s": round(len(examples) / seconds, 1),
-                })
+        for round_ in range(repeats + 1):
+            start = time.perf_counter()
+            run_to_file(engine, examples, builder, Path(tmp) / "out.json", progress=False)
+            if round_:  # the first is the warm-up
+                seconds.append(time.perf_counter() - start)
+    return chosen, statistics.median(seconds)
+
+
+def thread_rows(model: Path, repeats: int) -> list[dict[str, object]]:
+    """Every thread case on an idle machine and beside ``BUSY_PROCESSES`` busy processes, each run in its own
+    process, ``repeats`` interleaved rounds; "time vs 1 thread" is the median of each round's ratio (paired, so it
+    holds while the machine's speed drifts; above 1: slower)."""
+    import os
+
+    rows = []
+    for busy in (0, BUSY_PROCESSES):
+        seconds: dict[str, list[float]] = {name: [] for name in THREAD_CASES}
+        used: dict[str, list[int]] = {name: [] for name in THREAD_CASES}
+        with competing_load(busy):
+            for round_ in range(repeats):
+                names = list(THREAD_CASES)
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    threads, policy = THREAD_CASES[name]
+                    env = {key: value for key, value in os.environ.items()
+                           if key not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                    env.update({"OMP_WAIT_POLICY": policy} if policy else {})
+                    result = subprocess.run([sys.executable, __file__, "--thread-child", str(model), threads],
+                                            env=env, capture_output=True, text=True, check=True)
+                    threads_used, took = result.stdout.split()[-2:]
+                    used[name].append(int(threads_used))
+                    seconds[name].append(float(took))
+        first = next(iter(THREAD_CASES))
+        for name, values in seconds.items():
+            median = statistics.median(values)
+            ratios = [value / one for value, one in zip(values, seconds[first])]
+            rows.append({
+                "benchmark": "infer threads (tiny model, CPU)",
+                "case": f"fixtures, default batching, {name}, " + (f"{busy} busy processes" if busy else "idle"),
+                "threads": "–".join(map(str, sorted({min(used[name]), max(used[name])}))),
+                "examples": EXAMPLES, "seconds": round(median, 2),
+                "seconds (min–max)": f"{min(values):.2f}–{max(values):.2f}",
+                "examples/s": round(EXAMPLES / median, 1),
+                "time vs 1 thread": f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})",
+            })
     return rows
 
 
@@ -292,10 +341,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budgets", default="", help="extra --max-batch-tokens cases, comma-separated")
     parser.add_argument("--new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"default {MAX_NEW_TOKENS}")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-count cases")
+    parser.add_argument("--thread-child", nargs=2, metavar=("MODEL", "THREADS"), help=argparse.SUPPRESS)
     parser.add_argument("--plot", type=Path, help="also draw the batching cases as a PNG here "
                                                    "(docs/images/infer_batching.png)")
     args = parser.parse_args(argv)
-    unknown = set(args.sets.split(",")) - set(SETS)
+    unknown = set(filter(None, args.sets.split(","))) - set(SETS)
     if unknown:
         parser.error(f"--sets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SETS)}")
     return args
@@ -318,7 +368,7 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
         engine.generate(prepare_jobs(fixture_dialogues(2), builder, engine.tokenizer))  # warm-up
         sampler = HFEngine(engine.model, engine.tokenizer, Decoding(max_new_tokens=args.new_tokens,
                                                                      num_candidates=CANDIDATES, seed=0))
-        for name, examples in prompt_sets(args.sets.split(","), folder).items():
+        for name, examples in prompt_sets(list(filter(None, args.sets.split(","))), folder).items():
             print(f"[infer_throughput] {name}: {len(examples)} dialogues …", file=sys.stderr, flush=True)
             lengths = sorted(len(job.prompt_ids) for job in prepare_jobs(examples, builder, engine.tokenizer))
             runner = sampler if name == "candidates" else engine
@@ -332,11 +382,14 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
                 rows.append({"benchmark": "infer: where the time goes (16 longest synthetic dev prompts)", **row,
                              "max_new_tokens": args.new_tokens})
         if not args.no_threads:
-            rows += thread_rows(engine, builder, fixture_dialogues())
+            rows += thread_rows(folder / "tiny", args.repeats)
     if args.plot:
         print(f"[infer_throughput] wrote {plot(rows, args.plot)}", file=sys.stderr)
     return rows
 
 
 if __name__ == "__main__":
-    print("\n\n".join(tables(main(sys.argv[1:]))))
+    if sys.argv[1:2] == ["--thread-child"]:
+        print(*thread_child(*parse_args(sys.argv[1:]).thread_child))
+    else:
+        print("\n\n".join(tables(main(sys.argv[1:]))))

@@ -104,3 +104,40 @@ def clear_leftovers(target: Path, kinds: tuple[str, ...]) -> list[Path]:
         removed.append(path)
     return removed
 
+
+
+PID_DIGITS = 7  # Linux's largest process id (kernel.pid_max) is 4,194,304
+
+
+def name_max(folder: Path | str) -> int:
+    """The longest file name, in bytes, allowed in ``folder`` (or the nearest folder above it that exists)."""
+    folder = Path(os.path.abspath(folder))
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def name_too_long(target: Path | str, *, side_suffixes: tuple[str, ...] = (),
+                  kinds: tuple[tuple[str, bool], ...] = (("tmp", True),)) -> str | None:
+    """What is wrong when a name a command will write for ``target`` is longer than its file system allows (255
+    bytes on most): ``target`` itself, its side files (``TARGET<suffix>``) or a hidden sibling one of them is
+    written through (``.NAME.KIND-PID[-RANDOM]``, :func:`leftover_name`; ``kinds``: (kind, unique)); ``None``
+    when all fit. Checked when the option is parsed, so a long name does not fail a run at its very end."""
+    target = Path(target)
+    limit = name_max(target.parent)
+    names = []  # (what it is, the longest it can be)
+    for suffix in ("", *side_suffixes):
+        names.append((f"NAME{suffix}", target.name + suffix))
+        names += [(f".NAME{suffix}.{kind}-PID" + ("-RANDOM" if unique else ""),
+                   f".{target.name}{suffix}.{kind}-{'9' * PID_DIGITS}" + ("-ffffffff" if unique else ""))
+                  for kind, unique in kinds]
+    pattern, longest = max(names, key=lambda item: len(os.fsencode(item[1])))
+    size = len(os.fsencode(longest))
+    if size <= limit:
+        return None
+    what = "the name is" if pattern == "NAME" else f"writing it takes a file {pattern} beside it,"
+    return (f"{target}: name too long: {what} {size} bytes here, and this file system allows {limit}; shorten the "
+            f"name by {size - limit} bytes")

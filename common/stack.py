@@ -11,6 +11,7 @@ its own (`make install-vllm` → ``.venv-vllm`` in the checkout, or wherever ``N
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import json
@@ -53,8 +54,10 @@ class Status:
 
     def line(self) -> str:
         name = f"{self.component.distribution}:"
+        if self.version is None and self.problem:
+            return f"{name:<14} {self.problem}"
         if self.version is None:
-            return f"{name:<14} not installed — {self.component.role}"
+            return f"{name:<14} not installed{self.detail and ' ' + self.detail} — {self.component.role}"
         text = f"{name:<14} {self.version}"
         if self.detail:
             text += f" ({self.detail})"
@@ -100,6 +103,37 @@ def vllm_venv() -> Path:
     return Path(os.environ.get(VLLM_VENV_VARIABLE) or REPO / ".venv-vllm")
 
 
+def vllm_venv_origin() -> str:
+    """Where vLLM's environment was looked for, and why there: ``NIKL_VLLM_VENV=/path``, or the default."""
+    if os.environ.get(VLLM_VENV_VARIABLE):
+        return f"{VLLM_VENV_VARIABLE}={os.environ[VLLM_VENV_VARIABLE]}"
+    return f"{vllm_venv()} (the default; {VLLM_VENV_VARIABLE} is not set)"
+
+
+def unrunnable(program: Path) -> OSError | None:
+    """The error running ``program`` would end in when it is neither a binary nor a script whose ``#!`` line names
+    an interpreter that exists (a moved environment): checked before anything is said about running it."""
+    try:
+        with open(program, "rb") as file:
+            first = file.readline(4096)
+    except OSError as error:
+        return error
+    if first.startswith(b"\x7fELF"):
+        return None
+    if not first.startswith(b"#!") or not first[2:].split():
+        return OSError(errno.ENOEXEC, "not a program (neither a binary nor a script with a #! line)")
+    interpreter = os.fsdecode(first[2:].split()[0])
+    if os.access(interpreter, os.X_OK):
+        return None
+    return OSError(errno.ENOENT, f"its interpreter {interpreter} is missing or not executable")
+
+
+def cannot_run_vllm_venv(program: Path, error: OSError) -> str:
+    """One phrase for a vLLM environment that is there but does not run (moved, or broken)."""
+    return (f"cannot run {program} from vLLM's environment ({vllm_venv_origin()}): {error.strerror or error} — "
+            f"moved or broken? rebuild it with `make install-vllm`, or point {VLLM_VENV_VARIABLE} at a working one")
+
+
 def vllm_tools() -> Path | None:
     """The vLLM environment's ``tools``, when this environment has no vLLM and that one exists (and this
     process was not itself started there)."""
@@ -115,10 +149,15 @@ def _vllm_in_its_venv(component: Component) -> Status:
     python = venv / "bin" / "python"
     status = Status(component, None)
     if not os.access(python, os.X_OK):
+        status.detail = f"here, nor in {vllm_venv_origin()}"
         return status
     probe = ("import importlib.metadata as m, sys; print(m.version('vllm')); sys.stdout.flush(); "
              f"import {component.module}")
-    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+    except OSError as error:
+        status.problem = cannot_run_vllm_venv(python, error)
+        return status
     lines = result.stdout.split()
     status.version = lines[0] if lines else None
     status.detail = f"in {venv}, where `tools infer --backend vllm` runs"

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from common.errors import UserError
 from common.io import read_jsonl
+from common.text import normalisation_twins, same_id_in_two_forms
 from dataset_builders.candidates import unusable_reason
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder
@@ -259,6 +260,9 @@ def _known_id(row: dict[str, Any], where: str, known_ids: set[str]) -> str:
     if not isinstance(example_id, str) or not example_id:
         raise UserError(f"{where}: field 'id' must be a non-empty string")
     if example_id not in known_ids:
+        if twins := normalisation_twins([example_id], known_ids):
+            raise UserError(f"{where}: id {example_id!r} is not in the data file as written: "
+                            f"{same_id_in_two_forms(*twins[0])}")
         raise UserError(f"{where}: id {example_id!r} is not in the data file")
     return example_id
 

@@ -15,12 +15,13 @@ one line, so a command can print it and exit non-zero.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.text import unencodable_problem
+from common.text import same_id_in_two_forms, unencodable_problem
 
 
 class NiklDataError(UserError):
@@ -169,13 +170,14 @@ def load_nikl(path: Path | str, *, require_output: bool | str = False) -> list[E
     if not data:
         raise NiklDataError(f"{path}: contains no examples")
     examples = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}  # by the id's composed form (NFC): index and the id as written
     for index, raw in enumerate(data):
         example = parse_example(raw, index, path, require_output=require_output)
-        if example.id in seen:
-            raise NiklDataError(
-                f"{_where(path, index, example.id)}: duplicate id (first seen at index {seen[example.id]})"
-            )
-        seen[example.id] = index
+        key = unicodedata.normalize("NFC", example.id)
+        if key in seen:
+            first, written = seen[key]
+            why = "duplicate id" if written == example.id else same_id_in_two_forms(example.id, written)
+            raise NiklDataError(f"{_where(path, index, example.id)}: {why} (first seen at index {first})")
+        seen[key] = (index, example.id)
         examples.append(example)
     return examples

@@ -19,7 +19,9 @@ fits is the conversation cut inside an utterance, at a token boundary. A prompt 
 text — at least the first word of the first utterance that has any: below that budget
 :class:`BudgetTooSmall` says how many tokens the example needs (``build-sft-data`` keeps such a row out and
 names it; ``infer`` names the dialogues and the budget they need), so no row teaches the model to summarise
-a bare speaker label.
+a bare speaker label. A first word that is itself longer than the budget (a 60,000-character run of text with
+no space: no budget the model's context allows could hold it) is cut instead, as much of it kept as fits,
+and counted (``Prompt.cut_word``) for the commands to report.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Prompt:
     truncated: bool = False
     token_ids: list[int] | None = None
     dropped_utterances: int = 0
+    cut_word: bool = False  # the dialogue's first word, longer than the whole budget, was cut
 
     @property
     def prompt_tokens(self) -> int | None:
@@ -242,7 +245,11 @@ class PromptBuilder:
         if first is None:
             raise BudgetTooSmall(budget, None)
         block = "\n".join(lines)
-        shortest = sum(len(line) + 1 for line in lines[:first]) + words[first]
+        word_end = sum(len(line) + 1 for line in lines[:first]) + words[first]
+        word = block[:word_end].rsplit(maxsplit=1)[-1]
+        shortest = word_end
+        if len(self.tokenizer(word, add_special_tokens=False, verbose=False)["input_ids"]) > budget:
+            shortest = word_end - len(word) + 1  # no budget holds this word: keep what fits of it, at least a token
         ends = [end for _, end in self.tokenizer(block, add_special_tokens=False, return_offsets_mapping=True,
                                                 verbose=False)["offset_mapping"] if end >= shortest] or [len(block)]
         keep = len(ends)
@@ -252,10 +259,16 @@ class PromptBuilder:
             ids = self.render(messages)
             if len(ids) <= budget:
                 kept_lines = block[:cut].count("\n") + 1
-                return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(lines) - kept_lines)
+                return Prompt(messages, truncated=True, token_ids=ids, dropped_utterances=len(lines) - kept_lines,
+                              cut_word=cut < word_end)
             if keep == 1:
                 raise BudgetTooSmall(budget, len(ids))
             keep = max(1, keep - max(1, len(ids) - budget))
+
+
+def words_cut(count: int) -> str:
+    """How the commands report prompts whose first word was cut (``Prompt.cut_word``)."""
+    return f"{count} word{'s' if count != 1 else ''} longer than the budget cut"
 
 
 def first_word_end(turn: Utterance) -> int | None:

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from common.errors import UserError
 from dataset_builders.nikl import Example
-from dataset_builders.prompt import Prompt, PromptBuilder
+from dataset_builders.prompt import Prompt, PromptBuilder, words_cut
 
 
 @dataclass
@@ -31,6 +31,7 @@ class BuildStats:
     written: int = 0
     truncated: int = 0
     dropped_utterances: int = 0
+    cut_words: int = 0  # examples whose first word, longer than the budget, was cut
     kept_out: list[str] = field(default_factory=list)  # ids with no room for any dialogue text
     prompt_chars: list[int] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
@@ -44,6 +45,7 @@ class BuildStats:
             self.row_tokens.append(row_tokens)
         self.truncated += prompt.truncated
         self.dropped_utterances += prompt.dropped_utterances
+        self.cut_words += prompt.cut_word
 
     def lines(self, builder: PromptBuilder, max_seq_len: int | None = None, kept_out_file: object = None) -> list[str]:
         """The summary; ``kept_out_file``: where every kept-out id is listed (named when some are)."""
@@ -53,7 +55,9 @@ class BuildStats:
             f"examples read: {self.read}",
             f"examples written: {self.written}",
             f"examples truncated: {self.truncated}" + (f" ({', '.join(budget)}; {self.dropped_utterances} "
-                                                       f"utterances dropped from the middle)" if budget else ""),
+                                                       f"utterances dropped from the middle"
+                                                       + (f"; {words_cut(self.cut_words)}" if self.cut_words else "")
+                                                       + ")" if budget else ""),
         ]
         if budget:
             out.append(f"examples kept out: {len(self.kept_out)}" + (

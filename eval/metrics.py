@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from common.errors import UserError
+from common.text import normalisation_twins, same_id_in_two_forms
 from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL, MetricUnavailable
 from eval.registry import (
     LABELS,
@@ -189,6 +190,13 @@ def align_by_id(predictions: Sequence[tuple[str, str]], references: Sequence[tup
     missing = [i for i in reference_ids if i not in by_id]
     known = set(reference_ids)
     extra = [i for i, _ in predictions if i not in known]
+    if twins := normalisation_twins(extra, missing):
+        extra_id, missing_id = twins[0]
+        problems.append(f"{len(twins)} id(s) of {prediction_name} differ from those of {reference_name} only in "
+                        f"their Unicode form: {same_id_in_two_forms(extra_id, missing_id)}")
+        paired = {i for pair in twins for i in pair}
+        missing = [i for i in missing if i not in paired]
+        extra = [i for i in extra if i not in paired]
     if missing:
         problems.append(f"{len(missing)} id(s) of {reference_name} missing from {prediction_name}: {shown(missing)}")
     if extra:

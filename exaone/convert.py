@@ -41,6 +41,7 @@ from common.checkpoint_files import (
 )
 from common.errors import UserError
 from common.files import WRITE_ERRORS, cannot_write, clear_leftovers, dead_leftovers, leftover_name
+from common.io import refuse_overlapping_folders
 from common.paths import looks_like_local_path
 from exaone.layout import (
     EXAONE,
@@ -102,8 +103,7 @@ def convert(model: str | Path, output: str | Path, *, to: str = LLAMA, revision:
     recover_staging(output)
     check_output(output, force)
     source = fetch(model, revision)
-    if source == output.resolve() or output.resolve() in source.parents:
-        raise UserError(f"--output-dir {output}: would overwrite the input checkpoint {source}")
+    refuse_overlapping_folders({"--output-dir": output}, {"--model": source})  # the output replaces its folder
     config = read_config(source)
     if problem := model_type_problem(config, source_layout, str(model)):
         raise UserError(problem)

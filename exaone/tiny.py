@@ -67,6 +67,21 @@ SHAPES: dict[str, dict[str, Any]] = {
     "tied": {"rope_theta": 1000000.0, "rope_scaling": LLAMA3_ROPE_SCALING, "tie_word_embeddings": True,
              "max_position_embeddings": 32768},                     # EXAONE-3.5-2.4B-Instruct: no lm_head
 }
+HEADS, KV_HEADS = 4, 2
+# Widths `tools build-tiny-model` offers (a multiple of 8 as well, check_hidden_size): at most ~36 MB a layer.
+HIDDEN_SIZES = (8, 1024)
+MAX_LAYERS = 64
+
+
+def hidden_size_problem(hidden_size: int) -> str | None:
+    """What is wrong with ``hidden_size`` for :func:`exaone_config`'s heads, or ``None``: they must divide it into
+    even sizes."""
+    if hidden_size <= 0 or hidden_size % (2 * HEADS):
+        return (f"hidden size {hidden_size}: must be a multiple of {2 * HEADS}, so each of the {HEADS} attention "
+                "heads has an even size (rotary embeddings rotate pairs of dimensions)")
+    return None
+
+
 # What a build leaves in its folder: check_replaceable reads it, so a rebuild replaces only a folder it made.
 TINY_MARKER = "TINY_MODEL.json"
 
@@ -145,12 +160,14 @@ def exaone_config(shape: str, *, vocab_size: int, hidden_size: int, num_layers: 
     """A ``config.json`` as EXAONE 3.x's hub repos have it, at toy size."""
     if shape not in SHAPES:
         raise ValueError(f"shape {shape!r}: choose from {', '.join(SHAPES)}")
+    if problem := hidden_size_problem(hidden_size):
+        raise UserError(problem)
     config = {
         **SHAPES[shape],
         "activation_function": "silu", "architectures": ARCHITECTURES[EXAONE], "attention_dropout": 0.0,
         "auto_map": EXAONE_AUTO_MAP, "embed_dropout": 0.0, "hidden_size": hidden_size,
         "initializer_range": initializer_range, "intermediate_size": hidden_size * 2, "layer_norm_epsilon": 1e-5,
-        "model_type": EXAONE, "num_attention_heads": 4, "num_key_value_heads": 2, "num_layers": num_layers,
+        "model_type": EXAONE, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "num_layers": num_layers,
         "torch_dtype": "float32", "transformers_version": "4.45.2", "use_cache": True, "vocab_size": vocab_size,
         "pad_token_id": TOKEN_IDS["[PAD]"], "bos_token_id": TOKEN_IDS["[BOS]"],
         "eos_token_id": TOKEN_IDS["[|endofturn|]"],

@@ -19,6 +19,7 @@ class Job:
     prompt_ids: list[int]
     truncated: bool = False
     dropped_utterances: int = 0
+    cut_word: bool = False  # its first word, longer than the whole prompt budget, was cut (dataset_builders.prompt)
 
 
 class Engine(Protocol):
@@ -47,7 +48,7 @@ def prepare_jobs(examples: Sequence[Example], builder: PromptBuilder, tokenizer:
             continue
         ids = prompt.token_ids if builder.tokenizer is tokenizer and prompt.token_ids is not None else None
         jobs.append(Job(example.id, ids if ids is not None else chat_prompt_ids(tokenizer, prompt.messages),
-                        prompt.truncated, prompt.dropped_utterances))
+                        prompt.truncated, prompt.dropped_utterances, prompt.cut_word))
     if too_small:
         ids = list(too_small)
         shown = ", ".join(repr(i) for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from common.errors import UserError
 from common.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
-from dataset_builders.prompt import PromptBuilder
+from dataset_builders.prompt import PromptBuilder, words_cut
 from generation.batching import BatchLimit, by_length, default_max_batch_tokens
 from generation.jobs import Engine, Job, prepare_jobs
 from generation.sidecar import Sidecar, output_lock
@@ -110,6 +110,7 @@ class RunReport:
     generated: int = 0
     truncated: int = 0
     dropped_utterances: int = 0
+    cut_words: int = 0  # prompts whose first word alone was longer than the budget, cut
     budget: int | None = None
     seconds: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)  # dialogues per generate call, in order
@@ -134,7 +135,9 @@ class RunReport:
         truncated = f"prompts truncated: {self.truncated}"
         if self.budget is not None:
             truncated += f" (budget {self.budget} tokens"
-            truncated += f"; {self.dropped_utterances} utterances dropped from the middle)" if self.truncated else ")"
+            truncated += f"; {self.dropped_utterances} utterances dropped from the middle" if self.truncated else ""
+            truncated += f"; {words_cut(self.cut_words)}" if self.cut_words else ""
+            truncated += ")"
         return [
             f"examples: {self.total} ({self.resumed} resumed from {self.sidecar}, {self.generated} generated)"
             if self.resumed else f"examples: {self.total}",
@@ -228,6 +231,7 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
     report = RunReport(total=len(examples), resumed=len(done), generated=len(todo),
                        truncated=sum(job.truncated for job in jobs),
                        dropped_utterances=sum(job.dropped_utterances for job in jobs),
+                       cut_words=sum(job.cut_word for job in jobs),
                        budget=builder.max_prompt_tokens, sidecar=sidecar.path)
 
     def on_batch(jobs: Sequence[Job], results: list[list[str]]) -> None:
@@ -243,9 +247,8 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         report.limit = generate_all(todo, engine.generate, limit=limit, new_tokens=engine.decoding.max_new_tokens,
                                     rows_per_dialogue=engine.decoding.per_prompt, on_batch=on_batch,
                                     progress=progress, initial=len(done), total=len(examples))
-    except BaseException:
-        if not done:  # stopped before any result (a full disk, Ctrl-C, an error): nothing to resume from
-            sidecar.remove()
+    except BaseException:  # a full disk, Ctrl-C, an error: keep the sidecar if it holds anything to resume from
+        sidecar.remove_unless_it_holds_results()
         raise
     report.seconds = time.perf_counter() - start
     write_results(output, examples, done, sampling)

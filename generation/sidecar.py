@@ -1,5 +1,6 @@
 """``<output>.partial.jsonl``: finished results of a run, so a killed run resumes where it stopped; and
-``<output>.lock``, so two runs never write the same output at once."""
+``<output>.lock``, so two runs never write the same output at once. Both are named after the file the output
+really is: an output that is a symlink has them beside its target, so a link and its target are one output."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ SIDECAR_SUFFIX = ".partial.jsonl"
 LOCK_SUFFIX = ".lock"
 
 
+def output_file(output: Path | str) -> Path:
+    """``output`` with a symlink at its end followed: the file a write of ``output`` replaces, which names its side
+    files (as typed otherwise, so messages show the path the user gave)."""
+    return Path(os.path.realpath(output)) if os.path.islink(output) else Path(output)
+
+
 def side_files(output: Path | str) -> dict[str, Path]:
     """The files a run on ``output`` writes beside it, by what they are (for refusing one that is an input)."""
-    output = Path(output)
+    output = output_file(output)
     return {"its results sidecar": output.with_name(output.name + SIDECAR_SUFFIX),
             "its lock file": output.with_name(output.name + LOCK_SUFFIX)}
 
@@ -70,8 +77,7 @@ class Sidecar:
     """
 
     def __init__(self, output: Path | str, header: dict[str, Any], check_row: RowCheck = lambda row: None):
-        output = Path(output)
-        self.path = output.with_name(output.name + SIDECAR_SUFFIX)
+        self.path = side_files(output)["its results sidecar"]
         self.header = json.loads(json.dumps(header))  # normalised as it will read back
         self.check_row = check_row
         self.problems: list[str] = []  # bad lines found on open, each already explained
@@ -104,6 +110,21 @@ class Sidecar:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def holds_results(self) -> bool:
+        """Whether the file holds a result line (a complete line after the header). Read from the file, not
+        taken from what the run remembers: a Ctrl-C can land after a batch was appended and before the run
+        noted it."""
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return False
+        return any(line.strip() for line in data[:data.rfind(b"\n") + 1].splitlines()[1:])
+
+    def remove_unless_it_holds_results(self) -> None:
+        """Remove the sidecar of a run that stopped before any result reached it (nothing to resume from)."""
+        if not self.holds_results():
+            self.remove()
 
     def _write_lines(self, rows: Sequence[dict[str, Any]], mode: str) -> None:
         try:
@@ -169,8 +190,8 @@ _HELD: set[str] = set()  # locks this process holds (so nested callers do not lo
 @contextmanager
 def output_lock(output: Path | str) -> Iterator[None]:
     """Hold ``<output>.lock`` (an OS file lock, released even if the process is killed) for the run; a second
-    run on the same output stops at once with a :class:`UserError`."""
-    path = Path(output).with_name(Path(output).name + LOCK_SUFFIX)
+    run on the same output — also through a symlink to it — stops at once with a :class:`UserError`."""
+    path = side_files(output)["its lock file"]
     key = os.path.realpath(path)
     if key in _HELD:
         yield

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from common.errors import UserError
 from common.files import clear_leftovers, leftover_name
+from common.stack import vllm_venv_origin
 from common.tokenizer import load_tokenizer
 from generation.checkpoints import Checkpoint
 from generation.decoding import Decoding, finish_text, row_seed, stop_token_ids
@@ -160,9 +161,9 @@ class VLLMEngine:
         try:
             import vllm  # noqa: F401 - checked before any work
         except ImportError:
-            raise UserError(f"--backend vllm needs vLLM{VLLM_RANGE}, which is not installed: `make install-vllm` "
-                            "gives it its own environment, which this command then runs in (or use --backend hf)"
-                            ) from None
+            raise UserError(f"--backend vllm needs vLLM{VLLM_RANGE}, which is not installed here, nor in "
+                            f"{vllm_venv_origin()}: `make install-vllm` gives it its own environment, which this "
+                            "command then runs in (or use --backend hf)") from None
         os.environ.update(device_env(device, settings.tensor_parallel_size, os.environ.get("CUDA_VISIBLE_DEVICES")))
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.batch_invariant = decoding.sampling and batch_invariance_supported()

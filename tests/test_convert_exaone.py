@@ -238,7 +238,9 @@ def test_refuses_a_non_empty_output_without_force(checkpoints, tmp_path):
     ("LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct", [], "cannot download LGAI-EXAONE/EXAONE-3.0-7.8B-Instruct from the hub"),
     ("{llama}", [], "already in the Llama layout"),
     ("{hub}", ["--revision", "main"], "--revision main: only applies to a hub id"),
-    ("{hub}", ["--force", "--output-dir", "{hub}/.."], "would overwrite the input checkpoint"),
+    ("{hub}", ["--force", "--output-dir", "{hub}/.."], "--output-dir {hub}/.. contains --model {hub}"),
+    ("{hub}", ["--force", "--output-dir", "{hub}"], "--output-dir {hub} is --model {hub}"),
+    ("{hub}", ["--output-dir", "{hub}/llama"], "--output-dir {hub}/llama is inside --model {hub}"),
 ])
 def test_refuses_what_it_cannot_convert(model, extra, message, tmp_path, checkpoints):
     hub, converted = checkpoints["3.0"]

@@ -8,8 +8,12 @@ import click
 
 from common.errors import UserError
 from dataset_builders.dpo import STRATEGIES, build_dpo_rows
+from common.io import KEPT_OUT_SUFFIX
 from tools.options import (
+    MAX_ROWS,
+    FiniteFloat,
     clean_option,
+    final_output,
     input_option,
     library_default,
     metric_model_options,
@@ -26,15 +30,15 @@ from tools.options import (
 @click.option("--candidates", "candidate_paths", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL {id, candidates: [...]} from `tools infer --num-candidates N`; repeat to merge files.")
-@output_file_option("DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.")
+@output_file_option("DPO JSONL to write (atomically), e.g. data/dpo/train.jsonl.", side_suffixes=(KEPT_OUT_SUFFIX,))
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=library_default(build_dpo_rows, "strategy"),
               show_default=True, help="How pairs are formed from the scored candidates.")
 @metric_option("Ranking metric (0–100); bertscore, bleurt and official need their models.")
 @metric_model_options
-@click.option("--min-margin", type=click.FloatRange(min=0), default=library_default(build_dpo_rows, "min_margin"),
+@click.option("--min-margin", type=FiniteFloat(0, 100), default=library_default(build_dpo_rows, "min_margin"),
               show_default=True,
               help="Smallest score gap (0–100 points) a pair may have.")
-@click.option("--max-pairs-per-prompt", type=click.IntRange(min=1),
+@click.option("--max-pairs-per-prompt", type=click.IntRange(1, MAX_ROWS),
               default=library_default(build_dpo_rows, "max_pairs_per_prompt"), show_default=True,
               help="Cap for --strategy all-pairs-margin.")
 @click.option("--human", "human_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -60,7 +64,6 @@ def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, b
     from tqdm import tqdm
 
     from common.io import (
-        KEPT_OUT_SUFFIX,
         read_jsonl,
         refuse_overwriting_inputs,
         refuse_writing_into,
@@ -73,6 +76,7 @@ def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, b
     from workflow.recipes import row_prompt_builder
 
     kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
+    final_output(output_path)
     refuse_overwriting_inputs({"--output": output_path, "the kept-out list": kept_out_file},
                               {"--input": input_path, "--candidates": candidate_paths, "--human": human_path,
                                "--recipe": recipe})
@@ -94,8 +98,8 @@ def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, b
     )
     if not rows:
         raise UserError(f"no preference pair survived ({'; '.join(stats.drop_lines())}); nothing written")
-    write_jsonl(output_path, rows)
     listed = write_id_list(kept_out_file, stats.kept_out)
+    write_jsonl(output_path, rows)  # the last write: once it is there, the command's work is done
     click.echo(f"wrote {output_path} ({strategy}, metric {metric})")
     for line in stats.lines(kept_out_file if listed else None):
         click.echo(line)

@@ -7,6 +7,7 @@ import click
 from common.io import KEPT_OUT_SUFFIX
 from tools.options import (
     clean_option,
+    final_output,
     input_option,
     output_file_option,
     prompt_budget_option,
@@ -17,7 +18,7 @@ from tools.options import (
 
 @click.command("build-sft-data")
 @input_option()
-@output_file_option("JSONL to write (atomically), e.g. data/sft/train.jsonl.")
+@output_file_option("JSONL to write (atomically), e.g. data/sft/train.jsonl.", side_suffixes=(KEPT_OUT_SUFFIX,))
 @system_prompt_option
 @clean_option
 @click.option("--tokenizer", default=None,
@@ -51,6 +52,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
 
     kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
     outputs = {"--output": output_path, "the kept-out list": kept_out_file}
+    final_output(output_path)
     refuse_overwriting_inputs(outputs, {"--input": input_path, "--recipe": recipe})
     examples = load_nikl(input_path, require_output=True)
     builder, max_seq_len = row_prompt_builder(system_prompt, clean_rules, tokenizer, max_prompt_tokens, recipe,
@@ -60,8 +62,8 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
     if not rows:
         raise UserError(f"all {len(examples)} examples of {input_path} were kept out: not even the first word of a "
                         "dialogue fits the length limit; nothing written (raise --max-seq-len or --max-prompt-tokens)")
-    write_jsonl(output_path, rows)
     listed = write_id_list(kept_out_file, stats.kept_out)
+    write_jsonl(output_path, rows)  # the last write: once it is there, the command's work is done
     click.echo(f"wrote {output_path}")
     for line in stats.lines(builder, max_seq_len, kept_out_file if listed else None):
         click.echo(line)

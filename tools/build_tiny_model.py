@@ -5,8 +5,14 @@ from __future__ import annotations
 import click
 
 from exaone.layout import LAYOUTS
-from exaone.tiny import SHAPES, build_tiny_exaone
-from tools.options import input_option, library_default, output_dir_option
+from exaone.tiny import HIDDEN_SIZES, MAX_LAYERS, SHAPES, build_tiny_exaone, hidden_size_problem
+from tools.options import SEED_RANGE, input_option, library_default, output_dir_option
+
+
+def valid_hidden_size(value: int) -> int:
+    if problem := hidden_size_problem(value):
+        raise click.BadParameter(problem)
+    return value
 
 
 @click.command("build-tiny-model")
@@ -23,12 +29,13 @@ from tools.options import input_option, library_default, output_dir_option
 @input_option("NIKL files to train the tokenizer on; repeat for several (default: the bundled sample data).",
               required=False, multiple=True)
 @click.option("--hidden-size", default=library_default(build_tiny_exaone, "hidden_size"), show_default=True,
-              type=click.IntRange(min=8),
-              help="Width of the model (4 attention heads, 2 key/value heads, MLP twice as wide).")
+              type=click.IntRange(*HIDDEN_SIZES), callback=lambda ctx, param, value: valid_hidden_size(value),
+              help="Width of the model, a multiple of 8 (4 attention heads of an even size, 2 key/value heads, MLP "
+                   "twice as wide).")
 @click.option("--num-layers", default=library_default(build_tiny_exaone, "num_layers"), show_default=True,
-              type=click.IntRange(min=1),
+              type=click.IntRange(1, MAX_LAYERS),
               help="Number of transformer blocks.")
-@click.option("--seed", default=library_default(build_tiny_exaone, "seed"), show_default=True, type=int,
+@click.option("--seed", default=library_default(build_tiny_exaone, "seed"), show_default=True, type=SEED_RANGE,
               help="Seed of the random weights.")
 def build_tiny_model_command(output_dir, layout, shape, input_paths, hidden_size, num_layers, seed):
     """Build a tiny random EXAONE 3.x checkpoint (sharded safetensors, hub-style tokenizer) for CPU runs.

@@ -26,7 +26,7 @@ from workflow.comparison import write_report
 @click.option("--name", "names", multiple=True,
               help="A system's name, once per predictions file in the same order  [default: the file names]")
 @resampling_options
-@click.option("--examples", type=click.IntRange(min=0), default=library_default(write_report, "examples"),
+@click.option("--examples", type=click.IntRange(0, 10_000), default=library_default(write_report, "examples"),
               show_default=True,
               help="How many of the examples where the systems differ most report.html shows.")
 @metric_model_options

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tools.options import output_file_option
+from tools.options import MAX_STEPS, final_output, output_file_option
 from workflow.cpu_overlay import overlay_config, write_config
 
 
@@ -21,9 +21,9 @@ from workflow.cpu_overlay import overlay_config, write_config
               help="Axolotl output_dir (the prepared dataset goes to OUTPUT_DIR/prepared unless --prepared-dir).")
 @click.option("--prepared-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="dataset_prepared_path for `axolotl preprocess`.")
-@click.option("--max-steps", default=2, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-steps", default=2, show_default=True, type=click.IntRange(1, MAX_STEPS),
               help="Training steps; a checkpoint is saved (and dev loss computed) at the last one.")
-@click.option("--save-every", type=click.IntRange(min=1), default=None,
+@click.option("--save-every", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Also save a checkpoint (and compute dev loss) every N steps, e.g. for "
                    "`tools select-checkpoint`  [default: only at --max-steps]")
 @output_file_option("Where to write the derived YAML.", "--config-out", "config_out")
@@ -39,12 +39,15 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
       axolotl preprocess configs/exaone_lora.cpu.yml
       axolotl train configs/exaone_lora.cpu.yml --launcher python
     """
-    from common.io import refuse_overwriting_inputs, refuse_writing_into
+    from common.io import refuse_overlapping_folders, refuse_overwriting_inputs, refuse_writing_into
     from common.paths import MAKES_BASE_MODEL, require_local
 
     refuse_overwriting_inputs({"--config-out": config_out}, {"recipe": recipe, "--train-data": train_data,
                                                              "--eval-data": eval_data})
     refuse_writing_into({"--config-out": config_out}, {"--base-model": base_model})
+    refuse_overlapping_folders({"--output-dir": output_dir, "--prepared-dir": prepared_dir},
+                               {"--base-model": base_model})
+    final_output(config_out)
     require_local(base_model, "--base-model", MAKES_BASE_MODEL + ", `tools build-tiny-model` a tiny one")
     cfg = overlay_config(recipe, base_model=base_model, train_data=train_data, eval_data=eval_data,
                          output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir, save_every=save_every)

@@ -10,6 +10,7 @@ import click
 from common.env import OFFLINE_ENV
 from common.io import write_text
 from workflow.demo import build_pipeline
+from tools.options import THREADS
 from workflow.stages import StageFailed, results_table
 
 
@@ -36,9 +37,9 @@ def tools_runner(group: click.Group):
               help="Where every stage writes its outputs; re-running skips stages that are up to date.")
 @click.option("--fast/--full", default=None,
               help="Fewer training steps and shorter generations (default: --fast when DEMO_FAST=1).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="CPU threads for torch. The tiny model gains nothing from more, and on a busy machine more "
-                   "threads made inference 20× slower (benchmarks/infer_throughput.py).")
+@click.option("--threads", type=THREADS, default=1, show_default=True,
+              help="CPU threads for torch. The tiny model gains little from more, and a stage that starts while "
+                   "the machine is idle keeps its threads when other work starts (docs/inference.md, \"CPU threads\").")
 @click.option("--verbose", is_flag=True, help="Stream every stage's output here instead of to WORKDIR/logs/.")
 def demo(workdir, fast, threads, verbose):
     """Run the whole pipeline on CPU with the bundled sample data and a tiny model.

@@ -4,17 +4,49 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from common.devices import MAX_THREADS
 from common.errors import UserError
 from dataset_builders.cleaning import RULES
 from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT, SYSTEM_PROMPTS
 from eval.registry import DEFAULT_METRIC, NAMES, lookup
 
 F = Callable[..., Any]
+
+# Upper bounds of the numeric options: far above any sensible value, far below what would crash or exhaust memory.
+MAX_TOKENS = 1 << 24          # a sequence: prompt, summary, context (the largest models today: ~10^6 positions)
+MAX_BATCH_TOKENS = 1 << 30    # one generate call's token budget
+MAX_ROWS = 1 << 16            # dialogues or pairs in one batch; candidates per dialogue; pairs per prompt
+MAX_STEPS = 10_000_000        # training steps
+SEED_RANGE = click.IntRange(0, 2**32 - 1)  # what every random generator here accepts (numpy's is the narrowest)
+THREADS = click.IntRange(1, MAX_THREADS)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses ``nan`` and ``inf`` (a range check alone lets ``nan`` through: every
+    comparison with it is false)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+# The final output of the running command, once known (final_output): Ctrl-C after it was written exits 0.
+FINAL_OUTPUT = "tools.final_output"
+
+
+def final_output(path: Path | str) -> None:
+    """Declare the file whose writing completes this command (its last write): a Ctrl-C that lands after it was
+    written — while the command prints what it did, or releases its lock — ends it with exit code 0, saying the
+    output is complete (tools/cli.py)."""
+    click.get_current_context().meta[FINAL_OUTPUT] = Path(path)
 
 
 def system_prompt_option(function: F) -> F:
@@ -56,7 +88,7 @@ def prompt_budget_option(default: str = "no limit") -> Callable[[F], F]:
     """``--max-prompt-tokens``; ``default`` says what happens without it."""
     return click.option(
         "--max-prompt-tokens",
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, MAX_TOKENS),
         default=None,
         help="Drop utterances from the middle of the conversation (never the [Question] line) so the rendered "
              f"prompt fits in N tokens  [default: {default}]",
@@ -123,15 +155,33 @@ def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화
                         type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
-def output_dir_option(help_text: str) -> Callable[[F], F]:
+class OutputFolder(click.Path):
+    """A folder to write, built beside itself and renamed into place (``.NAME.partial-PID``, ``.NAME.old-PID``):
+    names too long for the file system are refused at once. ``siblings``: suffixes of other folders the
+    command builds beside it the same way (``NAME-exaone-layout``)."""
+
+    def __init__(self, siblings: tuple[str, ...] = ()) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+        self.siblings = siblings
+
+    def convert(self, value, param, ctx):
+        from common.files import name_too_long
+
+        path = super().convert(value, param, ctx)
+        if problem := name_too_long(path, side_suffixes=self.siblings, kinds=(("partial", False), ("old", False))):
+            self.fail(problem, param, ctx)
+        return path
+
+
+def output_dir_option(help_text: str, siblings: tuple[str, ...] = ()) -> Callable[[F], F]:
     """``--output-dir``: a folder to write (``--output`` is always a file); ``--output`` was its name before."""
     return click.option("--output-dir", "--output", "output_dir", cls=RenamedOption, old_names=("--output",),
-                        required=True, type=click.Path(file_okay=False, path_type=Path), help=help_text)
+                        required=True, type=OutputFolder(siblings), help=help_text)
 
 
 def recipe_length_options(function: F) -> F:
     function = click.option(
-        "--max-seq-len", type=click.IntRange(min=1), default=None,
+        "--max-seq-len", type=click.IntRange(1, MAX_TOKENS), default=None,
         help="Make every row fit in N tokens (prompt + answer + template tokens), as Axolotl's sequence_len "
              "counts them; overrides the recipe's.",
     )(function)
@@ -146,9 +196,21 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 def threads_option(function: F) -> F:
     return click.option(
-        "--threads", type=click.IntRange(min=1), default=None,
-        help="CPU threads for torch  [default: the CPUs this process may use]",
+        "--threads", type=THREADS, default=None,
+        help="CPU threads for torch  [default: the CPUs this process may use that other processes leave idle]",
     )(function)
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's CPU threads (:func:`common.devices.use_threads`); when the default leaves CPUs out because
+    other processes keep them busy, say so in one line."""
+    from common.devices import available_cpus, threads_from_environment, use_threads
+
+    used = use_threads(threads)
+    if threads is None and threads_from_environment() is None and used < available_cpus():
+        click.echo(f"CPU threads: {used} of {available_cpus()} (other processes keep the rest busy; --threads N to "
+                   "choose)", err=True)
+    return used
 
 
 def library_default(owner: Callable[..., Any], name: str) -> Any:
@@ -164,14 +226,20 @@ def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
         import os
         import sys
 
-        from common.stack import IN_VLLM_VENV_VARIABLE, vllm_tools
+        from common.stack import IN_VLLM_VENV_VARIABLE, cannot_run_vllm_venv, unrunnable, vllm_tools
 
         tools = vllm_tools()
         if tools is not None:
+            if problem := unrunnable(tools):
+                raise UserError(cannot_run_vllm_venv(tools, problem))
             click.echo(f"vLLM is installed in its own environment: running this command with {tools}", err=True)
             sys.stdout.flush()
             os.environ[IN_VLLM_VENV_VARIABLE] = "1"
-            os.execv(tools, [str(tools), *sys.argv[1:]])
+            try:
+                os.execv(tools, [str(tools), *sys.argv[1:]])
+            except OSError as error:  # its interpreter moved or gone (ENOENT), not runnable (EACCES, ENOEXEC)
+                del os.environ[IN_VLLM_VENV_VARIABLE]
+                raise UserError(cannot_run_vllm_venv(tools, error)) from None
     return value
 
 
@@ -197,14 +265,14 @@ def generation_options(function: F) -> F:
         clean_option,
         prompt_budget_option("the model's context minus --max-new-tokens"),
         click.option("--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
-                     type=click.IntRange(min=1),
+                     type=click.IntRange(1, MAX_TOKENS),
                      help="Longest summary, in tokens (the reference system's setting)."),
-        click.option("--max-batch-tokens", default=None, type=click.IntRange(min=0),
+        click.option("--max-batch-tokens", default=None, type=click.IntRange(0, MAX_BATCH_TOKENS),
                      help="Token budget of one generate call: dialogues (longest prompts first) join a batch while "
                           "rows × (longest prompt + --max-new-tokens) fits; halved automatically when memory runs "
                           f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS['cpu']} on the CPU, "
                           f"{DEFAULT_MAX_BATCH_TOKENS['gpu']} on a GPU; vllm: ignored, it schedules its own batches]"),
-        click.option("--batch-size", default=None, type=click.IntRange(min=1),
+        click.option("--batch-size", default=None, type=click.IntRange(1, MAX_ROWS),
                      help="At most N dialogues per generate call, within --max-batch-tokens  "
                           f"[default: no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call]"),
         click.option("--dtype", type=click.Choice(DTYPES), default=library_default(InferenceOptions, "dtype"),
@@ -215,13 +283,13 @@ def generation_options(function: F) -> F:
         threads_option,
         click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Show a progress bar (examples/s)."),
-        click.option("--max-model-len", type=click.IntRange(min=1), default=None,
+        click.option("--max-model-len", type=click.IntRange(1, MAX_TOKENS), default=None,
                      help="vllm: longest sequence (prompt + summary) to reserve memory for; prompts are budgeted "
                           "to it  [default: the model's context]"),
-        click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True), default=None,
+        click.option("--gpu-memory-utilization", type=FiniteFloat(0, 1, min_open=True), default=None,
                      help="vllm: share of GPU memory for weights and KV cache  "
                           f"[default: {library_default(VLLMSettings, 'gpu_memory_utilization')}]"),
-        click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=None,
+        click.option("--tensor-parallel-size", type=click.IntRange(1, 1024), default=None,
                      help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  "
                           f"[default: {library_default(VLLMSettings, 'tensor_parallel_size')}]"),
     ]
@@ -240,21 +308,36 @@ def quiet_loading(progress: bool) -> None:
 
 class OutputFile(click.Path):
     """A file to write: not an existing directory, and not a path ending in a separator (``out/``), which
-    would otherwise silently become a file named ``out``."""
+    would otherwise silently become a file named ``out``; with a name that fits the file system together with
+    the temporary file it is written through (and ``side_suffixes``: the side files the command keeps beside it,
+    ``OUTPUT.lock`` …). A device, FIFO or open stream (``/dev/null``, ``/dev/stdout``) is written in place
+    (:mod:`common.io`) — or, for a command with side files, refused: they cannot go beside it."""
 
-    def __init__(self) -> None:
+    def __init__(self, side_suffixes: tuple[str, ...] = ()) -> None:
         super().__init__(dir_okay=False, path_type=Path)
+        self.side_suffixes = side_suffixes
 
     def convert(self, value, param, ctx):
+        from common.files import name_too_long
+        from common.io import stream_or_device
+
         if isinstance(value, str) and value.endswith(("/", "\\")):
             self.fail(f"{value!r} names a directory; give a file name (e.g. {value.rstrip('/')}/result.json)",
                       param, ctx)
-        return super().convert(value, param, ctx)
+        path = super().convert(value, param, ctx)
+        kind = stream_or_device(path)
+        if kind and self.side_suffixes:
+            self.fail(f"{value} is {kind}, not a file: this command keeps "
+                      f"{' and '.join('OUTPUT' + suffix for suffix in self.side_suffixes)} beside its output; "
+                      "give a file path", param, ctx)
+        if not kind and (problem := name_too_long(path, side_suffixes=self.side_suffixes)):
+            self.fail(problem, param, ctx)
+        return path
 
 
 def output_file_option(help_text: str, name: str = "--output", dest: str = "output_path",
-                       required: bool = True) -> Callable[[F], F]:
-    return click.option(name, dest, required=required, type=OutputFile(), help=help_text)
+                       required: bool = True, side_suffixes: tuple[str, ...] = ()) -> Callable[[F], F]:
+    return click.option(name, dest, required=required, type=OutputFile(side_suffixes), help=help_text)
 
 
 
@@ -295,7 +378,7 @@ def metric_model_options(function: F) -> F:
         click.option("--bertscore-model", default=BERTSCORE_MODEL, show_default=True,
                      help="BERTScore model: a local directory, or a hub id (from the Hugging Face cache, downloaded "
                           "on a connected machine unless HF_HUB_OFFLINE=1)."),
-        click.option("--bertscore-layers", type=click.IntRange(min=1), default=None,
+        click.option("--bertscore-layers", type=click.IntRange(1, 1024), default=None,
                      help="Layer whose output BERTScore uses; known for bert_score's models (9 for the default)."),
         click.option("--bleurt-model", default=BLEURT_MODEL, show_default=True,
                      help="BLEURT-20 PyTorch port (bleurt-pytorch layout): a local directory or a hub id."),
@@ -311,21 +394,9 @@ def metric_runtime_options(function: F) -> F:
 
     function = click.option("--device", default=None,
                             help="torch device for the models (default: cuda when present, else cpu).")(function)
-    return click.option("--batch-size", type=click.IntRange(min=1), default=None,
+    return click.option("--batch-size", type=click.IntRange(1, MAX_ROWS), default=None,
                         help=f"Pairs per forward pass of BERTScore and BLEURT  [default: {BERTSCORE_BATCH_SIZE} for "
                              f"BERTScore, {BLEURT_BATCH_SIZE} for BLEURT]")(function)
-
-
-def within(low: int, high: int, why: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """A callback that refuses a number outside ``low`` … ``high`` where it is parsed, before the command does any
-    work, in one line that gives the range and ``why`` it has one."""
-
-    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value is not None and not low <= value <= high:
-            raise UserError(f"{param.opts[0]} {value}: give a number from {low:,} to {high:,} ({why})")
-        return value
-
-    return check
 
 
 def resampling_options(function: F) -> F:
@@ -334,14 +405,12 @@ def resampling_options(function: F) -> F:
     from eval.compare import MAX_RESAMPLES, MAX_SEED, MIN_RESAMPLES, RESAMPLES, SEED
 
     function = click.option(
-        "--seed", type=int, default=SEED, show_default=True, metavar=f"0..{MAX_SEED}",
-        callback=within(0, MAX_SEED, "a 32-bit unsigned seed"),
+        "--seed", type=click.IntRange(0, MAX_SEED), default=SEED, show_default=True,
         help="Seed of the random sign patterns and bootstrap resamples: the same seed, the same numbers.")(function)
     return click.option(
-        "--resamples", type=int, default=RESAMPLES, show_default=True, metavar=f"{MIN_RESAMPLES}..{MAX_RESAMPLES}",
-        callback=within(MIN_RESAMPLES, MAX_RESAMPLES, "fewer make p-values coarse; more only take longer"),
+        "--resamples", type=click.IntRange(MIN_RESAMPLES, MAX_RESAMPLES), default=RESAMPLES, show_default=True,
         help="Bootstrap resamples of the examples, and random sign patterns of the test when too many examples "
-             "differ for an exact p (more: steadier, slower).")(function)
+             "differ for an exact p (fewer would make p-values coarse; more: steadier, slower).")(function)
 
 
 def check_output_kind(path: Path, *, candidates: bool, submission_only: bool = False) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from common.errors import UserError
-from tools.options import check_output_kind, input_option, output_file_option
+from tools.options import check_output_kind, final_output, input_option, output_file_option
 
 
 def shown(ids: list[str], limit: int = 5) -> str:
@@ -46,6 +46,7 @@ def rerank(candidate_paths, input_path, output_path, fallback_path):
     from eval.metrics import rouge1_similarity
 
     check_output_kind(output_path, candidates=False, submission_only=True)
+    final_output(output_path)
     refuse_overwriting_inputs({"--output": output_path}, {"--input": input_path, "--candidates": candidate_paths,
                                                           "--fallback": fallback_path})
     examples = load_nikl(input_path)

@@ -8,7 +8,14 @@ import click
 
 from common.errors import UserError
 from eval.registry import NAMES, OFFICIAL_PARTS, scorers_for
-from tools.options import MetricName, input_option, metric_model_options, metric_runtime_options, output_file_option
+from tools.options import (
+    MetricName,
+    final_output,
+    input_option,
+    metric_model_options,
+    metric_runtime_options,
+    output_file_option,
+)
 
 
 @click.command("score")
@@ -65,11 +72,13 @@ def score(predictions_path, input_path, metrics, report_path, bertscore_model, b
     load_models(required, **models)  # a model named on the command line must load: checked before scoring
     report = score_pairs(hypotheses, targets, metrics, ids=ids, progress=lambda message: click.echo(message, err=True),
                          required=required, **models)
+    if report_path:  # written before anything is printed: the scores are kept whatever happens to the terminal
+        final_output(report_path)
+        write_json(report_path, report.to_json())
     empty = sum(1 for text in hypotheses if not text.strip())
     if empty:
         click.echo(f"note: {empty} empty prediction(s), scored as they are", err=True)
     for line in report.lines():
         click.echo(line)
     if report_path:
-        write_json(report_path, report.to_json())
         click.echo(f"wrote {report_path}")

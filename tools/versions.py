@@ -36,4 +36,4 @@ def versions(reports):
         click.echo(f"{report}: pip would install {len(would_install)} package(s)"
                    + (f", of them {', '.join(named)}" if named else ""))
     if broken:
-        raise UserError(f"installed but not importable: {', '.join(broken)} (see above)")
+        raise UserError(f"installed but broken (does not import or run): {', '.join(broken)} (see above)")
