@@ -6,7 +6,7 @@ tokens (the random model never emits EOS, so every row decodes exactly that many
 
 * ``fixtures`` — the 16 bundled fixture dialogues ×4 (new ids), prompts of 129–192 tokens;
 * ``long`` — the same with each conversation repeated 4 times (363–603 tokens);
-* ``dev`` / ``test`` — the full-size synthetic splits (`benchmarks/make_synthetic.py`: the real splits' sizes
+* ``dev`` / ``test`` — the full-size synthetic splits (`tools build-synthetic-data`: the real splits' sizes
   and length distributions), prompts cut to 3,072 tokens as `tools infer` cuts them on EXAONE 3.0 (4,096
   positions − 1,024 new tokens);
 * ``mix`` — a real-length mix: 48 fixture dialogues and 48 synthetic test dialogues spread over its lengths,
@@ -54,7 +54,7 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import one_torch_thread, tables  # noqa: E402
-from benchmarks.make_synthetic import write_split  # noqa: E402
+from dataset_builders.synthetic import write_split  # noqa: E402
 from common.checkout import SAMPLE_DATA  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402

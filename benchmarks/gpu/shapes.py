@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from benchmarks.make_synthetic import SIZES
+from dataset_builders.synthetic import SIZES
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS
 
 # An assumption (no EXAONE tokenizer offline): 0.5 EXAONE tokens per character of utterance text — about

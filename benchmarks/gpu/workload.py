@@ -1,6 +1,6 @@
 """Inputs, deterministic from the seed: test-split-like prompt lengths and jobs, dev-split-like packed rows.
 
-The split statistics (length percentiles, the test split's size) come from ``benchmarks/make_synthetic.py``."""
+The split statistics (length percentiles, the test split's size) come from ``dataset_builders/synthetic.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from benchmarks.gpu.shapes import Profile
-from benchmarks.make_synthetic import DIALOGUE_CHARS, QUANTILES, SUMMARY_CHARS, quantile_draw
+from dataset_builders.synthetic import DIALOGUE_CHARS, QUANTILES, SUMMARY_CHARS, quantile_draw
 
 FIRST_TOKEN_ID = 10  # random prompt tokens avoid the lowest ids (pad 0, bos 1, …)
 PROMPT_LENGTH_SOURCE = (
@@ -19,7 +19,7 @@ PROMPT_LENGTH_SOURCE = (
 
 
 def quantile(points: Sequence[float], u: float) -> float:
-    """The piecewise-linear inverse CDF through make_synthetic's percentiles (``QUANTILES``, ``points``) at a
+    """The piecewise-linear inverse CDF through the synthetic set's percentiles (``QUANTILES``, ``points``) at a
     given ``u``. ``quantile_draw`` is the same function but draws ``u`` itself; the stratified prompt lengths
     choose their ``u`` (one per stratum), so they need it at a given point."""
     i = min(max(bisect.bisect_right(QUANTILES, u) - 1, 0), len(QUANTILES) - 2)
@@ -35,7 +35,7 @@ def stratified_draws(count: int, rng: random.Random) -> list[float]:
 
 
 def prompt_lengths(profile: Profile, count: int, seed: int) -> list[int]:
-    # Stratified on purpose (unlike make_synthetic's independent draws): the batch-1 subset of 8 prompts and
+    # Stratified on purpose (unlike the synthetic set's independent draws): the batch-1 subset of 8 prompts and
     # a short --prompts run still span the test split's whole length range, its longest prompts included.
     rng = random.Random(seed)
     limit = profile.gen_shape.positions - profile.new_tokens
