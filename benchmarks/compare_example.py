@@ -1,6 +1,6 @@
 """`tools compare` at the dev split's full size, on systems whose true differences we know.
 
-The references are the full-size synthetic dev split (102 dialogues, `benchmarks/make_synthetic.py`). The
+The references are the full-size synthetic dev split (102 dialogues, `tools build-synthetic-data`). The
 "systems" are the references damaged in known ways, so the report can be checked against the truth:
 
 - ``drop 20 %`` and ``drop 20 % again``: every word dropped with probability 0.2 (two different seeds) — the
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import markdown  # noqa: E402
-from benchmarks.make_synthetic import write_split  # noqa: E402
+from dataset_builders.synthetic import write_split  # noqa: E402
 
 SYSTEMS = {"drop 20 %": ("drop", 0.2, 1), "drop 20 % again": ("drop", 0.2, 2), "drop 25 %": ("drop", 0.25, 3),
            "first 60 %": ("head", 0.6, 0)}

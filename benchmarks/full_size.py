@@ -1,4 +1,4 @@
-"""Benchmark: the commands at the real task's size, on the synthetic set (`benchmarks/make_synthetic.py`).
+"""Benchmark: the commands at the real task's size, on the synthetic set (`tools build-synthetic-data`).
 
 The tiny random EXAONE-shaped model (CPU; `tools infer` with its default thread count) has EXAONE 3.0's
 context, 4,096 positions, and a tokenizer trained on the sample dialogues, so the synthetic test split's
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import markdown, one_torch_thread  # noqa: E402
-from benchmarks.make_synthetic import write_split  # noqa: E402
+from dataset_builders.synthetic import write_split  # noqa: E402
 
 CONTEXT = 4096
 DEFAULT_NEW_TOKENS = 1024

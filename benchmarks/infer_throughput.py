@@ -1,4 +1,4 @@
-"""Benchmark: how `tools infer` batches — one dialogue at a time, the old fixed batches, the token budget.
+"""Benchmark: how `tools infer` batches — one dialogue at a time, fixed batches, the token budget.
 
 The tiny random EXAONE-shaped model on CPU, one torch thread, the engine `tools infer` runs (prompt builder,
 length-sorted batches, sidecar, submission file; model loading excluded), greedy, ``MAX_NEW_TOKENS`` new
@@ -6,7 +6,7 @@ tokens (the random model never emits EOS, so every row decodes exactly that many
 
 * ``fixtures`` — the 16 bundled fixture dialogues ×4 (new ids), prompts of 129–192 tokens;
 * ``long`` — the same with each conversation repeated 4 times (363–603 tokens);
-* ``dev`` / ``test`` — the full-size synthetic splits (`benchmarks/make_synthetic.py`: the real splits' sizes
+* ``dev`` / ``test`` — the full-size synthetic splits (`tools build-synthetic-data`: the real splits' sizes
   and length distributions), prompts cut to 3,072 tokens as `tools infer` cuts them on EXAONE 3.0 (4,096
   positions − 1,024 new tokens);
 * ``mix`` — a real-length mix: 48 fixture dialogues and 48 synthetic test dialogues spread over its lengths,
@@ -14,12 +14,10 @@ tokens (the random model never emits EOS, so every row decodes exactly that many
 * ``candidates`` — `--num-candidates 4` (seeded sampling) on the first 32 synthetic dev dialogues: each
   dialogue is 4 rows of the batch.
 
-Batching cases, each a `generation.batching.BatchLimit` (and, for the old default, the old prefill):
+Batching cases, each a `generation.batching.BatchLimit`:
 
 * ``sequential`` — `--batch-size 1`;
-* ``fixed 16, padded prefill`` — `--batch-size 16` as `tools infer` ran it before the token budget
-  (`generate` prefilled the left-padded batch: `HFEngine.prefill_alone = False`);
-* ``fixed 16`` — `--batch-size 16 --max-batch-tokens 0`: the same batches, prompts prefilled alone;
+* ``fixed 16`` — `--batch-size 16 --max-batch-tokens 0`;
 * ``default`` — `--max-batch-tokens 8192` (`DEFAULT_MAX_BATCH_TOKENS["cpu"]`), no dialogue cap.
 
 Every case runs ``REPEATS`` times, interleaved (the order rotates each round), and the table gives the median
@@ -57,7 +55,7 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import one_torch_thread, tables  # noqa: E402
-from benchmarks.make_synthetic import write_split  # noqa: E402
+from dataset_builders.synthetic import write_split  # noqa: E402
 from common.checkout import SAMPLE_DATA  # noqa: E402
 from dataset_builders.nikl import load_nikl  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
@@ -77,15 +75,12 @@ CPU_BUDGET = DEFAULT_MAX_BATCH_TOKENS["cpu"]
 class Case:
     name: str
     limit: BatchLimit
-    prefill_alone: bool = True
     label: str = ""  # in the plot's legend
 
 
 CASES = (
     Case("sequential (--batch-size 1)", BatchLimit(None, 1), label="--batch-size 1"),
-    Case("fixed 16, padded prefill (the old default)", BatchLimit(None, 16), prefill_alone=False,
-         label="old default: fixed 16, padded prefill"),
-    Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16), label="fixed 16, prefilled alone"),
+    Case("fixed 16 (--batch-size 16 --max-batch-tokens 0)", BatchLimit(None, 16), label="--batch-size 16"),
     Case(f"default (--max-batch-tokens {CPU_BUDGET})", BatchLimit(CPU_BUDGET),
          label=f"default: --max-batch-tokens {CPU_BUDGET}"),
 )
@@ -150,11 +145,9 @@ def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, fold
     for round_ in range(repeats):
         for case in cases[round_ % len(cases):] + cases[:round_ % len(cases)]:
             output = folder / ("out.jsonl" if engine.decoding.sampling else "out.json")
-            engine.prefill_alone = case.prefill_alone
             reports = []
             took, grew = timed_run(lambda: reports.append(run_to_file(engine, examples, builder, output,
                                                                        limit=case.limit, progress=False)))
-            engine.prefill_alone = True
             seconds[case.name].append(took)
             memory[case.name].append(grew)
             sizes = reports[0].batch_sizes
@@ -180,24 +173,23 @@ def compare(engine, builder, examples, cases: Sequence[Case], repeats: int, fold
 
 
 def where_time_goes(engine, builder, examples, repeats: int) -> list[dict[str, Any]]:
-    """Prefill vs decoding of the 16 longest prompts of ``examples``: one at a time, one padded batch whose
-    prefill ``generate`` runs (the old way), one batch prefilled prompt by prompt. Prefill: a run with one new
-    token; decoding: the rest of a run with ``max_new_tokens``. Medians of ``repeats`` interleaved runs."""
+    """Prefill vs decoding of the 16 longest prompts of ``examples``: one at a time, and one batch (prefilled
+    prompt by prompt). Prefill: a run with one new token; decoding: the rest of a run with ``max_new_tokens``.
+    Medians of ``repeats`` interleaved runs."""
     from generation.decoding import Decoding
     from generation.jobs import prepare_jobs
 
     jobs = sorted(prepare_jobs(examples, builder, engine.tokenizer), key=lambda job: -len(job.prompt_ids))[:16]
     decoding = engine.decoding
-    ways = {"one at a time": (1, True), "batch of 16, padded prefill": (16, False),
-            "batch of 16, prompts prefilled alone": (16, True)}
+    ways = {"one at a time": 1, "batch of 16": 16}
     measured: dict[tuple[str, int], list[tuple[float, float | None]]] = {}
     for round_ in range(repeats):
-        for name, (size, alone) in ways.items():
+        for name, size in ways.items():
             for new_tokens in (1, decoding.max_new_tokens):
-                engine.decoding, engine.prefill_alone = Decoding(max_new_tokens=new_tokens), alone
+                engine.decoding = Decoding(max_new_tokens=new_tokens)
                 measured.setdefault((name, new_tokens), []).append(timed_run(
                     lambda: [engine.generate(jobs[i:i + size]) for i in range(0, len(jobs), size)]))
-    engine.decoding, engine.prefill_alone = decoding, True
+    engine.decoding = decoding
     rows = []
     for name in ways:
         prefill = statistics.median(seconds for seconds, _ in measured[(name, 1)])
@@ -205,10 +197,6 @@ def where_time_goes(engine, builder, examples, repeats: int) -> list[dict[str, A
         peaks = [grew for _, grew in measured[(name, 1)] if grew is not None]
         rows.append({"case": name, "prefill s": round(prefill, 2), "decoding s": round(whole - prefill, 2),
                      "prefill peak memory MB": round(statistics.median(peaks)) if peaks else "n/a"})
-    width = len(jobs[0].prompt_ids)
-    rows.append({"case": f"(the padded batch's 4-D mask: 16 × {width}² = {16 * width * width / 2**20:.0f} MB as bool, "
-                         f"{16 * width * width * 4 / 2**20:.0f} MB as the float SDPA turns it into, per layer)",
-                 "prefill s": "", "decoding s": "", "prefill peak memory MB": ""})
     return rows
 
 

@@ -4,10 +4,12 @@ Each benchmark module has a ``main()`` returning rows (dicts with ``benchmark`` 
 its measured columns). Run a subset by name: ``python benchmarks/run_all.py rouge_speed``. A full run replaces
 the part of docs/benchmarks.md between :data:`BEGIN` and :data:`END` and nothing else: the page's notes and its
 GPU results (``benchmarks/gpu_bench.py --docs`` writes those between markers of their own) stay as they are.
+A subset only prints its report, unless ``--report PAGE`` names a page to write it into.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib
 import sys
@@ -60,23 +62,31 @@ def run(names: list[str]) -> str:
     return "\n".join(sections)
 
 
-def write_report(report: str, path: Path = REPORT) -> None:
-    """Put ``report`` between the markers of ``path``, keeping everything else in it."""
-    new = replace_marked(path.read_text(encoding="utf-8"), BEGIN, END, report)
+def with_report(page: Path, report: str) -> str:
+    """The text of ``page`` with ``report`` between its markers (and nothing else changed)."""
+    new = replace_marked(page.read_text(encoding="utf-8") if page.is_file() else "", BEGIN, END, report)
     if new is None:
-        raise SystemExit(f"{path} has no {BEGIN} … {END} block: the report was printed, not written")
-    write_text(path, new)
+        raise SystemExit(f"{page} has no {BEGIN} … {END} block to write the report into")
+    return new
 
 
 def main(argv: list[str]) -> None:
-    unknown = [name for name in argv if name not in BENCHMARKS]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="BENCHMARK", help=f"a subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--report", type=Path, metavar="PAGE",
+                        help="write the report into PAGE's marked block (default: docs/benchmarks.md after a full run)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    report = run(argv or list(BENCHMARKS))
+    page = args.report or (None if args.names else REPORT)  # a subset replaces no recorded report by itself
+    if page:
+        with_report(page, "")  # a page without the markers is refused now, not after the run
+    report = run(args.names or list(BENCHMARKS))
     print(report)
-    if not argv:  # only a full run replaces the recorded report
-        write_report(report)
-        print(f"wrote the report into {REPORT.relative_to(REPO)}", file=sys.stderr)
+    if page:
+        write_text(page, with_report(page, report))
+        print(f"wrote the report into {page}", file=sys.stderr)
 
 
 if __name__ == "__main__":

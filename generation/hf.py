@@ -16,9 +16,6 @@ class HFEngine:
     """Greedy (or seeded-sampling) generation over batches of prompt token ids."""
 
     backend = "hf"
-    # False: let ``generate`` prefill the left-padded batch, as this engine did before it prefilled prompts
-    # alone — kept so that benchmarks/infer_throughput.py can measure the difference.
-    prefill_alone = True
 
     def __init__(self, model, tokenizer, decoding: Decoding, checkpoint: Checkpoint | None = None,
                  dtype: str = "float32", merged: bool = False):
@@ -72,7 +69,7 @@ class HFEngine:
         processors = LogitsProcessorList()
         if seeds is not None:
             processors.append(GumbelSampler(seeds, self.decoding.temperature, self.decoding.top_p, device))
-        alone = self.prefill_alone and len(prompts) > 1 and min(map(len, prompts)) > 1
+        alone = len(prompts) > 1 and min(map(len, prompts)) > 1
         cache = self.prefill(prompts, width) if alone else None
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
                                      generation_config=self.generation_config(), logits_processor=processors)
@@ -86,7 +83,7 @@ class HFEngine:
         Why not let ``generate`` prefill the padded batch: left padding makes transformers build a 4-D
         (rows, 1, width, width) attention mask, and with a mask SDPA gives up its causal kernel — on the CPU it
         turns the mask into floats and computes every masked score, several times the work of the prompts alone
-        (``benchmarks/infer_throughput.py``). Alone, a prompt needs no mask at all. The candidates of one dialogue
+        (docs/benchmarks.md). Alone, a prompt needs no mask at all. The candidates of one dialogue
         (identical prompts) are prefilled once.
         """
         from transformers import DynamicCache

@@ -1,6 +1,6 @@
 """The README's code map is the import graph: every package has a floor, no library module imports from a package on
-a higher floor (so nothing climbs back up), library code never raises click errors, and no two modules import each
-other (directly or around a loop)."""
+a higher floor (so nothing climbs back up), library code never raises click errors, no two modules import each
+other (directly or around a loop), and neither the library nor a test imports the benchmarks."""
 
 from __future__ import annotations
 
@@ -99,3 +99,26 @@ def test_no_import_loops():
 def test_one_place_turns_user_errors_into_click_errors():
     sites = [path for name, path in modules().items() if "except UserError" in path.read_text(encoding="utf-8")]
     assert [path.relative_to(REPO).as_posix() for path in sites] == ["tools/cli.py"]
+
+
+def benchmark_imports(path) -> list[tuple[str, int]]:
+    """The imports of ``path`` that reach into benchmarks/: the package, or one of its scripts by its own name (with
+    benchmarks/ on sys.path)."""
+    scripts = {script.stem for script in (REPO / "benchmarks").glob("*.py")} - set(project_packages())
+    return [(name, line) for name, line in module_imports(path) if name.split(".")[0] in {"benchmarks", *scripts}]
+
+
+def test_neither_the_library_nor_a_test_imports_the_benchmarks():
+    """A benchmark is run as a user runs it (tests start its script); what a user needs too lives in the library."""
+    files = [*modules().values(), *sorted((REPO / "tests").rglob("*.py"))]
+    problems = [f"{path.relative_to(REPO)}:{line} imports {name}" for path in files
+                for name, line in benchmark_imports(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_benchmark_import_is_found_wherever_it_is(tmp_path):
+    source = tmp_path / "test_example.py"
+    source.write_text("import json\nfrom common.io import write_text\n\n\ndef test_x():\n"
+                      "    from benchmarks.gpu_bench import main\n    import run_all\n    import common.checkout\n",
+                      encoding="utf-8")
+    assert benchmark_imports(source) == [("benchmarks.gpu_bench", 6), ("benchmarks.gpu_bench.main", 6), ("run_all", 7)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.make_synthetic import SIZES, make_split, write_split
+from dataset_builders.synthetic import SIZES, make_split, write_split
 from common.io import read_jsonl
 from common.tokenizer import chat_prompt_ids, load_tokenizer
 from conftest import REPO, load_json, one_line_error, tools_cli
@@ -58,6 +58,18 @@ def test_synthetic_set_has_the_real_shape():
         assert quirk in text
     assert '"utterance": ""' in text  # empty utterances, as in the real train split
     assert make_split("dev") == make_split("dev") != make_split("dev", seed=1)  # seeded
+
+
+def test_build_synthetic_data_writes_the_splits_asked_for(tmp_path):
+    result = tools_cli("build-synthetic-data", "--output-dir", tmp_path / "s", "--split", "test", "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert [path.name for path in (tmp_path / "s").iterdir()] == ["일상대화요약_test.json"]
+    assert load_json(tmp_path / "s" / "일상대화요약_test.json") == make_split("test", seed=3)
+    assert result.output.startswith(f"wrote {tmp_path / 's' / '일상대화요약_test.json'}: 408 dialogues; chars per "
+                                    "dialogue p0/10/50/90/99/100 ")
+    (tmp_path / "file").write_text("")
+    result = tools_cli("build-synthetic-data", "--output-dir", tmp_path / "file")
+    assert result.exit_code == 2 and "is a file" in result.output
 
 
 def test_infer_never_overflows_the_context(short_context_model, long_test_file):

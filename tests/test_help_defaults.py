@@ -11,6 +11,7 @@ import pytest
 from conftest import tools_cli
 from dataset_builders.dpo import build_dpo_rows
 from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt
+from dataset_builders.synthetic import write_split
 from eval.bertscore import BertScorer
 from eval.bleurt import BleurtScorer
 from eval.compare import RESAMPLES, SEED
@@ -57,6 +58,7 @@ LIBRARY = {
                        "--min-margin": default(build_dpo_rows, "min_margin"),
                        "--max-pairs-per-prompt": default(build_dpo_rows, "max_pairs_per_prompt")},
     "score": {**METRIC_MODELS, **METRIC_BATCH, "--metrics": ",".join(OFFICIAL_PARTS)},
+    "build-synthetic-data": {"--seed": default(write_split, "seed")},
     "build-tiny-model": {f"--{name.replace('_', '-')}": default(build_tiny_exaone, name)
                          for name in ("shape", "hidden_size", "num_layers", "seed")},
     "convert-exaone": {"--to": default(convert, "to")},

@@ -402,10 +402,10 @@ def metric_runtime_options(function: F) -> F:
 def resampling_options(function: F) -> F:
     """``--resamples`` and ``--seed`` of the sign-flip test and the bootstrap interval (:mod:`eval.compare`): shared
     by `compare` and `select-checkpoint`, checked as they are parsed."""
-    from eval.compare import MAX_RESAMPLES, MAX_SEED, MIN_RESAMPLES, RESAMPLES, SEED
+    from eval.compare import MAX_RESAMPLES, MIN_RESAMPLES, RESAMPLES, SEED
 
     function = click.option(
-        "--seed", type=click.IntRange(0, MAX_SEED), default=SEED, show_default=True,
+        "--seed", type=SEED_RANGE, default=SEED, show_default=True,
         help="Seed of the random sign patterns and bootstrap resamples: the same seed, the same numbers.")(function)
     return click.option(
         "--resamples", type=click.IntRange(MIN_RESAMPLES, MAX_RESAMPLES), default=RESAMPLES, show_default=True,

@@ -6,21 +6,19 @@ characters per dialogue, utterances per dialogue, characters per utterance and s
 the percentiles in the task notes (piecewise-linear between them), and the raw data's quirks (``name1``,
 ``xx``, ``어~``-style fillers, ``&company-name&``/``&address&``, empty utterances, repeated phrases).
 The sentences are generated from a small phrase bank written for this project; they make no sense as
-conversations, and they are not meant to.
-
-    python benchmarks/make_synthetic.py --out data/synthetic             # all three splits
-    python benchmarks/make_synthetic.py --out /tmp/s --splits test --seed 3
+conversations, and they are not meant to. ``tools build-synthetic-data`` writes them; the benchmarks and the
+full-size tests use them too.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import random
 import statistics
-import sys
 from pathlib import Path
+
+from common.io import write_json
 
 SIZES = {"train": 506, "dev": 102, "test": 408}
 QUANTILES = (0.0, 0.1, 0.5, 0.9, 0.99, 1.0)
@@ -56,12 +54,17 @@ SUMMARY_SENTENCES = [
 ]
 
 
-def quantile_draw(rng: random.Random, points: tuple[float, ...]) -> float:
-    """A draw from the distribution whose 0/10/50/90/99/100th percentiles are ``points`` (piecewise linear)."""
-    u = rng.random()
+def quantile(points: tuple[float, ...], u: float) -> float:
+    """The value at probability ``u`` (0 ≤ u < 1) of the distribution whose 0/10/50/90/99/100th percentiles
+    are ``points``, linear between them."""
     i = min(bisect.bisect_right(QUANTILES, u), len(QUANTILES) - 1)
     lo_q, hi_q, lo, hi = QUANTILES[i - 1], QUANTILES[i], points[i - 1], points[i]
     return lo + (hi - lo) * (u - lo_q) / (hi_q - lo_q)
+
+
+def quantile_draw(rng: random.Random, points: tuple[float, ...]) -> float:
+    """A draw from that distribution."""
+    return quantile(points, rng.random())
 
 
 def text_of_length(rng: random.Random, length: int, topics: list[str], bank: list[str], spoken: bool = True) -> str:
@@ -112,9 +115,9 @@ def make_split(split: str, count: int | None = None, seed: int = 0) -> list[dict
 
 
 def write_split(out: Path, split: str, seed: int = 0, count: int | None = None) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"일상대화요약_{split}.json"
-    path.write_text(json.dumps(make_split(split, count, seed), ensure_ascii=False, indent=4) + "\n", encoding="utf-8")
+    """``out/일상대화요약_{split}.json``: the split's dialogues (``count`` of them, default the real split's size)."""
+    path = Path(out) / f"일상대화요약_{split}.json"
+    write_json(path, make_split(split, count, seed))
     return path
 
 
@@ -124,21 +127,10 @@ def percentiles(values: list[int]) -> str:
     return "/".join(str(value) for value in picks) + f" (mean {statistics.fmean(values):.0f})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for 일상대화요약_{train,dev,test}.json")
-    parser.add_argument("--splits", default="train,dev,test")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    for split in args.splits.split(","):
-        path = write_split(args.out, split, args.seed)
-        data = json.loads(path.read_text(encoding="utf-8"))
-        chars = [sum(len(turn["utterance"]) for turn in item["input"]["conversation"]) for item in data]
-        turns = [len(item["input"]["conversation"]) for item in data]
-        print(f"{path}: {len(data)} dialogues; chars per dialogue p0/10/50/90/99/100 {percentiles(chars)}; "
-              f"utterances {percentiles(turns)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def describe(path: Path) -> str:
+    """One line on a split file: how many dialogues, and the percentiles of their characters and utterances."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    chars = [sum(len(turn["utterance"]) for turn in item["input"]["conversation"]) for item in data]
+    turns = [len(item["input"]["conversation"]) for item in data]
+    return (f"{len(data)} dialogues; chars per dialogue p0/10/50/90/99/100 {percentiles(chars)}; "
+            f"utterances {percentiles(turns)}")
