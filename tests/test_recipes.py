@@ -57,7 +57,9 @@ _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear"
 IN_STEP = {
     ("exaone_lora.yml", "exaone_qlora.yml"): {"adapter", "load_in_4bit", "output_dir"},
     ("exaone_lora.yml", "exaone_sft.yml"): _LORA | {"gradient_accumulation_steps", "learning_rate", "deepspeed",
-                                                     "output_dir", "save_only_model"},
+                                                     "output_dir", "save_only_model",
+                                                     # reentrant for frozen weights under ZeRO-3 (transformers#47254)
+                                                     "gradient_checkpointing_kwargs"},
     ("exaone_lora.yml", "exaone_dpo.yml"): {
         "base_model", "rl", "rl_beta", "datasets", "test_datasets", "val_set_size", "output_dir",
         "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "num_epochs", "learning_rate",
@@ -372,10 +374,13 @@ def test_recipe_wiring(recipe_path):
     assert recipe["output_dir"] == "outputs/" + recipe_path.stem.replace("_", "-")
     assert recipe["chat_template"] == "exaone" and recipe["eot_tokens"] == [ENDOFTURN]
     assert "trust_remote_code" not in recipe and recipe["bf16"] is True  # converted EXAONE 3.x: native Llama
-    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "workflow.axolotl_plugins.AdapterOnlyOutput"]
+    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "workflow.axolotl_plugins.AdapterOnlyOutput",
+                                 "workflow.axolotl_plugins.MultiGpuGuard"]
     assert LIGER <= set(recipe)
     assert recipe["attn_implementation"] == "flash_attention_2" and "flash_attention" not in recipe
     assert recipe["gradient_checkpointing"] is True
+    # LoRA's frozen weights under ZeRO-3 fail non-reentrant checkpointing (found by `tools rehearse`)
+    assert recipe["gradient_checkpointing_kwargs"] == {"use_reentrant": bool(recipe.get("adapter"))}
     if recipe.get("deepspeed"):
         assert (REPO / recipe["deepspeed"]).is_file(), recipe["deepspeed"]
     (dataset,) = recipe["datasets"]
