@@ -56,13 +56,15 @@ def apply(deepspeed: bool) -> list[str]:
 
     if deepspeed:
         import deepspeed.runtime.zero.stage_1_and_2 as zero_1_and_2
+        import torch
 
-        # deepspeed/runtime/utils.py:1013 all-gathers into a buffer that requires grad: gloo's in-place split fails.
+        # deepspeed/runtime/utils.py:1013 gathers into views of a flat buffer in grad mode: gloo's in-place fill fails.
         all_gather_dp_groups = zero_1_and_2.all_gather_dp_groups
 
-        def all_gather_into_detached(groups_flat, *args, **kwargs):
-            return all_gather_dp_groups([flat.detach() for flat in groups_flat], *args, **kwargs)
+        def all_gather_without_grad(*args, **kwargs):
+            with torch.no_grad():
+                return all_gather_dp_groups(*args, **kwargs)
 
-        zero_1_and_2.all_gather_dp_groups = all_gather_into_detached
-        installed.append("ZeRO-1/2 gather into a detached buffer")
+        zero_1_and_2.all_gather_dp_groups = all_gather_without_grad
+        installed.append("ZeRO-1/2 parameter gather without autograd")
     return installed

@@ -28,6 +28,7 @@ import copy
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -246,6 +247,10 @@ def plan(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str | N
         for key in apply_overlay(cfg, {key: value for key, (value, _) in overlay.items()}):
             changes.append(Change.of(key, before[key], cfg.get(key, REMOVE), overlay[key][1]))
     zero_stage = rehearsal_deepspeed(cfg, recipe, deepspeed, workdir, changes)
+    if cfg.get("load_in_4bit") and zero_stage == 3:
+        raise UserError(f"{recipe}: a 4-bit base under ZeRO-3 is not rehearsed on CPU: ZeRO-3 gathers its bf16-stored "
+                        "4-bit weights together with the fp32 ones, which gloo refuses (on GPUs both are bf16); "
+                        "rehearse it with --deepspeed none or deepspeed_configs/zero2.json")
 
     rows, longest = sample_rows(cfg, recipe, base_model, processes)
     train_rows = len(rows["train"]) - held_out(cfg.get("val_set_size"), len(rows["train"]))
@@ -324,10 +329,24 @@ def launch(plan: Plan, timeout: float = 900) -> float:
             os.killpg(process.pid, signal.SIGKILL)
             raise
     if code != 0:
+        import click
+
+        for line in tail(plan.log, 12):
+            click.echo(f"    {line}", err=True)
         what = f"exited with code {code}" if code is not None else f"did not end within {timeout:.0f} s (a hang?)"
-        lines = "\n".join(f"    {line}" for line in tail(plan.log, 12))
-        raise RehearsalFailed(f"the {plan.processes}-process run {what}; full log: {plan.log}\n{lines}")
+        error = first_error(plan.log)
+        raise RehearsalFailed(f"the {plan.processes}-process run {what}{f': {error}' if error else ''} (its last "
+                              f"lines are above; the whole log: {plan.log})")
     return time.perf_counter() - start
+
+
+def first_error(log: Path) -> str | None:
+    """The first exception a rank raised (``[rank1]: ValueError: …``), without the rank prefix, shortened."""
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        found = re.match(r"(?:\[rank\d+\]: )?(\w+(?:Error|Exception): .*)", line)
+        if found:
+            return found.group(1)[:300]
+    return None
 
 
 def read_ranks(plan: Plan) -> list[dict[str, Any]]:

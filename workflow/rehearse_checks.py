@@ -41,13 +41,15 @@ def world_size_check(ranks: Sequence[dict[str, Any]], processes: int) -> Check:
 
 
 def backend_check(ranks: Sequence[dict[str, Any]], processes: int, deepspeed: bool) -> Check:
-    """Each rank in a gloo process group (none for one process without DeepSpeed) and the trainer distributed:
-    DDP (``MULTI_CPU``) or DeepSpeed — not one unsynchronised copy per rank (``NO``)."""
+    """Each rank in a gloo process group with the trainer distributed — DDP (``MULTI_CPU``) or DeepSpeed — not one
+    unsynchronised copy per rank (``NO``); one process without DeepSpeed: not distributed."""
     grouped = processes > 1 or deepspeed
-    wanted = (GROUP_BACKEND if grouped else None, DISTRIBUTED_TYPE[deepspeed] if grouped else "NO")
-    ok = bool(ranks) and all((rank["backend"], rank["distributed_type"]) == wanted for rank in ranks)
+    wanted = DISTRIBUTED_TYPE[deepspeed] if grouped else "NO"
+    ok = bool(ranks) and all(rank["distributed_type"] == wanted and (rank["backend"] == GROUP_BACKEND or not grouped)
+                             for rank in ranks)
     detail = "; ".join(f"rank {rank['rank']}: {rank['backend']}, {rank['distributed_type']}" for rank in ranks)
-    return Check(f"{wanted[0] or 'no process group'}, {wanted[1]} on every rank", ok, detail or "no rank reported")
+    name = f"{GROUP_BACKEND}, {wanted} on every rank" if grouped else "one process, not distributed"
+    return Check(name, ok, detail or "no rank reported")
 
 
 def batches_check(ranks: Sequence[dict[str, Any]]) -> Check:

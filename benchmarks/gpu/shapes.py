@@ -104,6 +104,7 @@ class Profile:
     lora_rank: int = 16             # recipes/exaone_lora.yml: lora_r 16, lora_alpha 32, lora_dropout 0.05
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    lora_reentrant: bool = True     # recipes/exaone_lora.yml: gradient_checkpointing_kwargs {use_reentrant: true}
 
 
 DEFAULT_PROFILE = Profile(EXAONE_30_78B, EXAONE_35_24B)

@@ -156,11 +156,11 @@ def measure_steps(model, optimizer, batches: list[dict[str, Any]], rows: list[Pa
 
 
 def describe_training(case: dict[str, Any], shape: Shape, rows: list[PackedRow], profile: Profile, device: str,
-                      dtype) -> str:
+                      dtype, reentrant: bool) -> str:
     """Fill the case's settings; returns the attention implementation to train with."""
     attention, attention_note = training_attention(device)
     case.update(attention=attention_note, dtype=str(dtype).replace("torch.", ""), params=shape.params,
-                gradient_checkpointing="non-reentrant", seq_len=profile.seq_len,
+                gradient_checkpointing="reentrant" if reentrant else "non-reentrant", seq_len=profile.seq_len,
                 optimizer="AdamW (fused)" if device.startswith("cuda") else "AdamW",
                 dialogues_per_row=round(sum(len(row.segments) for row in rows) / len(rows), 2))
     return attention
@@ -172,10 +172,10 @@ def lora_phase(model, shape: Shape, rows: list[PackedRow], packed: tuple[list, s
     import torch
     from peft import LoraConfig, get_peft_model
 
-    attention = describe_training(case, shape, rows, profile, device, model.dtype)
+    attention = describe_training(case, shape, rows, profile, device, model.dtype, profile.lora_reentrant)
     model.set_attn_implementation(attention)
     model.config.use_cache = False
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": profile.lora_reentrant})
     model = get_peft_model(model, LoraConfig(r=profile.lora_rank, lora_alpha=profile.lora_alpha,
                                              lora_dropout=profile.lora_dropout, target_modules="all-linear",
                                              bias="none", task_type="CAUSAL_LM"))
@@ -196,7 +196,7 @@ def full_phase(shape: Shape, rows: list[PackedRow], packed: tuple[list, str], pr
     """A full fine-tune step: every weight trained (bf16, as the recipes load it), checkpointing, AdamW."""
     import torch
 
-    attention = describe_training(case, shape, rows, profile, device, dtype)
+    attention = describe_training(case, shape, rows, profile, device, dtype, reentrant=False)  # as exaone_sft.yml
     reset_peak(device)
     model = build_model(shape, device, dtype, attention, seed)
     model.config.use_cache = False
