@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO, one_line_error, random_lora, tools_cli
 from workflow.cpu_overlay import GPU_ONLY, REMOVE
-from workflow.rehearse import DEFAULT_PROCESSES, PROBE, held_out, pair_count, plan
+from workflow.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
 from workflow.rehearse_checks import (
     adapter_check,
     backend_check,
@@ -71,6 +71,15 @@ def test_a_rank_without_batches_fails():
 def test_an_engine_at_another_zero_stage_fails():
     assert not zero_stage_check([rank(0), rank(1, zero_stage=2)], 3).ok
     assert not zero_stage_check([rank(0, zero_stage=None), rank(1, zero_stage=None)], 3).ok
+
+
+def test_any_failed_check_fails_the_rehearsal_naming_it(tmp_path):
+    found = [world_size_check([rank(0), rank(1)], 2), losses_check([7.6, math.nan], 2), steps_check(0)]
+    with pytest.raises(RehearsalFailed) as failure:
+        require_passed(found, tmp_path / "rehearsal.json")
+    assert str(failure.value) == (f"rehearsal failed: a finite loss at every step; optimizer steps > 0 "
+                                  f"(see {tmp_path / 'rehearsal.json'})")
+    require_passed(found[:1], tmp_path / "rehearsal.json")  # all passed: no error
 
 
 def test_no_steps_or_a_non_finite_loss_fails():
@@ -236,7 +245,7 @@ def test_workarounds_replace_the_four_blockers_with_several_processes_and_no_gpu
 
 def test_the_rehearsal_config_is_the_recipe_but_for_the_listed_changes(tiny_model, tmp_path):
     recipe = yaml.safe_load((RECIPES / "exaone_sft.yml").read_text(encoding="utf-8"))
-    rehearsal = plan(RECIPES / "exaone_sft.yml", base_model=tiny_model, workdir=tmp_path)
+    rehearsal = prepare(RECIPES / "exaone_sft.yml", base_model=tiny_model, workdir=tmp_path)
     config = yaml.safe_load(rehearsal.config_path.read_text(encoding="utf-8"))
     listed = {key for change in rehearsal.changes for key in change.key.split(", ")}
     assert {"bf16", "attn_implementation", "liger_rope", "deepspeed", "sequence_len", "max_steps",
@@ -250,13 +259,14 @@ def test_the_rehearsal_config_is_the_recipe_but_for_the_listed_changes(tiny_mode
     assert config["gradient_accumulation_steps"] == recipe["gradient_accumulation_steps"]  # kept on 2 processes
     deepspeed = json.loads((tmp_path / "deepspeed.json").read_text(encoding="utf-8"))
     shipped = json.loads((REPO / recipe["deepspeed"]).read_text(encoding="utf-8"))
-    assert deepspeed == {**shipped, "bf16": {"enabled": False}} and config["deepspeed"] == str(tmp_path / "deepspeed.json")
+    assert deepspeed == {**shipped, "bf16": {"enabled": False}}
+    assert config["deepspeed"] == str(tmp_path / "deepspeed.json")
     assert rehearsal.zero_stage == 3 and rehearsal.mode == "DeepSpeed ZeRO-3"
     assert len((tmp_path / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 8
 
 
 def test_one_process_carries_the_global_batch_of_two(tiny_model, tmp_path):
-    rehearsal = plan(RECIPES / "exaone_lora.yml", processes=1, base_model=tiny_model, workdir=tmp_path)
+    rehearsal = prepare(RECIPES / "exaone_lora.yml", processes=1, base_model=tiny_model, workdir=tmp_path)
     assert rehearsal.config["gradient_accumulation_steps"] == 8 * DEFAULT_PROCESSES
     assert rehearsal.config["lora_dropout"] == 0.0 and rehearsal.zero_stage is None
     assert "gradient_accumulation_steps: 8 → 16" in "\n".join(change.line() for change in rehearsal.changes)
@@ -265,7 +275,7 @@ def test_one_process_carries_the_global_batch_of_two(tiny_model, tmp_path):
 def test_dpo_pairs_give_every_process_as_many_training_rows(tiny_model, tmp_path):
     assert (held_out(0.05, 8), held_out(0.05, 9), held_out(2, 9), held_out(None, 9)) == (1, 1, 2, 0)
     assert pair_count(8, 0.05, 2) == 9 and pair_count(8, 0.05, 6) == 13 and pair_count(8, 0, 2) == 8
-    rehearsal = plan(RECIPES / "exaone_dpo.yml", base_model=tiny_model, workdir=tmp_path)
+    rehearsal = prepare(RECIPES / "exaone_dpo.yml", base_model=tiny_model, workdir=tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 9  # 8 train after the recipe's 5 % hold-out: 4 per process
     assert all(row["chosen"]["content"] != row["rejected"]["content"] for row in rows)

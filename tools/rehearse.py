@@ -8,14 +8,15 @@ import click
 
 from tools.demo import tools_runner
 from tools.options import library_default
-from workflow.rehearse import DEFAULT_PROCESSES, NO_DEEPSPEED, launch, plan
+from workflow.rehearse import DEFAULT_PROCESSES, NO_DEEPSPEED, launch, prepare
 
 
 @click.command("rehearse")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--processes", default=library_default(plan, "processes"), show_default=True, type=click.IntRange(min=1),
+@click.option("--processes", default=library_default(prepare, "processes"), show_default=True,
+              type=click.IntRange(min=1),
               help="Processes, as GPUs on the real machine. 1 keeps the global batch of the default "
-                   f"{DEFAULT_PROCESSES} (gradient accumulation × {DEFAULT_PROCESSES}), so the two compare step by step.")
+                   f"{DEFAULT_PROCESSES} (gradient accumulation × {DEFAULT_PROCESSES}): the two compare step by step.")
 @click.option("--deepspeed", default=None, metavar="CONFIG|none",
               help=f"DeepSpeed JSON instead of the recipe's; `{NO_DEEPSPEED}`: DDP  [default: the recipe's]")
 @click.option("--base-model", default=None, type=click.Path(file_okay=False, path_type=Path),
@@ -23,9 +24,10 @@ from workflow.rehearse import DEFAULT_PROCESSES, NO_DEEPSPEED, launch, plan
 @click.option("--output-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Where the config, data, run, log and rehearsal.json go  "
                    "[default: rehearsals/<recipe>-<ddp|zero2|zero3>-<N>p, e.g. rehearsals/exaone_sft-zero3-2p]")
-@click.option("--max-steps", default=library_default(plan, "max_steps"), show_default=True, type=click.IntRange(min=1), help="Optimizer steps.")
-@click.option("--timeout", default=library_default(launch, "timeout"), show_default=True, type=click.IntRange(min=1),
-              help="Seconds the run may take; past them it is stopped as a hang.")
+@click.option("--max-steps", default=library_default(prepare, "max_steps"), show_default=True,
+              type=click.IntRange(min=1), help="Optimizer steps.")
+@click.option("--timeout", default=library_default(launch, "timeout"), show_default=True,
+              type=click.IntRange(min=1), help="Seconds the run may take; past them it is stopped as a hang.")
 def rehearse(recipe, processes, deepspeed, base_model, output_dir, max_steps, timeout):
     """Rehearse a recipe's multi-GPU run on CPU: N processes, its DeepSpeed config, the real Axolotl.
 
@@ -41,23 +43,22 @@ def rehearse(recipe, processes, deepspeed, base_model, output_dir, max_steps, ti
       tools rehearse recipes/exaone_lora.yml --deepspeed deepspeed_configs/zero3_bf16.json
     """
     from common.io import write_json
-    from workflow.rehearse import RehearsalFailed, checks, checks_table, read_ranks, record
+    from workflow.rehearse import checks, checks_table, read_ranks, record, require_passed
 
-    rehearsal = plan(recipe, processes=processes, deepspeed=deepspeed, base_model=base_model, workdir=output_dir,
-                     max_steps=max_steps)
+    rehearsal = prepare(recipe, processes=processes, deepspeed=deepspeed, base_model=base_model,
+                        workdir=output_dir, max_steps=max_steps)
     click.echo(f"{recipe}: {rehearsal.mode}, {processes} process{'es' if processes > 1 else ''}, "
                f"{max_steps} steps; changed from the recipe:")
     for change in rehearsal.changes:
         click.echo(f"  {change.line()}")
-    click.echo(f"$ {' '.join(['torchrun', *rehearsal.torchrun_arguments()])}   (log: {rehearsal.log})")
+    click.echo(f"$ {rehearsal.shown_command()}   (log: {rehearsal.log})")
     seconds = launch(rehearsal, timeout)
     ranks = read_ranks(rehearsal)
     found = checks(rehearsal, ranks, tools_runner(click.get_current_context().find_root().command))
     result = record(rehearsal, ranks, found, seconds)
-    write_json(rehearsal.workdir / "rehearsal.json", result, indent=2)
+    record_file = rehearsal.workdir / "rehearsal.json"
+    write_json(record_file, result, indent=2)
     click.echo(f"\nlosses: {' '.join(f'{loss:.6f}' for loss in result['losses'])}   ({seconds:.0f} s)\n")
     click.echo(checks_table(found))
-    failed = [check.name for check in found if not check.ok]
-    if failed:
-        raise RehearsalFailed(f"rehearsal failed: {'; '.join(failed)} (see {rehearsal.workdir / 'rehearsal.json'})")
-    click.echo(f"\nall {len(found)} checks passed: {rehearsal.workdir / 'rehearsal.json'}")
+    require_passed(found, record_file)
+    click.echo(f"\nall {len(found)} checks passed: {record_file}")

@@ -22,7 +22,8 @@ A real model file (full fine-tune: no adapter beside it, no PEFT names inside) i
 :class:`RehearsalProbe` — only in the config `tools rehearse` derives: in each rank, installs the CPU
 multi-process workarounds (:mod:`workflow.cpu_multiprocess`: active only without GPUs) and writes what the
 rank saw — its rank, world size, process-group backend, the trainer's distributed mode, the DeepSpeed ZeRO stage
-its engine runs at, its batches, steps and losses — to ``$NIKL_REHEARSAL_RECORDS/rank-N.json`` (:data:`workflow.rehearse_checks.RANK_RECORDS`).
+its engine runs at, its batches, steps and losses — to ``rank-N.json`` in the folder named by the environment
+variable :data:`workflow.rehearse_checks.RANK_RECORDS`.
 """
 
 from __future__ import annotations
@@ -116,9 +117,9 @@ def refuse_ranks_without_rows(trainer, sequence_len: int) -> None:
         packer = getattr(loader, "batch_sampler", None)
         batches = len(getattr(packer, "batch_sampler", packer) or [])
     raise ValueError(
-        f"sample packing put the training rows into {batches} batch(es) of packed {sequence_len}-token rows, fewer "
-        f"than the {world_size()} processes: a process would train on nothing, and the run would end after 0 steps "
-        "with exit status 0. Train on more rows, lower sequence_len, or use fewer GPUs.")
+        f"sample packing makes {batches} micro-batch(es) of {sequence_len}-token rows, fewer than the {world_size()} "
+        "processes: a process would train on nothing, and the run would end after 0 steps with exit status 0. "
+        "Train on more rows, lower sequence_len, or use fewer GPUs.")
 
 
 class RehearsalProbe(BasePlugin):

@@ -10,7 +10,8 @@ a CPU cannot do changes, and :attr:`Plan.changes` lists each change with its rea
   tracking keys; the DeepSpeed config's ``bf16``/``fp16`` off (a copy, beside the derived config);
 - with sample packing, a ``sequence_len`` that holds the longest sample row, so the 8 rows pack into enough
   rows for every process; LoRA dropout off (each rank draws its own dropout masks, so runs with different
-  process counts could not be compared step by step); ``max_steps``; one logged loss per step;
+  process counts could not be compared step by step); ``max_steps``; one logged loss per step; one dataset
+  worker (no process pool to start for a few rows);
 - ``--processes 1`` multiplies ``gradient_accumulation_steps`` by the default 2 processes: the same global batch,
   so a 1-process and a 2-process rehearsal compare step by step;
 - the paths (model, data, output), and :class:`workflow.axolotl_plugins.RehearsalProbe` added to the plugins:
@@ -123,6 +124,10 @@ class Plan:
         free port, so rehearsals side by side do not collide)."""
         return [sys.executable, "-m", "torch.distributed.run", *self.torchrun_arguments()]
 
+    def shown_command(self) -> str:
+        """The launch as a user types it."""
+        return " ".join(["torchrun", *self.torchrun_arguments()])
+
     def torchrun_arguments(self) -> list[str]:
         return ["--standalone", "--nproc_per_node", str(self.processes), "-m", "axolotl.cli.train",
                 str(self.config_path)]
@@ -135,13 +140,13 @@ def default_workdir(recipe: Path, processes: int, deepspeed: str | None) -> Path
     return Path("rehearsals") / f"{recipe.stem}-{mode}-{processes}p"
 
 
-def find_deepspeed(value: str, recipe: Path) -> Path:
-    """A DeepSpeed JSON named by the recipe or ``--deepspeed``: as given, else from the checkout's root (where the
-    recipes' relative paths start)."""
+def find_deepspeed(value: str, source: str) -> Path:
+    """A DeepSpeed JSON named by ``source`` (the recipe or ``--deepspeed``): as given, else from the checkout's root
+    (where the recipes' relative paths start)."""
     for path in (Path(value), REPO / value):
         if path.is_file():
             return path
-    raise UserError(f"DeepSpeed config {value} (from {recipe if value else '--deepspeed'}) not found")
+    raise UserError(f"DeepSpeed config {value} ({source}): no such file")
 
 
 def held_out(val_set_size: float | int | None, rows: int) -> int:
@@ -181,8 +186,8 @@ def sample_rows(cfg: dict[str, Any], recipe: Path, base_model: Path,
 
     score = pair_scorer("rouge1")
     rows = {}
+    per_step = math.lcm(processes, DEFAULT_PROCESSES) * cfg.get("micro_batch_size", 1)
     for split, found in examples.items():
-        per_step = math.lcm(processes, DEFAULT_PROCESSES) * cfg.get("micro_batch_size", 1)
         total = pair_count(len(found), cfg.get("val_set_size") if split == "train" else 0, per_step)
         pairs: dict[str, list[tuple[str, str]]] = {}
         for i in range(total):  # chosen: the reference; rejected: another dialogue's summary
@@ -203,7 +208,8 @@ def rehearsal_deepspeed(cfg: dict[str, Any], recipe: Path, deepspeed: str | None
         if recipe_value:
             changes.append(Change.of("deepspeed", recipe_value, REMOVE, f"--deepspeed {NO_DEEPSPEED}: DDP"))
         return None
-    ds = json.loads(find_deepspeed(str(source), recipe).read_text(encoding="utf-8"))
+    label = "--deepspeed" if deepspeed is not None else f"the deepspeed of {recipe}"
+    ds = json.loads(find_deepspeed(str(source), label).read_text(encoding="utf-8"))
     precision = []
     for section in ("bf16", "fp16"):
         if (ds.get(section) or {}).get("enabled") is True:
@@ -218,49 +224,75 @@ def rehearsal_deepspeed(cfg: dict[str, Any], recipe: Path, deepspeed: str | None
     return int((ds.get("zero_optimization") or {}).get("stage", 0))
 
 
-def plan(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str | None = None,
-         base_model: Path | None = None, workdir: Path | None = None, max_steps: int = 2) -> Plan:
-    """Derive the rehearsal's config from ``recipe`` and write it, with its data (and model, unless
+def prepare(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str | None = None,
+            base_model: Path | None = None, workdir: Path | None = None, max_steps: int = 2) -> Plan:
+    """Derive the rehearsal's config from ``recipe`` and write it, with its data (and the tiny model, unless
     ``base_model``), into ``workdir``."""
-    from common.paths import MAKES_BASE_MODEL, require_local
-
     if processes < 1 or max_steps < 1:
         raise UserError(f"--processes and --max-steps must be ≥ 1 (got {processes}, {max_steps})")
     cfg = copy.deepcopy(load_recipe(recipe))
     if cfg.get("fsdp") or cfg.get("fsdp_config"):
         raise UserError(f"{recipe}: FSDP is not rehearsed (tools rehearse runs DDP and DeepSpeed)")
     workdir = Path(workdir or default_workdir(recipe, processes, deepspeed)).resolve()
-    tiny = base_model is None
-    if tiny:
-        from exaone.tiny import build_tiny_model
-
-        base_model = workdir / "model"
-        if not (base_model / "config.json").is_file():
-            build_tiny_model(base_model)
-    else:
-        require_local(base_model, "--base-model", MAKES_BASE_MODEL + ", `tools build-tiny-model` a tiny one")
-    base_model = Path(base_model).resolve()
-
-    changes = []
+    rehearsal = Plan(recipe, processes, workdir, rehearsal_model(base_model, workdir), cfg, None)
+    changes = rehearsal.changes
     for overlay in (GPU_ONLY, LOCAL_ONLY):
         before = {key: cfg.get(key) for key in overlay}
         for key in apply_overlay(cfg, {key: value for key, (value, _) in overlay.items()}):
             changes.append(Change.of(key, before[key], cfg.get(key, REMOVE), overlay[key][1]))
-    zero_stage = rehearsal_deepspeed(cfg, recipe, deepspeed, workdir, changes)
-    if cfg.get("load_in_4bit") and zero_stage == 3:
+    rehearsal.zero_stage = rehearsal_deepspeed(cfg, recipe, deepspeed, workdir, changes)
+    if cfg.get("load_in_4bit") and rehearsal.zero_stage == 3:
         raise UserError(f"{recipe}: a 4-bit base under ZeRO-3 is not rehearsed on CPU: ZeRO-3 gathers its bf16-stored "
                         "4-bit weights together with the fp32 ones, which gloo refuses (on GPUs both are bf16); "
                         "rehearse it with --deepspeed none or deepspeed_configs/zero2.json")
 
-    rows, longest = sample_rows(cfg, recipe, base_model, processes)
+    rows, longest = sample_rows(cfg, recipe, rehearsal.base_model, processes)
     train_rows = len(rows["train"]) - held_out(cfg.get("val_set_size"), len(rows["train"]))
     if processes > train_rows:
         raise UserError(f"--processes {processes}: the sample data gives {train_rows} training rows, one per "
                         f"process at most")
+    resize(rehearsal, longest, max_steps)
+    data = workdir / "data"
+    for split, found in rows.items():
+        write_jsonl(data / f"{split}.jsonl", found)
+    cfg["datasets"][0]["path"] = str(data / "train.jsonl")
+    if "dev" in rows:
+        cfg["test_datasets"][0]["path"] = str(data / "dev.jsonl")
+    cfg.update(base_model=str(rehearsal.base_model), output_dir=str(rehearsal.output_dir),
+               dataset_prepared_path=str(workdir / "prepared"))
+    model = "the tiny model" if base_model is None else str(rehearsal.base_model)
+    changes.append(Change("base_model, datasets, output_dir, dataset_prepared_path", "the recipe's",
+                          f"under {workdir}", f"{model}, {len(rows['train'])} rows from the sample data"))
+    cfg["plugins"] = [*cfg.get("plugins", []), PROBE]
+    changes.append(Change("plugins", "the recipe's", f"+ {PROBE}",
+                          "in each rank: the CPU multi-process workarounds, and a record of what the rank saw"))
+    write_config(cfg, rehearsal.config_path, recipe=recipe,
+                 purpose="`tools rehearse` for a multi-process run on CPU (workflow/rehearse.py)")
+    return rehearsal
+
+
+def rehearsal_model(base_model: Path | None, workdir: Path) -> Path:
+    """``base_model`` (which must exist), else the tiny EXAONE 3.0 model in ``workdir/model``, built once."""
+    from common.paths import MAKES_BASE_MODEL, require_local
+
+    if base_model is not None:
+        require_local(base_model, "--base-model", MAKES_BASE_MODEL + ", `tools build-tiny-model` a tiny one")
+        return Path(base_model).resolve()
+    from exaone.tiny import build_tiny_model
+
+    if not (workdir / "model" / "config.json").is_file():
+        build_tiny_model(workdir / "model")
+    return workdir / "model"
+
+
+def resize(rehearsal: Plan, longest: int | None, max_steps: int) -> None:
+    """The rehearsal's size: packed rows that hold the longest sample row, LoRA dropout off, the global batch of
+    :data:`DEFAULT_PROCESSES` in one process, a few steps with a loss each, no preprocessing pool."""
+    cfg = rehearsal.config
 
     def change(key: str, value: Any, why: str) -> None:
         if cfg.get(key) != value:
-            changes.append(Change.of(key, cfg.get(key), value, why))
+            rehearsal.changes.append(Change.of(key, cfg.get(key), value, why))
             cfg[key] = value
 
     if cfg.get("sample_packing") and longest:
@@ -268,30 +300,12 @@ def plan(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str | N
                f"the longest sample row is {longest} tokens: one row per packed row, so every process gets rows")
     if cfg.get("adapter"):
         change("lora_dropout", 0.0, "each rank draws its own dropout masks: no step-by-step comparison otherwise")
-    if processes == 1:
+    if rehearsal.processes == 1:
         change("gradient_accumulation_steps", cfg.get("gradient_accumulation_steps", 1) * DEFAULT_PROCESSES,
                f"one process carries the global batch of {DEFAULT_PROCESSES}: the two compare step by step")
     change("max_steps", max_steps, "a rehearsal: a few optimizer steps")
     change("logging_steps", 1, "a loss per optimizer step")
-
-    data = workdir / "data"
-    cfg["datasets"][0]["path"] = str(data / "train.jsonl")
-    if "dev" in rows:
-        cfg["test_datasets"][0]["path"] = str(data / "dev.jsonl")
-    for split, found in rows.items():
-        write_jsonl(data / f"{split}.jsonl", found)
-    for key, value in (("base_model", str(base_model)), ("output_dir", str(workdir / "output")),
-                       ("dataset_prepared_path", str(workdir / "prepared"))):
-        cfg[key] = value
-    changes.append(Change("base_model, datasets, output_dir, dataset_prepared_path", "the recipe's",
-                          f"under {workdir}", f"{'the tiny model' if tiny else base_model}, {len(rows['train'])} "
-                                              "rows from the sample data"))
-    cfg["plugins"] = [*cfg.get("plugins", []), PROBE]
-    changes.append(Change("plugins", "the recipe's", f"+ {PROBE}",
-                          "in each rank: the CPU multi-process workarounds, and a record of what the rank saw"))
-    result = Plan(recipe, processes, workdir, base_model, cfg, zero_stage, changes)
-    write_config(cfg, result.config_path, recipe=recipe, purpose="`tools rehearse` for a multi-process run on CPU (workflow/rehearse.py)")
-    return result
+    change("dataset_num_proc", 1, "a few sample rows: no worker pool to start (preprocessing only)")
 
 
 def run_env(plan: Plan) -> dict[str, str]:
@@ -379,7 +393,7 @@ def record(plan: Plan, ranks: list[dict[str, Any]], found: list[Check], seconds:
         "mode": plan.mode,
         "deepspeed": plan.config.get("deepspeed"),
         "zero_stage": plan.zero_stage,
-        "command": " ".join(["torchrun", *plan.torchrun_arguments()]),
+        "command": plan.shown_command(),
         "changes": [change.line() for change in plan.changes],
         "ranks": ranks,
         "steps": first["steps"],
@@ -388,6 +402,13 @@ def record(plan: Plan, ranks: list[dict[str, Any]], found: list[Check], seconds:
         "details": {check.name: check.detail for check in found},
         "wall_seconds": round(seconds, 1),
     }
+
+
+def require_passed(found: list[Check], record_file: Path) -> None:
+    """Raise, naming every failed check, unless all passed."""
+    failed = [check.name for check in found if not check.ok]
+    if failed:
+        raise RehearsalFailed(f"rehearsal failed: {'; '.join(failed)} (see {record_file})")
 
 
 def checks_table(found: list[Check]) -> str:

@@ -72,7 +72,8 @@ def losses_check(losses: Sequence[float], steps: int) -> Check:
     return Check("a finite loss at every step", ok, " ".join(f"{loss:.6f}" for loss in losses) or "no loss logged")
 
 
-def tensor_shapes(folder: Path, weights: Sequence[str] = (SAFETENSORS, SAFETENSORS_INDEX)) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(folder: Path,
+                  weights: Sequence[str] = (SAFETENSORS, SAFETENSORS_INDEX)) -> dict[str, tuple[int, ...]]:
     """Name → shape of every tensor of the safetensors checkpoint in ``folder`` (one file, or sharded with an
     index), read from the headers only."""
     from safetensors import safe_open
