@@ -295,9 +295,39 @@ def test_a_4bit_base_under_zero3_is_refused_naming_what_to_rehearse_instead(tiny
     assert "not rehearsed on CPU" in error and "--deepspeed none or deepspeed_configs/zero2.json" in error
 
 
+def test_one_process_under_deepspeed_is_refused_naming_ddp(tiny_model, tmp_path):
+    error = one_line_error(tools_cli("rehearse", RECIPES / "exaone_sft.yml", "--processes", 1,
+                                     "--base-model", tiny_model, "--output-dir", tmp_path))
+    assert "--processes 1 under DeepSpeed" in error and "add --deepspeed none" in error
+
+
 def test_an_fsdp_recipe_is_refused(tmp_path):
     recipe = yaml.safe_load((RECIPES / "exaone_sft.yml").read_text(encoding="utf-8"))
     recipe.pop("deepspeed")
     path = tmp_path / "fsdp.yml"
     path.write_text(yaml.safe_dump({**recipe, "fsdp_version": 2, "fsdp_config": {"offload_params": False}}))
     assert "FSDP is not rehearsed" in one_line_error(tools_cli("rehearse", path, "--output-dir", tmp_path / "out"))
+
+
+def processes_running(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain ``text``."""
+    from pathlib import Path
+
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if text in command:
+            found.append(command)
+    return found
+
+
+def test_a_run_past_its_timeout_is_stopped_as_a_hang_with_every_rank(tiny_model, tmp_path):
+    from workflow.rehearse import launch
+
+    rehearsal = prepare(RECIPES / "exaone_lora.yml", base_model=tiny_model, workdir=tmp_path)
+    with pytest.raises(RehearsalFailed, match="did not end within 8 s"):
+        launch(rehearsal, timeout=8)  # the ranks are still importing Axolotl
+    assert processes_running(str(rehearsal.config_path)) == []  # torchrun and both ranks are gone

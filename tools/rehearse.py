@@ -16,7 +16,8 @@ from workflow.rehearse import DEFAULT_PROCESSES, NO_DEEPSPEED, launch, prepare
 @click.option("--processes", default=library_default(prepare, "processes"), show_default=True,
               type=click.IntRange(min=1),
               help="Processes, as GPUs on the real machine. 1 keeps the global batch of the default "
-                   f"{DEFAULT_PROCESSES} (gradient accumulation × {DEFAULT_PROCESSES}): the two compare step by step.")
+                   f"{DEFAULT_PROCESSES} (gradient accumulation × {DEFAULT_PROCESSES}): the two compare step by step "
+                   f"(under DeepSpeed: with --deepspeed {NO_DEEPSPEED}).")
 @click.option("--deepspeed", default=None, metavar="CONFIG|none",
               help=f"DeepSpeed JSON instead of the recipe's; `{NO_DEEPSPEED}`: DDP  [default: the recipe's]")
 @click.option("--base-model", default=None, type=click.Path(file_okay=False, path_type=Path),

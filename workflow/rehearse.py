@@ -31,7 +31,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -241,6 +240,10 @@ def prepare(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str 
         for key in apply_overlay(cfg, {key: value for key, (value, _) in overlay.items()}):
             changes.append(Change.of(key, before[key], cfg.get(key, REMOVE), overlay[key][1]))
     rehearsal.zero_stage = rehearsal_deepspeed(cfg, recipe, deepspeed, workdir, changes)
+    if processes == 1 and rehearsal.zero_stage is not None:
+        raise UserError("--processes 1 under DeepSpeed is not rehearsed on CPU: in one process Axolotl starts "
+                        "DeepSpeed's process group with NCCL (axolotl/utils/trainer.py:635), which needs a GPU; "
+                        f"add --deepspeed {NO_DEEPSPEED} (ZeRO trains the same steps as DDP: docs/rehearse.md)")
     if cfg.get("load_in_4bit") and rehearsal.zero_stage == 3:
         raise UserError(f"{recipe}: a 4-bit base under ZeRO-3 is not rehearsed on CPU: ZeRO-3 gathers its bf16-stored "
                         "4-bit weights together with the fp32 ones, which gloo refuses (on GPUs both are bf16); "
@@ -331,16 +334,14 @@ def launch(plan: Plan, timeout: float = 900) -> float:
         shutil.rmtree(stale, ignore_errors=True)
     start = time.perf_counter()
     with open(plan.log, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(plan.command(), env=run_env(plan), stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(plan.command(), env=run_env(plan), stdout=log, stderr=subprocess.STDOUT)
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            stop(process)
             code = None
-        except BaseException:
-            os.killpg(process.pid, signal.SIGKILL)
+        except BaseException:  # Ctrl-C, SIGTERM: no rank left behind
+            stop(process)
             raise
     if code != 0:
         import click
@@ -352,6 +353,17 @@ def launch(plan: Plan, timeout: float = 900) -> float:
         raise RehearsalFailed(f"the {plan.processes}-process run {what}{f': {error}' if error else ''} (its last "
                               f"lines are above; the whole log: {plan.log})")
     return time.perf_counter() - start
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop torchrun the way that lets it stop its ranks (SIGTERM: they run in sessions of their own); kill it if
+    it has not ended within a minute."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def first_error(log: Path) -> str | None:
