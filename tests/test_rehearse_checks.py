@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO, one_line_error, random_lora, tools_cli
-from workflow.cpu_overlay import GPU_ONLY, REMOVE
+from workflow.cpu_overlay import GPU_ONLY
 from workflow.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
 from workflow.rehearse_checks import (
     adapter_check,
@@ -311,8 +312,6 @@ def test_an_fsdp_recipe_is_refused(tmp_path):
 
 def processes_running(text: str) -> list[str]:
     """The command lines of this machine's processes that contain ``text``."""
-    from pathlib import Path
-
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
