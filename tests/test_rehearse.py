@@ -31,6 +31,7 @@ def assert_rehearsed(record: dict, processes: int, stage: int | None) -> None:
         assert rank["world_size"] == processes and rank["backend"] == "gloo", rank
         assert rank["distributed_type"] == ("MULTI_CPU" if stage is None else "DEEPSPEED"), rank
         assert rank["zero_stage"] == stage and rank["batches"] > 0, rank
+        assert rank["average_tokens_across_devices"] is True, rank  # the recipes' MultiGpuGuard took effect
     assert record["zero_stage"] == stage
     assert record["steps"] == 2 and len(record["losses"]) == 2
     assert record["checks"] and all(record["checks"].values()), record["details"]

@@ -142,7 +142,7 @@ class RehearsalProbe(BasePlugin):
 
 def rank_view(trainer) -> dict[str, Any]:
     """What this process sees of the run: its rank, the process group's size and backend, the trainer's
-    distributed mode and, under DeepSpeed, the ZeRO stage its engine runs at."""
+    distributed mode and token averaging and, under DeepSpeed, the ZeRO stage its engine runs at."""
     import torch.distributed as dist
 
     grouped = dist.is_available() and dist.is_initialized()
@@ -154,6 +154,7 @@ def rank_view(trainer) -> dict[str, Any]:
         "distributed_type": str(trainer.accelerator.state.distributed_type.value),
         "zero_stage": engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else None,
         "model": type(engine).__name__,
+        "average_tokens_across_devices": trainer.args.average_tokens_across_devices,  # MultiGpuGuard's, as it ran
     }
 
 
