@@ -4,7 +4,7 @@
 CPU. Stock Axolotl, accelerate and DeepSpeed assume a GPU at four places; :func:`apply` replaces each, in the
 process it is called in (each rank calls it from the rehearsal's Axolotl plugin, before Axolotl reads the
 config), and only where :func:`needed` says so: several processes and no GPU. On a GPU machine, or in a single
-process, it changes nothing. Measured facts behind each: ../shared/notes/multiprocess-on-cpu.md.
+process, it changes nothing. What each one answers, measured: docs/rehearse.md.
 """
 
 from __future__ import annotations
