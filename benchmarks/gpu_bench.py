@@ -18,7 +18,7 @@ timeout (``failed: …`` / ``timeout: …`` / ``skipped: …``) without losing t
    (``generation.loader.load_engine(..., backend="vllm")``) too when installed: it needs weights on disk, so
    that phase saves the random model to a temporary directory and runs in a child process with a hard timeout.
 2. training — one packed 4096-token row per step as ``recipes/exaone_lora.yml`` trains: PEFT LoRA r16/α32 on
-   every linear layer, non-reentrant gradient checkpointing, bf16, flash_attention_2 when flash-attn is
+   every linear layer, reentrant gradient checkpointing, bf16, flash_attention_2 when flash-attn is
    installed (else sdpa), dialogues packed with position_ids restarting per dialogue (Axolotl's own packing
    collator when Axolotl is installed); then a full fine-tune step (AdamW) of the EXAONE 3.5 2.4B shape.
 3. ``DIR/gpu_bench.json`` (``device``, ``versions``, ``settings``, ``generation``, ``training``, ``phases``)

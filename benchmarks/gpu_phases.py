@@ -574,15 +574,18 @@ def to_batches(rows: list[PackedRow], seq_len: int) -> tuple[list[dict[str, Any]
 
 def train_phase(model, shape, rows: list[PackedRow], packed: tuple[list, str], profile, clock: Clock, case: Case,
                 device: str, dtype, peak: float | None, *, lora: bool, seed: int = 0) -> None:
-    """Training steps on one packed row each, with non-reentrant gradient checkpointing and AdamW: with ``lora``,
+    """Training steps on one packed row each, with gradient checkpointing and AdamW: with ``lora``,
     ``recipes/exaone_lora.yml``'s PEFT LoRA on every linear layer of ``model``; else a full fine-tune of a new
     model of ``shape`` (every weight trained, in ``dtype`` as the recipes load it). Warm-up steps, then measured
-    steps, ``case`` updated after every measured step."""
+    steps, ``case`` updated after every measured step. Checkpointing is as the recipe the step mirrors: reentrant
+    with LoRA (``exaone_lora.yml``: LoRA + ZeRO-3 fails non-reentrant, docs/rehearse.md), non-reentrant for the
+    full fine-tune (``exaone_sft.yml``)."""
     import torch
 
+    reentrant = lora
     attention, attention_note = training_attention(device)
     case.update(attention=attention_note, dtype=str(dtype).replace("torch.", ""), params=shape.params,
-                gradient_checkpointing="non-reentrant", seq_len=profile.seq_len,
+                gradient_checkpointing="reentrant" if reentrant else "non-reentrant", seq_len=profile.seq_len,
                 optimizer="AdamW (fused)" if device.startswith("cuda") else "AdamW",
                 dialogues_per_row=round(sum(len(row.segments) for row in rows) / len(rows), 2))
     if lora:
@@ -593,7 +596,7 @@ def train_phase(model, shape, rows: list[PackedRow], packed: tuple[list, str], p
         reset_peak(device)
         model = build_model(shape, device, dtype, attention, seed)
     model.config.use_cache = False
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     if lora:
         model = get_peft_model(model, LoraConfig(r=profile.lora_rank, lora_alpha=profile.lora_alpha,
                                                  lora_dropout=profile.lora_dropout, target_modules="all-linear",

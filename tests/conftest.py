@@ -35,10 +35,16 @@ TEST = FIXTURES / "일상대화요약_test.json"
 
 def pytest_collection_modifyitems(config, items):
     """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why.
+    `rehearse_matrix` tests (every recipe rehearsed in every mode: CI's own leg) run only when `-m` names them.
     Under pytest-xdist (`make test`), the `axolotl` tests are collected first: the scheduler then hands the
     long ones out at the start instead of leaving one for the end, when the other worker has nothing left."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: item.get_closest_marker("axolotl") is None)  # stable: otherwise as collected
+    if "rehearse_matrix" not in (config.option.markexpr or ""):
+        skip = pytest.mark.skip(reason="the whole rehearsal matrix runs with -m rehearse_matrix (CI)")
+        for item in items:
+            if item.get_closest_marker("rehearse_matrix"):
+                item.add_marker(skip)
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_tests:
         return
@@ -87,6 +93,34 @@ def run_once(tmp_path_factory):
         return result
 
     return once
+
+
+# `tools rehearse --deepspeed` of each mode the rehearsals run in (tests/test_rehearse.py, tests/test_recipes.py).
+REHEARSAL_MODES = {"ddp": "none", "zero2": str(REPO / "deepspeed_configs" / "zero2.json"),
+                   "zero3": str(REPO / "deepspeed_configs" / "zero3_bf16.json")}
+
+
+@pytest.fixture(scope="session")
+def rehearsal(run_once, tiny_model):
+    """``rehearsal(recipe, mode, processes=2)``: `tools rehearse` of ``recipes/RECIPE`` in a mode of
+    :data:`REHEARSAL_MODES` on the tiny model, once per test run (:func:`run_once`) → its folder, its
+    ``rehearsal.json`` and the command's output. A failed rehearsal fails every test that needs it."""
+
+    def make(recipe: str, mode: str, processes: int, work: Path) -> dict:
+        result = tools_cli("rehearse", REPO / "recipes" / recipe, "--processes", processes,
+                           "--deepspeed", REHEARSAL_MODES[mode],
+                           "--base-model", tiny_model, "--output-dir", work)
+        if result.exit_code != 0:
+            return {"failure": f"tools rehearse {recipe} ({mode}, {processes} processes) failed:\n{result.output}"}
+        return {"work": str(work), "output": result.output}
+
+    def run(recipe: str, mode: str, processes: int = 2) -> tuple[Path, dict, str]:
+        found = run_once(f"rehearse-{Path(recipe).stem}-{mode}-{processes}p",
+                         lambda work: make(recipe, mode, processes, work))
+        work = Path(found["work"])
+        return work, json.loads((work / "rehearsal.json").read_text(encoding="utf-8")), found["output"]
+
+    return run
 
 
 @pytest.fixture(scope="session")

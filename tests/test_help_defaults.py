@@ -26,6 +26,7 @@ from generation.pipeline import InferenceOptions
 from generation.vllm import VLLMSettings
 from tools.cli import cli
 from workflow.comparison import write_report
+from workflow.rehearse import launch, prepare
 from workflow.selection import select_checkpoint
 
 
@@ -62,6 +63,8 @@ LIBRARY = {
     "build-tiny-model": {f"--{name.replace('_', '-')}": default(build_tiny_exaone, name)
                          for name in ("shape", "hidden_size", "num_layers", "seed")},
     "convert-exaone": {"--to": default(convert, "to")},
+    "rehearse": {"--processes": default(prepare, "processes"), "--max-steps": default(prepare, "max_steps"),
+                 "--timeout": default(launch, "timeout")},
 }
 # Defaults that exist only on the command line (no library function has one): listed, so a new option's default
 # is either compared above or placed here on purpose.

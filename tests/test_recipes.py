@@ -1,7 +1,7 @@
 """Every shipped recipe, accepted and trained by the real Axolotl on CPU; DeepSpeed configs parsed by DeepSpeed.
 
 Each recipe in ``recipes/`` goes through ``tools cpu-overlay`` (tiny EXAONE-shaped model, fixture data
-from ``tools build-sft-data``, the GPU-only keys of :data:`tools.cpu_overlay.CPU_OVERLAY` switched off,
+from ``tools build-sft-data``, the GPU-only keys of :data:`workflow.cpu_overlay.CPU_OVERLAY` switched off,
 ``max_steps`` 2) and then through Axolotl's own click CLI: ``axolotl preprocess CFG`` followed by
 ``axolotl train CFG --launcher python``. Both commands run in one subprocess (workflow/axolotl_cli.py: the same
 ``cli`` object the ``axolotl`` console script calls) to pay Axolotl's start-up once per recipe instead of twice.
@@ -10,6 +10,8 @@ A recipe that a documented CPU block already trains (the pipeline's docs/recipes
 docs/development.md: ``exaone_qlora``) is not trained a second time: its tests inspect that run, made by the
 blocks as written (tests/doc_blocks.py), which is the same `tools cpu-overlay` + `axolotl preprocess` +
 `axolotl train`.
+The full fine-tune's tests inspect its `tools rehearse` run instead (2 processes, the recipe's own DeepSpeed ZeRO-3:
+the same data, checkpoints and dev loss, run as on GPUs), made once for tests/test_rehearse.py too.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ SHIPPED_RECIPES = ["exaone_dpo.yml", "exaone_lora.yml", "exaone_qlora.yml", "exa
 SHIPPED_DEEPSPEED = ["zero2.json", "zero3_bf16.json", "zero3_bf16_offload.json"]
 RECIPE_FILES = sorted(RECIPES.glob("*.yml"))
 TRAINED_BY_DOCS = trained_by_docs()  # recipe file name → (documentation session, the CPU config it trains)
+REHEARSED = {"exaone_sft.yml": "zero3"}  # recipe → the `tools rehearse` mode whose run its tests inspect
 # The recipes trained here come first (and the EXAONE 4.0 run before them): on the other pytest-xdist worker the
 # documentation's runs may still be going.
-RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: path.name in TRAINED_BY_DOCS)
+RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: path.name in TRAINED_BY_DOCS | REHEARSED.keys())
 DEEPSPEED_FILES = sorted(DEEPSPEED.glob("*.json"))
 
 _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear",
@@ -58,13 +61,17 @@ _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear"
 IN_STEP = {
     ("exaone_lora.yml", "exaone_qlora.yml"): {"adapter", "load_in_4bit", "output_dir"},
     ("exaone_lora.yml", "exaone_sft.yml"): _LORA | {"gradient_accumulation_steps", "learning_rate", "deepspeed",
-                                                     "output_dir", "save_only_model"},
+                                                     "output_dir", "save_only_model",
+                                                     # reentrant for frozen weights under ZeRO-3 (transformers#47254)
+                                                     "gradient_checkpointing_kwargs"},
     ("exaone_lora.yml", "exaone_dpo.yml"): {
         "base_model", "rl", "rl_beta", "datasets", "test_datasets", "val_set_size", "output_dir",
         "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "num_epochs", "learning_rate",
         "eval_strategy", "evals_per_epoch",
         # Axolotl keeps its fused LoRA kernels off for RL trainers; DPO needs the logits, not a fused loss
         "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "liger_fused_linear_cross_entropy",
+        # reentrant checkpointing: LoRA SFT needs it under ZeRO-3, DPO fails with it under DDP (docs/rehearse.md)
+        "gradient_checkpointing_kwargs",
     },
 }
 CONVERTED_BASE = "models/EXAONE-3.0-7.8B-Instruct-llama"  # `tools convert-exaone` of the hub model
@@ -194,10 +201,15 @@ def axolotl_run(tiny_model, sft_data, dpo_data, run_once):
 
 
 @pytest.fixture(scope="session")
-def recipe_run(axolotl_run, doc_session):
-    """The real Axolotl run of a shipped recipe: the documentation's, where a CPU block trains it, else its own."""
+def recipe_run(axolotl_run, doc_session, rehearsal):
+    """The real Axolotl run of a shipped recipe: the documentation's, where a CPU block trains it; for the full
+    fine-tune, its 2-process ZeRO-3 rehearsal (tests/test_rehearse.py: the recipe as written, DeepSpeed included);
+    else its own."""
 
     def run(recipe_path: Path) -> Run:
+        if recipe_path.name in REHEARSED:
+            work, _, _ = rehearsal(recipe_path.name, REHEARSED[recipe_path.name])
+            return Run.of(f"{recipe_path.name} (tools rehearse)", recipe_path, work / "config.yml")
         if recipe_path.name not in TRAINED_BY_DOCS:
             return axolotl_run(recipe_path)
         session, config = TRAINED_BY_DOCS[recipe_path.name]
@@ -373,10 +385,15 @@ def test_recipe_wiring(recipe_path):
     assert recipe["output_dir"] == "outputs/" + recipe_path.stem.replace("_", "-")
     assert recipe["chat_template"] == "exaone" and recipe["eot_tokens"] == [ENDOFTURN]
     assert "trust_remote_code" not in recipe and recipe["bf16"] is True  # converted EXAONE 3.x: native Llama
-    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "workflow.axolotl_plugins.AdapterOnlyOutput"]
+    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "workflow.axolotl_plugins.AdapterOnlyOutput",
+                                 "workflow.axolotl_plugins.MultiGpuGuard"]
     assert LIGER <= set(recipe)
     assert recipe["attn_implementation"] == "flash_attention_2" and "flash_attention" not in recipe
     assert recipe["gradient_checkpointing"] is True
+    # Found by `tools rehearse` (docs/rehearse.md): LoRA SFT's frozen weights fail non-reentrant checkpointing under
+    # ZeRO-3; DPO fails reentrant under DDP (and TRL itself switches to reentrant under ZeRO-3)
+    reentrant = bool(recipe.get("adapter")) and not recipe.get("rl")
+    assert recipe["gradient_checkpointing_kwargs"] == {"use_reentrant": reentrant}
     if recipe.get("deepspeed"):
         assert (REPO / recipe["deepspeed"]).is_file(), recipe["deepspeed"]
     (dataset,) = recipe["datasets"]

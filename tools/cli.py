@@ -23,6 +23,7 @@ from tools.cpu_overlay import cpu_overlay
 from tools.demo import demo
 from tools.infer import infer
 from tools.options import FINAL_OUTPUT
+from tools.rehearse import rehearse
 from tools.rerank import rerank
 from tools.score import score
 from tools.select_checkpoint import select_checkpoint
@@ -81,7 +82,7 @@ def cli():
 
 
 for command in (build_sft_data, build_dpo_data, build_synthetic_data, build_tiny_model_command, compare, convert_exaone,
-                cpu_overlay, demo, infer, rerank, score, select_checkpoint, versions):
+                cpu_overlay, demo, infer, rehearse, rerank, score, select_checkpoint, versions):
     cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

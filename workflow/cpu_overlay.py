@@ -3,8 +3,8 @@
 Tests and `tools demo` run every recipe in ``recipes/`` through Axolotl on a CPU with a tiny model. The
 recipe is used as it is except for:
 
-- :data:`CPU_OVERLAY` — the one list of what is GPU-only (or hub/tracking-only) in a recipe, with the
-  reason for each key; and
+- :data:`CPU_OVERLAY` — what is GPU-only (:data:`GPU_ONLY`, shared with `tools rehearse`), hub/tracking-only
+  (:data:`LOCAL_ONLY`) or too big for a smoke run in a recipe, with the reason for each key; and
 - the run-specific values :func:`overlay_config` fills in: ``base_model``, the dataset paths,
   ``output_dir``, ``dataset_prepared_path``, ``max_steps`` and a save/eval cadence of ``max_steps`` (or ``save_every``)
   so that a checkpoint is always written. Evaluation runs on ``--eval-data`` when given (it replaces
@@ -24,25 +24,40 @@ from common.paths import local_or_hub
 
 REMOVE = object()  # sentinel: drop the key from the derived config
 
-# What a CPU cannot run. Every other key of a recipe is kept as it is.
+# What a CPU cannot run, and why: switched off by every CPU run of a recipe (`tools cpu-overlay`, `tools rehearse`).
+GPU_ONLY: dict[str, tuple[Any, str]] = {
+    "flash_attention": (REMOVE, "legacy spelling of attn_implementation: flash_attention_2 (both is an error)"),
+    "attn_implementation": ("sdpa", "flash-attn needs CUDA; sdpa still keeps packed samples apart"),
+    "bf16": (False, "Axolotl rejects bf16 AMP without a bf16-capable GPU"),
+    "fp16": (False, "AMP needs a GPU"),
+    "tf32": (False, "a CUDA matmul setting"),
+    "lora_mlp_kernel": (False, "Axolotl's fused LoRA kernels are Triton/CUDA only"),
+    "lora_qkv_kernel": (False, "Axolotl's fused LoRA kernels are Triton/CUDA only"),
+    "lora_o_kernel": (False, "Axolotl's fused LoRA kernels are Triton/CUDA only"),
+    "lora_embedding_kernel": (False, "Axolotl's fused LoRA kernels are Triton/CUDA only"),
+    "liger_rope": (False, "Liger's kernels are Triton/CUDA only (the plugin itself loads on CPU)"),
+    "liger_rms_norm": (False, "Liger's kernels are Triton/CUDA only"),
+    "liger_glu_activation": (False, "Liger's kernels are Triton/CUDA only"),
+    "liger_fused_linear_cross_entropy": (False, "Liger's kernels are Triton/CUDA only"),
+}
+# What a local run on the tiny model does without: tracking, hub pushes, hub revisions.
+LOCAL_ONLY: dict[str, tuple[Any, str]] = {
+    "wandb_project": (REMOVE, "no tracking from a CPU run"),
+    "wandb_entity": (REMOVE, "no tracking from a CPU run"),
+    "wandb_name": (REMOVE, "no tracking from a CPU run"),
+    "use_wandb": (REMOVE, "no tracking from a CPU run"),
+    "hub_model_id": (REMOVE, "no hub pushes from a CPU run"),
+    "push_dataset_to_hub": (REMOVE, "no hub pushes from a CPU run"),
+    "revision_of_model": (REMOVE, "the local tiny model has no hub revisions"),
+}
+
+# The smoke run of `tools cpu-overlay`: the above, one process, a few steps. Every other key of a recipe is kept.
 CPU_OVERLAY: dict[str, Any] = {
-    "flash_attention": REMOVE,       # legacy spelling of attn_implementation: flash_attention_2 (both is an error)
-    "attn_implementation": "sdpa",   # flash-attn needs CUDA; sdpa still keeps packed samples apart
-    "bf16": False,                   # Axolotl rejects bf16 AMP without a bf16-capable GPU
-    "fp16": False,
-    "tf32": False,                   # a CUDA matmul setting
-    "deepspeed": REMOVE,             # DeepSpeed's NCCL backend is hard-wired: no CPU training
+    **{key: value for key, (value, _) in (GPU_ONLY | LOCAL_ONLY).items()},
+    "deepspeed": REMOVE,             # one process: `tools rehearse` runs DeepSpeed with several
     "fsdp": REMOVE,                  # FSDP needs torch.distributed with CUDA
     "fsdp_config": REMOVE,
     "fsdp_version": REMOVE,
-    "lora_mlp_kernel": False,        # Axolotl's fused LoRA kernels are Triton/CUDA only
-    "lora_qkv_kernel": False,
-    "lora_o_kernel": False,
-    "lora_embedding_kernel": False,
-    "liger_rope": False,             # Liger's kernels are Triton/CUDA only (the plugin itself loads on CPU)
-    "liger_rms_norm": False,
-    "liger_glu_activation": False,
-    "liger_fused_linear_cross_entropy": False,
     "torch_compile": REMOVE,         # compile time would dwarf a 2-step run
     "pad_to_sequence_len": False,    # fixed shapes keep CUDA memory from fragmenting; on CPU they only add tokens
     "dataset_num_proc": 1,           # no worker pool for a handful of rows
@@ -53,14 +68,22 @@ CPU_OVERLAY: dict[str, Any] = {
     "logging_steps": 1,
     "evals_per_epoch": REMOVE,       # replaced by the steps cadence
     "saves_per_epoch": REMOVE,
-    "wandb_project": REMOVE,         # no tracking, no hub pushes from a smoke run
-    "wandb_entity": REMOVE,
-    "wandb_name": REMOVE,
-    "use_wandb": REMOVE,
-    "hub_model_id": REMOVE,
-    "push_dataset_to_hub": REMOVE,
-    "revision_of_model": REMOVE,     # the local tiny model has no hub revisions
 }
+
+
+def apply_overlay(cfg: dict[str, Any], overlay: dict[str, Any]) -> list[str]:
+    """Set (or, for :data:`REMOVE`, drop) each key of ``overlay`` in ``cfg``, in place; returns the keys whose
+    value this changed (a key the recipe leaves unset or empty, dropped or switched off, is no change)."""
+    changed = []
+    for key, value in overlay.items():
+        before = cfg.get(key)
+        if value is REMOVE:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+        if before != cfg.get(key) and not (before in (None, False) and cfg.get(key) in (None, False)):
+            changed.append(key)
+    return changed
 
 
 class OverlayError(UserError):
@@ -130,11 +153,7 @@ def overlay_config(
     if not 1 <= save_every <= max_steps:
         raise OverlayError(f"--save-every {save_every} must be between 1 and --max-steps {max_steps}")
     cfg = copy.deepcopy(load_recipe(recipe_path))
-    for key, value in CPU_OVERLAY.items():
-        if value is REMOVE:
-            cfg.pop(key, None)
-        else:
-            cfg[key] = value
+    apply_overlay(cfg, CPU_OVERLAY)
 
     check_rows_fit(cfg["datasets"][0], train_data, "--train-data", recipe_path)
     if eval_data is not None:
@@ -165,12 +184,13 @@ def overlay_config(
     return cfg
 
 
-def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str) -> Path:
+def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str,
+                 purpose: str = "`tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py)") -> Path:
     import yaml
 
     from common.io import write_text
 
-    header = (f"# Derived from {recipe} by `tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py).\n"
+    header = (f"# Derived from {recipe} by {purpose}.\n"
               "# Not a recipe: edit the recipe, then re-run the command.\n")
     write_text(path, header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return Path(path)
