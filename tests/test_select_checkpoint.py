@@ -86,7 +86,7 @@ def test_a_rerun_regenerates_only_what_is_missing(lora_run):
     assert result.output.count("(predictions reused)") == 3
     assert load_json(lora_run / "selection.json") == before
     # Batching changes no output: other batches reuse every prediction.
-    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON, "--max-batch-tokens", 300,
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--input", DEV, *COMMON, "--max-batch-tokens", 300,
                        "--batch-size", 2)
     assert result.exit_code == 0 and result.output.count("(predictions reused)") == 4, result.output
     # Other decoding settings make every stored prediction stale.

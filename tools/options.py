@@ -95,62 +95,16 @@ def prompt_budget_option(default: str = "no limit") -> Callable[[F], F]:
     )
 
 
-class RenamedOption(click.Option):
-    """An option with names ``--help`` and error messages do not show: ``old_names`` still work, for one release,
-    with a note saying the new name; ``aliases`` work silently and stay."""
-
-    def __init__(self, *args, old_names: tuple[str, ...] = (), aliases: tuple[str, ...] = (), **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.old_names, self.unlisted = old_names, (*old_names, *aliases)
-
-    def _new_names(self) -> list[str]:
-        return [name for name in self.opts if name not in self.unlisted]
-
-    def get_help_record(self, ctx):
-        all_names, self.opts = self.opts, self._new_names()
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = all_names
-
-    def get_error_hint(self, ctx) -> str:
-        return " / ".join(f"'{name}'" for name in self._new_names())
-
-    def add_to_parser(self, parser, ctx) -> None:
-        all_names, self.opts = self.opts, self._new_names()
-        try:
-            super().add_to_parser(parser, ctx)
-        finally:
-            self.opts = all_names
-        for name in self.unlisted:  # parsed apart, so the note can name the spelling used
-            parser.add_option(obj=self, opts=[name], dest=f"{self.name} {name}",
-                              action="append" if self.multiple else "store", nargs=self.nargs)
-
-    def handle_parse_result(self, ctx, opts, args):
-        new = self._new_names()[0]
-        for name in self.unlisted:
-            if f"{self.name} {name}" not in opts:
-                continue
-            value = opts.pop(f"{self.name} {name}")
-            if self.name in opts and not self.multiple:
-                raise click.UsageError(f"{name} is another name of {new}: give only one of them", ctx)
-            opts[self.name] = [*opts.get(self.name, []), *value] if self.multiple else value
-            if name in self.old_names:
-                click.echo(f"note: {name} is now {new}; the old name goes in the next release", err=True)
-        return super().handle_parse_result(ctx, opts, args)
-
-
-TASK_FILE_OLD_NAMES = ("--data", "--dev")  # what build-dpo-data and select-checkpoint called it
-# What score called it, and compare does (the file with the reference summaries): accepted wherever the task file is.
-TASK_FILE_ALIASES = ("--references",)
+# The other name of --input, accepted wherever the task file is (what it is to `score` and `compare`: the file of
+# reference summaries).
+TASK_FILE_ALIAS = "--references"
 
 
 def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *,
                  required: bool = True, multiple: bool = False) -> Callable[[F], F]:
     """``--input``: the NIKL task file, in every command that reads one (``input_path``; ``input_paths`` with
-    ``multiple``). Its earlier names work too, for one release; ``--references`` stays."""
-    names = ("--input", *TASK_FILE_OLD_NAMES, *TASK_FILE_ALIASES, "input_paths" if multiple else "input_path")
-    return click.option(*names, cls=RenamedOption, old_names=TASK_FILE_OLD_NAMES, aliases=TASK_FILE_ALIASES,
+    ``multiple``); ``--references`` is its other name."""
+    return click.option("--input", TASK_FILE_ALIAS, "input_paths" if multiple else "input_path",
                         required=required, multiple=multiple, help=help_text,
                         type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
@@ -174,9 +128,8 @@ class OutputFolder(click.Path):
 
 
 def output_dir_option(help_text: str, siblings: tuple[str, ...] = ()) -> Callable[[F], F]:
-    """``--output-dir``: a folder to write (``--output`` is always a file); ``--output`` was its name before."""
-    return click.option("--output-dir", "--output", "output_dir", cls=RenamedOption, old_names=("--output",),
-                        required=True, type=OutputFolder(siblings), help=help_text)
+    """``--output-dir``: a folder to write (``--output`` is always a file)."""
+    return click.option("--output-dir", "output_dir", required=True, type=OutputFolder(siblings), help=help_text)
 
 
 def recipe_length_options(function: F) -> F:
