@@ -1,6 +1,7 @@
 """The README's code map is the import graph: every package has a floor, no library module imports from a package on
 a higher floor (so nothing climbs back up), library code never raises click errors, no two modules import each
-other (directly or around a loop), and neither the library nor a test imports the benchmarks."""
+other (directly or around a loop), the data commands never reach the CPU overlay, and neither the library nor a
+test imports the benchmarks."""
 
 from __future__ import annotations
 
@@ -73,12 +74,36 @@ def test_library_code_never_touches_the_click_layer_or_raises_click_errors():
         assert not any(imported.split(".")[0] == "tools" for imported, _ in module_imports(path)), path
 
 
-def test_no_import_loops():
+def import_graph() -> dict[str, set[str]]:
+    """module → the project modules it imports (inside functions too)."""
     graph = {name: set() for name in modules()}
     for name, path in modules().items():
         for imported, _ in module_imports(path):
             if imported in graph and imported != name:
                 graph[name].add(imported)
+    return graph
+
+
+def reachable(start: str, graph: dict[str, set[str]]) -> set[str]:
+    """Every module ``start`` may import, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_data_commands_never_import_the_cpu_overlay():
+    """Recipes are read in the data layer: building rows needs nothing of the CPU smoke-run module."""
+    graph = import_graph()
+    assert "workflow.cpu_overlay" in reachable("tools.cpu_overlay", graph)  # the walk finds it where it is used
+    for command in ("tools.build_sft_data", "tools.build_dpo_data"):
+        assert "workflow.cpu_overlay" not in reachable(command, graph), command
+
+
+def test_no_import_loops():
+    graph = import_graph()
     loops = []
 
     def visit(node: str, stack: list[str]) -> None:

@@ -19,7 +19,7 @@ from dataset_builders.prompt import PromptBuilder, question_text
 from generation.decoding import postprocess
 from generation.jobs import prepare_jobs
 from generation.runner import prompt_budget
-from workflow.recipes import length_rules
+from dataset_builders.recipe import length_rules
 
 SMALL_CONTEXT = 512
 
