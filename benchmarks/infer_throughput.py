@@ -56,8 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import one_torch_thread, tables  # noqa: E402
 from dataset_builders.synthetic import write_split  # noqa: E402
-from common.checkout import SAMPLE_DATA  # noqa: E402
-from dataset_builders.nikl import load_nikl  # noqa: E402
+from dataset_builders.nikl import load_nikl, sample_files  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
 from exaone.tiny import build_tiny_model  # noqa: E402
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit  # noqa: E402
@@ -87,8 +86,7 @@ CASES = (
 
 
 def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
-    base = [example for split in ("train", "dev", "test")
-            for example in load_nikl(SAMPLE_DATA / f"일상대화요약_{split}.json")]
+    base = [example for path in sample_files() for example in load_nikl(path)]
     return [dataclasses.replace(base[i % len(base)], id=f"bench-{i:03d}",
                                 conversation=base[i % len(base)].conversation * repeat)
             for i in range(count)]

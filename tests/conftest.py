@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from common.env import OFFLINE_ENV
+from dataset_builders.nikl import sample_files
 
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
 for key, value in OFFLINE_ENV.items():
@@ -27,10 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 # `--backend vllm` runs itself again in vLLM's own environment when it exists (`make install-vllm`); no test
 # does so by accident because a developer has built one (tests that want it set NIKL_VLLM_VENV themselves).
 os.environ["NIKL_VLLM_VENV"] = str(REPO / "tests" / "no-vllm-environment")
-FIXTURES = REPO / "tests" / "fixtures"
-TRAIN = FIXTURES / "일상대화요약_train.json"
-DEV = FIXTURES / "일상대화요약_dev.json"
-TEST = FIXTURES / "일상대화요약_test.json"
+TRAIN, DEV, TEST = sample_files()  # the sample files the library ships (dataset_builders/samples/)
 
 
 def pytest_collection_modifyitems(config, items):

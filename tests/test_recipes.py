@@ -128,7 +128,7 @@ def exaone4_model(tmp_path_factory) -> Path:
     import torch
     from transformers import Exaone4Config, Exaone4ForCausalLM
 
-    from common.checkout import sample_files
+    from dataset_builders.nikl import sample_files
     from exaone.tiny import build_tokenizer, corpus_from_nikl
 
     tokenizer = build_tokenizer(corpus_from_nikl(sample_files()))
