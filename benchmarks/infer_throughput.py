@@ -262,19 +262,23 @@ def thread_child(model: str, threads: str, repeats: int = 5) -> tuple[int, float
     """In a fresh process (the wait policy is read when torch loads): the default batching on the 64 fixture
     dialogues, ``repeats`` times after a warm-up; the threads used and the median seconds."""
     from common.devices import available_cpus, use_threads
+    from generation.checkpoints import resolve_checkpoint
     from generation.decoding import Decoding
     from generation.loader import load_engine
+    from generation.options import InferenceOptions
     from generation.runner import run_to_file
 
     chosen = use_threads(None if threads == "default" else available_cpus() if threads == "all" else int(threads))
-    engine = load_engine(model, Decoding(max_new_tokens=MAX_NEW_TOKENS), device="cpu")
+    options = InferenceOptions(device="cpu")  # the default batching
+    engine = load_engine(resolve_checkpoint(model), Decoding(max_new_tokens=MAX_NEW_TOKENS), options)
     builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
     examples = fixture_dialogues()
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(repeats + 1):
             start = time.perf_counter()
-            run_to_file(engine, examples, builder, Path(tmp) / "out.json", progress=False)
+            run_to_file(engine, examples, builder, Path(tmp) / "out.json", limit=options.batch_limit(engine.device),
+                        progress=False)
             if round_:  # the first is the warm-up
                 seconds.append(time.perf_counter() - start)
     return chosen, statistics.median(seconds)
@@ -338,10 +342,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
+    from generation.checkpoints import resolve_checkpoint
     from generation.decoding import Decoding
     from generation.hf import HFEngine
     from generation.jobs import prepare_jobs
     from generation.loader import load_engine
+    from generation.options import InferenceOptions
 
     args = parse_args(argv)
     cases = list(CASES) + [Case(f"--max-batch-tokens {budget}", BatchLimit(int(budget)))
@@ -349,7 +355,8 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
     rows = []
     with one_torch_thread(), tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        engine = load_engine(build_tiny_model(folder / "tiny"), Decoding(max_new_tokens=args.new_tokens), device="cpu")
+        engine = load_engine(resolve_checkpoint(build_tiny_model(folder / "tiny")), Decoding(max_new_tokens=args.new_tokens),
+                             InferenceOptions(device="cpu"))
         builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
         engine.generate(prepare_jobs(fixture_dialogues(2), builder, engine.tokenizer))  # warm-up
         sampler = HFEngine(engine.model, engine.tokenizer, Decoding(max_new_tokens=args.new_tokens,

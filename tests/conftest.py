@@ -152,6 +152,26 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
+PROJECT_PACKAGES = ("common", "dataset_builders", "eval", "exaone", "generation", "workflow", "tools")
+
+
+def count_calls(monkeypatch, function) -> list[tuple]:
+    """Count the calls of ``function`` — one of the project's own — from anywhere: it is wrapped in every project
+    module that holds it under its name (modules imported later take the wrapper from the one that defines it).
+    Returns the list each call appends its arguments to; the calls themselves run as before."""
+    calls: list[tuple] = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "").split(".")[0] in PROJECT_PACKAGES
+                and getattr(module, function.__name__, None) is function):
+            monkeypatch.setattr(module, function.__name__, counting)
+    return calls
+
+
 _OPENING: list[list[str]] = []  # the files opened while `opened_files()` is active (innermost last)
 
 

@@ -105,6 +105,16 @@ def test_the_data_commands_never_import_the_cpu_overlay():
         assert "workflow.cpu_overlay" not in reachable(command, graph), command
 
 
+def test_workflow_generates_through_the_one_entry():
+    """Checkpoint selection (and anything else above generation/ but the commands) generates through
+    generation.pipeline — one checkpoint resolution, one lock, one batch decision — not through its parts."""
+    reached = {f"{path.relative_to(REPO)}:{line} imports {name}" for module, path in modules().items()
+               if module.startswith("workflow") for name, line in module_imports(path)
+               if name.startswith("generation") and not name.startswith("generation.pipeline")}
+    assert not reached, "\n".join(sorted(reached))
+    assert any(name.startswith("generation.pipeline") for name, _ in module_imports(modules()["workflow.selection"]))
+
+
 def test_no_import_loops():
     graph = import_graph()
     loops = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from dataclasses import Field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,17 +13,13 @@ import click
 
 from common.devices import MAX_THREADS
 from common.errors import UserError
+from common.limits import MAX_ROWS, MAX_STEPS, MAX_TOKENS  # noqa: F401  (the commands import them from here)
 from dataset_builders.cleaning import RULES
 from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT, SYSTEM_PROMPTS
 from eval.registry import DEFAULT_METRIC, NAMES, lookup
 
 F = Callable[..., Any]
 
-# Upper bounds of the numeric options: far above any sensible value, far below what would crash or exhaust memory.
-MAX_TOKENS = 1 << 24          # a sequence: prompt, summary, context (the largest models today: ~10^6 positions)
-MAX_BATCH_TOKENS = 1 << 30    # one generate call's token budget
-MAX_ROWS = 1 << 16            # dialogues or pairs in one batch; candidates per dialogue; pairs per prompt
-MAX_STEPS = 10_000_000        # training steps
 SEED_RANGE = click.IntRange(0, 2**32 - 1)  # what every random generator here accepts (numpy's is the narrowest)
 THREADS = click.IntRange(1, MAX_THREADS)
 
@@ -144,9 +141,6 @@ def recipe_length_options(function: F) -> F:
     )(function)
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 def threads_option(function: F) -> F:
     return click.option(
         "--threads", type=THREADS, default=None,
@@ -196,56 +190,47 @@ def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
     return value
 
 
-def generation_options(function: F) -> F:
-    """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
-    `tools select-checkpoint`, so both generate the same way."""
-    from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
-    from generation.decoding import Decoding
-    from generation.loader import BACKENDS
-    from generation.pipeline import InferenceOptions
-    from generation.vllm import VLLMSettings
+def inference_option(setting: Field, **extra: Any) -> Callable[[F], F]:
+    """The click option of one :class:`~generation.options.InferenceOptions` field, made from what the field says of
+    itself (:func:`generation.options.option`): its help, the values it accepts, its default."""
+    meta = setting.metadata
+    name = "--" + setting.name.replace("_", "-")
+    if isinstance(setting.default, bool):
+        return click.option(name, is_flag=True, help=meta["help"], **extra)
+    bounds = meta["bounds"]
+    kind = (click.Choice(meta["choices"]) if meta["choices"] else None if bounds is None
+            else FiniteFloat(bounds.low, bounds.high, min_open=bounds.low_open) if bounds.kind is float
+            else click.IntRange(bounds.low, bounds.high, min_open=bounds.low_open))
+    shown = f"  [default: {meta['shown_default']}]" if meta["shown_default"] else ""
+    return click.option(name, type=kind, default=setting.default, show_default=setting.default is not None,
+                        help=meta["help"] + shown, **extra)
 
-    decorators = [
-        click.option("--base-model", default=None,
-                     help="Base model of a LoRA adapter (default: from adapter_config.json)."),
-        click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating."),
-        click.option("--backend", type=click.Choice(BACKENDS), show_default=True,
-                     default=library_default(InferenceOptions, "backend"), callback=run_vllm_where_it_is_installed,
-                     help="vllm: from its own environment (`make install-vllm`), which the command then runs in; "
-                          "same output format."),
-        click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run."),
-        system_prompt_option,
-        clean_option,
-        prompt_budget_option("the model's context minus --max-new-tokens"),
-        click.option("--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
-                     type=click.IntRange(1, MAX_TOKENS),
-                     help="Longest summary, in tokens (the reference system's setting)."),
-        click.option("--max-batch-tokens", default=None, type=click.IntRange(0, MAX_BATCH_TOKENS),
-                     help="Token budget of one generate call: dialogues (longest prompts first) join a batch while "
-                          "rows × (longest prompt + --max-new-tokens) fits; halved automatically when memory runs "
-                          f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS['cpu']} on the CPU, "
-                          f"{DEFAULT_MAX_BATCH_TOKENS['gpu']} on a GPU; vllm: ignored, it schedules its own batches]"),
-        click.option("--batch-size", default=None, type=click.IntRange(1, MAX_ROWS),
-                     help="At most N dialogues per generate call, within --max-batch-tokens  "
-                          f"[default: no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call]"),
-        click.option("--dtype", type=click.Choice(DTYPES), default=library_default(InferenceOptions, "dtype"),
-                     show_default=True,
-                     help="auto: bfloat16 on CUDA, float32 on CPU."),
-        click.option("--device", default=library_default(InferenceOptions, "device"), show_default=True,
-                     help="auto, cpu, cuda or cuda:N (auto: cuda if available, else cpu)."),
-        threads_option,
-        click.option("--progress/--no-progress", default=True, show_default=True,
-                     help="Show a progress bar (examples/s)."),
-        click.option("--max-model-len", type=click.IntRange(1, MAX_TOKENS), default=None,
-                     help="vllm: longest sequence (prompt + summary) to reserve memory for; prompts are budgeted "
-                          "to it  [default: the model's context]"),
-        click.option("--gpu-memory-utilization", type=FiniteFloat(0, 1, min_open=True), default=None,
-                     help="vllm: share of GPU memory for weights and KV cache  "
-                          f"[default: {library_default(VLLMSettings, 'gpu_memory_utilization')}]"),
-        click.option("--tensor-parallel-size", type=click.IntRange(1, 1024), default=None,
-                     help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  "
-                          f"[default: {library_default(VLLMSettings, 'tensor_parallel_size')}]"),
-    ]
+
+def generation_options(function: F) -> F:
+    """The options that say how a checkpoint is loaded, prompted and batched — one per field of
+    :class:`~generation.options.InferenceOptions`, which the command makes of them (``InferenceOptions(**options)``)
+    — and ``--max-new-tokens``, ``--threads`` and ``--progress``: shared by `tools infer` and
+    `tools select-checkpoint`, so both generate the same way."""
+    from dataclasses import fields
+
+    from generation.decoding import Decoding
+    from generation.options import InferenceOptions
+
+    prompt = {"system_prompt": system_prompt_option, "clean_rules": clean_option,  # shared with the data commands
+              "max_prompt_tokens": prompt_budget_option("the model's context minus --max-new-tokens")}
+    before = {  # the options that are no field, beside the fields they go with in --help
+        "max_batch_tokens": [click.option(
+            "--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
+            type=click.IntRange(1, MAX_TOKENS), help="Longest summary, in tokens (the reference system's setting).")],
+        "max_model_len": [threads_option, click.option("--progress/--no-progress", default=True, show_default=True,
+                                                       help="Show a progress bar (examples/s).")],
+    }
+    extra = {"backend": {"callback": run_vllm_where_it_is_installed}}
+    decorators = []
+    for setting in fields(InferenceOptions):
+        decorators += before.get(setting.name, [])
+        decorators.append(prompt[setting.name] if setting.metadata.get("prompt")
+                          else inference_option(setting, **extra.get(setting.name, {})))
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
