@@ -15,17 +15,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import markdown  # noqa: E402
-from dataset_builders.nikl import load_nikl  # noqa: E402
+from dataset_builders.nikl import load_nikl, sample_files  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
 from dataset_builders.sft import BuildStats, sft_rows  # noqa: E402
-from common.checkout import SAMPLE_DATA  # noqa: E402
 from exaone.tiny import build_tiny_model  # noqa: E402
 
 TRAIN_SIZE = 506  # the real train split's size
 
 
 def synthetic_examples(count: int = TRAIN_SIZE):
-    base = load_nikl(SAMPLE_DATA / "일상대화요약_train.json")
+    base = load_nikl(sample_files(("train",))[0])
     out = []
     for index in range(count):
         example = base[index % len(base)]

@@ -15,7 +15,7 @@ timeout (``failed: …`` / ``timeout: …`` / ``skipped: …``) without losing t
    ``generation.runner.generate_all``): batch 1 on a length-stratified subset, the token budget
    (``--max-batch-tokens``, the ``tools infer`` default) and the largest token budget that fits (searched
    upward, catching CUDA OOM); each projected to the whole set from the batches it had time for. vLLM
-   (``generation.loader.load_engine(..., backend="vllm")``) too when installed: it needs weights on disk, so
+   (``generation.loader.load_engine`` on the vllm backend) too when installed: it needs weights on disk, so
    that phase saves the random model to a temporary directory and runs in a child process with a hard timeout.
 2. training — one packed 4096-token row per step as ``recipes/exaone_lora.yml`` trains: PEFT LoRA r16/α32 on
    every linear layer, reentrant gradient checkpointing, bf16, flash_attention_2 when flash-attn is

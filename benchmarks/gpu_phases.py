@@ -431,7 +431,7 @@ def save_for_vllm(model, shape) -> Path:
 
 
 def vllm_child(spec_path: str) -> None:
-    """``--vllm-child SPEC``: the vLLM cases of SPEC through ``load_engine(..., backend="vllm")`` and
+    """``--vllm-child SPEC``: the vLLM cases of SPEC through ``load_engine`` on the vllm backend and
     ``generate_all``, each within SPEC's time budget, SPEC's ``result`` file rewritten after every batch."""
     child_start = time.perf_counter()
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
@@ -442,12 +442,14 @@ def vllm_child(spec_path: str) -> None:
 
     import torch
 
+    from generation.checkpoints import resolve_checkpoint
     from generation.decoding import Decoding
     from generation.jobs import Job
     from generation.loader import load_engine
+    from generation.options import InferenceOptions
 
-    engine = load_engine(spec["model"], Decoding(max_new_tokens=spec["new_tokens"]), backend="vllm",
-                         device="cuda", dtype="bfloat16")
+    engine = load_engine(resolve_checkpoint(spec["model"]), Decoding(max_new_tokens=spec["new_tokens"]),
+                         InferenceOptions(backend="vllm", device="cuda", dtype="bfloat16"))
     result["load_seconds"] = round(time.perf_counter() - child_start, 1)
     write()
     jobs = [Job(job_id, ids) for job_id, ids in zip(spec["ids"], spec["prompts"])]

@@ -56,8 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import one_torch_thread, tables  # noqa: E402
 from dataset_builders.synthetic import write_split  # noqa: E402
-from common.checkout import SAMPLE_DATA  # noqa: E402
-from dataset_builders.nikl import load_nikl  # noqa: E402
+from dataset_builders.nikl import load_nikl, sample_files  # noqa: E402
 from dataset_builders.prompt import PromptBuilder  # noqa: E402
 from exaone.tiny import build_tiny_model  # noqa: E402
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit  # noqa: E402
@@ -87,8 +86,7 @@ CASES = (
 
 
 def fixture_dialogues(count: int = EXAMPLES, repeat: int = 1):
-    base = [example for split in ("train", "dev", "test")
-            for example in load_nikl(SAMPLE_DATA / f"일상대화요약_{split}.json")]
+    base = [example for path in sample_files() for example in load_nikl(path)]
     return [dataclasses.replace(base[i % len(base)], id=f"bench-{i:03d}",
                                 conversation=base[i % len(base)].conversation * repeat)
             for i in range(count)]
@@ -264,19 +262,23 @@ def thread_child(model: str, threads: str, repeats: int = 5) -> tuple[int, float
     """In a fresh process (the wait policy is read when torch loads): the default batching on the 64 fixture
     dialogues, ``repeats`` times after a warm-up; the threads used and the median seconds."""
     from common.devices import available_cpus, use_threads
+    from generation.checkpoints import resolve_checkpoint
     from generation.decoding import Decoding
     from generation.loader import load_engine
+    from generation.options import InferenceOptions
     from generation.runner import run_to_file
 
     chosen = use_threads(None if threads == "default" else available_cpus() if threads == "all" else int(threads))
-    engine = load_engine(model, Decoding(max_new_tokens=MAX_NEW_TOKENS), device="cpu")
+    options = InferenceOptions(device="cpu")  # the default batching
+    engine = load_engine(resolve_checkpoint(model), Decoding(max_new_tokens=MAX_NEW_TOKENS), options)
     builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
     examples = fixture_dialogues()
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(repeats + 1):
             start = time.perf_counter()
-            run_to_file(engine, examples, builder, Path(tmp) / "out.json", progress=False)
+            run_to_file(engine, examples, builder, Path(tmp) / "out.json", limit=options.batch_limit(engine.device),
+                        progress=False)
             if round_:  # the first is the warm-up
                 seconds.append(time.perf_counter() - start)
     return chosen, statistics.median(seconds)
@@ -340,10 +342,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
+    from generation.checkpoints import resolve_checkpoint
     from generation.decoding import Decoding
     from generation.hf import HFEngine
     from generation.jobs import prepare_jobs
     from generation.loader import load_engine
+    from generation.options import InferenceOptions
 
     args = parse_args(argv)
     cases = list(CASES) + [Case(f"--max-batch-tokens {budget}", BatchLimit(int(budget)))
@@ -351,7 +355,8 @@ def main(argv: Sequence[str] = ()) -> list[dict[str, object]]:
     rows = []
     with one_torch_thread(), tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        engine = load_engine(build_tiny_model(folder / "tiny"), Decoding(max_new_tokens=args.new_tokens), device="cpu")
+        engine = load_engine(resolve_checkpoint(build_tiny_model(folder / "tiny")), Decoding(max_new_tokens=args.new_tokens),
+                             InferenceOptions(device="cpu"))
         builder = PromptBuilder(tokenizer=engine.tokenizer, max_prompt_tokens=PROMPT_BUDGET)
         engine.generate(prepare_jobs(fixture_dialogues(2), builder, engine.tokenizer))  # warm-up
         sampler = HFEngine(engine.model, engine.tokenizer, Decoding(max_new_tokens=args.new_tokens,

@@ -23,17 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import markdown  # noqa: E402
-from dataset_builders.nikl import load_nikl  # noqa: E402
+from dataset_builders.nikl import load_nikl, sample_files  # noqa: E402
 from eval import rouge  # noqa: E402
-from common.checkout import SAMPLE_DATA  # noqa: E402
 
 TEST_SIZE = 408  # the real test split's size
 TARGET_CHARS = 400
 
 
 def synthetic_pairs(count: int = TEST_SIZE, variant: int = 0) -> tuple[list[str], list[str]]:
-    summaries = [example.output for name in ("train", "dev")
-                 for example in load_nikl(SAMPLE_DATA / f"일상대화요약_{name}.json")]
+    summaries = [example.output for path in sample_files(("train", "dev")) for example in load_nikl(path)]
     predictions, references = [], []
     for index in range(count):
         parts, offset = [], index

@@ -10,6 +10,10 @@ A task file is a JSON list of examples::
 Test files carry ``"output": ""``. Every problem is reported as a :class:`NiklDataError` whose
 message names the file, the example (id, or index when the id itself is broken) and the field, on
 one line, so a command can print it and exit non-zero.
+
+:func:`sample_files`: the sample files this package ships in ``dataset_builders/samples/`` — dialogues written for
+this project in the task's schema (not corpus data), on which the demo, the tiny model's tokenizer, the
+documentation's CPU blocks and the tests run.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from typing import Any
 
 from common.errors import UserError
 from common.text import same_id_in_two_forms, unencodable_problem
+
+
+SAMPLES = Path(__file__).with_name("samples")
+SPLITS = ("train", "dev", "test")
+
+
+def sample_files(splits: tuple[str, ...] = SPLITS) -> list[Path]:
+    """The bundled sample file of each split (``일상대화요약_{split}.json``), in the order asked."""
+    return [SAMPLES / f"일상대화요약_{split}.json" for split in splits]
 
 
 class NiklDataError(UserError):

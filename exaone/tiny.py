@@ -21,7 +21,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from common.checkout import sample_files
 from common.checkpoint_files import (
     CONFIG,
     SAFETENSORS_INDEX,
@@ -32,6 +31,7 @@ from common.checkpoint_files import (
 )
 from common.errors import UserError
 from common.files import cannot_write
+from dataset_builders.nikl import sample_files
 from exaone.convert import convert, staged_directory
 from exaone.layout import ARCHITECTURES, EXAONE, EXAONE_AUTO_MAP, tensor_shapes
 

@@ -33,13 +33,20 @@ from common.paths import MAKES_BASE_MODEL, MAKES_CHECKPOINT, require_local
 @dataclass(frozen=True)
 class Checkpoint:
     """Where the weights, the adapter (if any) and the tokenizer come from, and the configs read on the way
-    (the model's ``config.json``: ``None`` when it could not be read here, e.g. a hub id offline)."""
+    (the model's ``config.json``: ``None`` when it could not be read here, e.g. a hub id offline). ``given``: the
+    ``--ckpt`` it was resolved from, as written (for messages)."""
 
     model: str
     adapter: str | None = None
     tokenizer: str = ""
     config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     adapter_config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    given: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """What the user called it: ``--ckpt`` as given, else the adapter or the model."""
+        return self.given or self.adapter or self.model
 
     def settings(self) -> dict[str, Any]:
         """Where the weights are and what they are (:func:`fingerprint`): a sidecar of a run on other
@@ -111,6 +118,7 @@ def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Check
     """Resolve ``--ckpt`` (and ``--base-model`` for an adapter) without loading any weights; the model's
     ``config.json`` and the adapter's ``adapter_config.json`` are read here, once. A path-like value that is
     not on disk is reported before any hub call."""
+    given = str(ckpt)
     if base_model:
         require_local(base_model, "--base-model", MAKES_BASE_MODEL)
     path = Path(ckpt)
@@ -122,16 +130,16 @@ def resolve_checkpoint(ckpt: str | Path, base_model: str | None = None) -> Check
             adapter_config = read_adapter_config(path)
             base = _adapter_base(adapter_config, str(path / ADAPTER_CONFIG), base_model)
             return Checkpoint(base, str(path), str(path) if has_tokenizer(path) else base, config=config_of(base),
-                              adapter_config=adapter_config)
+                              adapter_config=adapter_config, given=given)
         if not (path / CONFIG).is_file():
             raise UserError(f"--ckpt {ckpt}: no {CONFIG} (full model) or {ADAPTER_CONFIG} (LoRA adapter)")
-        return Checkpoint(str(path), None, str(path), config=read_config(path))
+        return Checkpoint(str(path), None, str(path), config=read_config(path), given=given)
     require_local(str(ckpt), "--ckpt", MAKES_CHECKPOINT)
     adapter_config = hub_json(str(ckpt), ADAPTER_CONFIG)  # a hub id: an adapter repo has one
     if adapter_config is None:  # not an adapter (or not reachable): a full model, which the loader will fetch
-        return Checkpoint(str(ckpt), None, str(ckpt), config=config_of(str(ckpt)))
+        return Checkpoint(given, None, given, config=config_of(given), given=given)
     base = _adapter_base(adapter_config, str(ckpt), base_model)
-    return Checkpoint(base, str(ckpt), base, config=config_of(base), adapter_config=adapter_config)
+    return Checkpoint(base, given, base, config=config_of(base), adapter_config=adapter_config, given=given)
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

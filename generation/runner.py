@@ -14,9 +14,9 @@ from common.errors import UserError
 from common.io import write_json, write_jsonl
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder, words_cut
-from generation.batching import BatchLimit, by_length, default_max_batch_tokens
+from generation.batching import BatchLimit, by_length
 from generation.jobs import Engine, Job, prepare_jobs
-from generation.sidecar import Sidecar, output_lock
+from generation.sidecar import Sidecar
 
 
 def out_of_memory(error: BaseException) -> str | None:
@@ -196,24 +196,18 @@ def run_to_file(
     builder: PromptBuilder,
     output: Path | str,
     *,
-    limit: BatchLimit | None = None,
+    limit: BatchLimit,
     restart: bool = False,
     progress: bool = True,
     notify: Callable[[str], None] = lambda message: None,
     announce: str | None = None,
 ) -> RunReport:
-    """Generate for every example not already in the sidecar, then write ``output`` atomically; holds
-    ``output``'s lock throughout. ``limit`` forms the batches (the engine's ``max_new_tokens`` and candidates per
-    dialogue count against its token budget; default: the budget for the engine's device). ``notify`` hears
-    ``announce`` once the sidecar is accepted, then about any sidecar line that could not be kept."""
-    with output_lock(output):
-        return _run_to_file(engine, examples, builder, output, limit=limit, restart=restart,
-                            progress=progress, notify=notify, announce=announce)
-
-
-def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBuilder, output: Path | str, *,
-                 limit: BatchLimit | None, restart: bool, progress: bool, notify: Callable[[str], None],
-                 announce: str | None) -> RunReport:
+    """Generate for every example not already in the sidecar, then write ``output`` atomically. ``limit`` forms the
+    batches (the engine's ``max_new_tokens`` and candidates per dialogue count against its token budget:
+    :meth:`generation.options.InferenceOptions.batch_limit`). ``notify`` hears ``announce`` once the sidecar is
+    accepted, then about any sidecar line that could not be kept. Where another run could write the same output,
+    the caller holds its lock (:func:`generation.sidecar.output_lock`), as :class:`generation.pipeline.Inference`
+    does from before loading the model."""
     sampling = engine.decoding.sampling
     # Every prompt first: a budget too small for some dialogue stops the run before a sidecar exists, and the
     # truncation counts cover the resumed examples too, so a resumed run reports what a clean run does.
@@ -240,8 +234,6 @@ def _run_to_file(engine: Engine, examples: Sequence[Example], builder: PromptBui
         done.update((row["id"], row) for row in rows)
         report.batch_sizes.append(len(jobs))
 
-    if limit is None:
-        limit = BatchLimit(default_max_batch_tokens(engine.device))
     start = time.perf_counter()
     try:
         report.limit = generate_all(todo, engine.generate, limit=limit, new_tokens=engine.decoding.max_new_tokens,

@@ -184,18 +184,12 @@ class Sidecar:
         return header, rows
 
 
-_HELD: set[str] = set()  # locks this process holds (so nested callers do not lock themselves out)
-
-
 @contextmanager
 def output_lock(output: Path | str) -> Iterator[None]:
     """Hold ``<output>.lock`` (an OS file lock, released even if the process is killed) for the run; a second
-    run on the same output — also through a symlink to it — stops at once with a :class:`UserError`."""
+    run on the same output — also through a symlink to it, also in the same process — stops at once with a
+    :class:`UserError`."""
     path = side_files(output)["its lock file"]
-    key = os.path.realpath(path)
-    if key in _HELD:
-        yield
-        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -207,7 +201,6 @@ def output_lock(output: Path | str) -> Iterator[None]:
         os.close(handle)
         raise UserError(f"{output} is being written by another run (it holds {path}); wait for it to finish "
                         "or stop it, then re-run to resume") from None
-    _HELD.add(key)
     try:
         try:
             os.ftruncate(handle, 0)
@@ -216,6 +209,5 @@ def output_lock(output: Path | str) -> Iterator[None]:
             raise cannot_write(path, error) from None
         yield
     finally:
-        _HELD.discard(key)
         path.unlink(missing_ok=True)
         os.close(handle)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from common.env import OFFLINE_ENV
+from dataset_builders.nikl import sample_files
 
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
 for key, value in OFFLINE_ENV.items():
@@ -27,10 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 # `--backend vllm` runs itself again in vLLM's own environment when it exists (`make install-vllm`); no test
 # does so by accident because a developer has built one (tests that want it set NIKL_VLLM_VENV themselves).
 os.environ["NIKL_VLLM_VENV"] = str(REPO / "tests" / "no-vllm-environment")
-FIXTURES = REPO / "tests" / "fixtures"
-TRAIN = FIXTURES / "일상대화요약_train.json"
-DEV = FIXTURES / "일상대화요약_dev.json"
-TEST = FIXTURES / "일상대화요약_test.json"
+TRAIN, DEV, TEST = sample_files()  # the sample files the library ships (dataset_builders/samples/)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -186,6 +184,26 @@ def one_line_error(result) -> str:
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
     return lines[0]
+
+
+PROJECT_PACKAGES = ("common", "dataset_builders", "eval", "exaone", "generation", "workflow", "tools")
+
+
+def count_calls(monkeypatch, function) -> list[tuple]:
+    """Count the calls of ``function`` — one of the project's own — from anywhere: it is wrapped in every project
+    module that holds it under its name (modules imported later take the wrapper from the one that defines it).
+    Returns the list each call appends its arguments to; the calls themselves run as before."""
+    calls: list[tuple] = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "").split(".")[0] in PROJECT_PACKAGES
+                and getattr(module, function.__name__, None) is function):
+            monkeypatch.setattr(module, function.__name__, counting)
+    return calls
 
 
 _OPENING: list[list[str]] = []  # the files opened while `opened_files()` is active (innermost last)

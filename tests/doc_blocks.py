@@ -125,8 +125,8 @@ def run_session(session: Session, root: Path) -> dict:
     """Run ``session`` as written in ``root/work`` (the hub model is a tiny checkpoint under ``root/hub``) and stop at
     the first failing command; each command's output is kept in ``root/logs/NN.log``. Returns ``work`` and the
     commands that ``ran``, or a ``failure`` naming the command, its exit code and the end of its output."""
-    from common.checkout import sample_files
     from common.env import offline_env
+    from dataset_builders.nikl import SPLITS, sample_files
     from exaone.tiny import build_tiny_exaone
 
     work, logs = root / "work", root / "logs"
@@ -134,7 +134,7 @@ def run_session(session: Session, root: Path) -> dict:
     logs.mkdir()
     for name in ("recipes", "deepspeed_configs"):
         (work / name).symlink_to(REPO / name)
-    for split, path in zip(("train", "dev", "test"), sample_files()):
+    for split, path in zip(SPLITS, sample_files()):
         (work / f"일상대화요약_{split}.json").write_bytes(path.read_bytes())
     hub_model = build_tiny_exaone(root / "hub" / HUB_MODEL.split("/")[-1])
     env = {**offline_env(), "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -1,14 +1,17 @@
 """The README's code map is the import graph: every package has a floor, no library module imports from a package on
 a higher floor (so nothing climbs back up), library code never raises click errors, no two modules import each
-other (directly or around a loop), and neither the library nor a test imports the benchmarks."""
+other (directly or around a loop), the data commands never reach the CPU overlay, no library module reads
+``tests/`` (the data it needs is package data), and neither the library nor a test imports the benchmarks."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import tomllib
 
 from conftest import REPO
+from dataset_builders.nikl import sample_files
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -20,8 +23,9 @@ def floors() -> dict[str, int]:
 
 
 def project_packages() -> list[str]:
+    """The top-level packages (a folder of data inside one, like dataset_builders.samples, is part of it)."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    return config["tool"]["setuptools"]["packages"]
+    return [name for name in config["tool"]["setuptools"]["packages"] if "." not in name]
 
 
 def module_imports(path) -> list[tuple[str, int]]:
@@ -73,12 +77,46 @@ def test_library_code_never_touches_the_click_layer_or_raises_click_errors():
         assert not any(imported.split(".")[0] == "tools" for imported, _ in module_imports(path)), path
 
 
-def test_no_import_loops():
+def import_graph() -> dict[str, set[str]]:
+    """module → the project modules it imports (inside functions too)."""
     graph = {name: set() for name in modules()}
     for name, path in modules().items():
         for imported, _ in module_imports(path):
             if imported in graph and imported != name:
                 graph[name].add(imported)
+    return graph
+
+
+def reachable(start: str, graph: dict[str, set[str]]) -> set[str]:
+    """Every module ``start`` may import, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_data_commands_never_import_the_cpu_overlay():
+    """Recipes are read in the data layer: building rows needs nothing of the CPU smoke-run module."""
+    graph = import_graph()
+    assert "workflow.cpu_overlay" in reachable("tools.cpu_overlay", graph)  # the walk finds it where it is used
+    for command in ("tools.build_sft_data", "tools.build_dpo_data"):
+        assert "workflow.cpu_overlay" not in reachable(command, graph), command
+
+
+def test_workflow_generates_through_the_one_entry():
+    """Checkpoint selection (and anything else above generation/ but the commands) generates through
+    generation.pipeline — one checkpoint resolution, one lock, one batch decision — not through its parts."""
+    reached = {f"{path.relative_to(REPO)}:{line} imports {name}" for module, path in modules().items()
+               if module.startswith("workflow") for name, line in module_imports(path)
+               if name.startswith("generation") and not name.startswith("generation.pipeline")}
+    assert not reached, "\n".join(sorted(reached))
+    assert any(name.startswith("generation.pipeline") for name, _ in module_imports(modules()["workflow.selection"]))
+
+
+def test_no_import_loops():
+    graph = import_graph()
     loops = []
 
     def visit(node: str, stack: list[str]) -> None:
@@ -122,3 +160,40 @@ def test_a_benchmark_import_is_found_wherever_it_is(tmp_path):
                       "    from benchmarks.gpu_bench import main\n    import run_all\n    import common.checkout\n",
                       encoding="utf-8")
     assert benchmark_imports(source) == [("benchmarks.gpu_bench", 6), ("benchmarks.gpu_bench.main", 6), ("run_all", 7)]
+
+
+def paths_into_tests(path) -> list[tuple[str, int]]:
+    """The string literals of ``path`` (docstrings aside) that name the test folder: ``"tests"`` as a path part, or
+    a path starting ``tests/``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.value, node.lineno) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            and re.match(r"(\./)?tests([/\\]|$)", node.value)]
+
+
+def test_no_library_module_reads_the_tests():
+    """What the library needs (the sample dialogues) it ships itself; tests/ is not part of an installed package."""
+    problems = [f"{path.relative_to(REPO)}:{line} names {value!r}" for path in modules().values()
+                for value, line in paths_into_tests(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_path_into_the_tests_is_found_in_any_spelling(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text('"""Reads tests/fixtures, says the docstring (that is no read)."""\nfrom pathlib import Path\n'
+                      'REPO = Path(__file__).parent\nDATA = REPO / "tests" / "fixtures"\n\n\ndef f():\n'
+                      '    """tests/ again."""\n    return Path("tests/fixtures/x.json"), "contests", "tests_of_x"\n',
+                      encoding="utf-8")
+    assert paths_into_tests(source) == [("tests", 4), ("tests/fixtures/x.json", 9)]
+
+
+def test_the_sample_files_are_package_data():
+    """An installed wheel holds the sample dialogues: pyproject.toml declares every one as package data."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    for path in sample_files():
+        folder = path.parent.relative_to(REPO).as_posix().replace("/", ".")
+        assert folder in setuptools["packages"], folder
+        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in setuptools["package-data"][folder]), path

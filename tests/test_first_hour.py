@@ -38,30 +38,33 @@ def test_every_option_of_every_command_says_what_it_does():
         assert "Example" in (command.help or ""), f"tools {name} has no usage example"
 
 
-@pytest.mark.parametrize("command, old, new, dest, args", [
-    ("build-dpo-data", "--data", "--input", "input_path", ["--candidates", DEV, "--output", "o.jsonl"]),
-    ("select-checkpoint", "--dev", "--input", "input_path", ["--run", "r"]),
-    ("score", "--references", "--input", "input_path", ["--predictions", DEV]),
-    ("infer", "--references", "--input", "input_path", ["--ckpt", "m", "--output", "o.json"]),
-    ("build-tiny-model", "--data", "--input", "input_paths", ["--output-dir", "m"]),
-    ("build-tiny-model", "--output", "--output-dir", "output_dir", []),
-    ("convert-exaone", "--output", "--output-dir", "output_dir", ["--model", "m"]),
+@pytest.mark.parametrize("command, dest, args", [
+    ("score", "input_path", ["--predictions", DEV]),
+    ("infer", "input_path", ["--ckpt", "m", "--output", "o.json"]),
+    ("build-tiny-model", "input_paths", ["--output-dir", "m"]),
 ])
-def test_earlier_option_names_still_work_and_are_not_in_help(command, old, new, dest, args, capsys):
-    """One name per kind of argument (the task file is --input; a folder to write is --output-dir). The names
-    commands had before still parse, out of --help; those going away say the new name, --references (the file of
-    reference summaries, as `score` called it) stays, silently."""
-    value = DEV if new == "--input" else "out-dir"
-    context = cli.commands[command].make_context(command, [*args, old, str(value)])
-    assert context.params[dest] in (Path(value), (Path(value),))
-    note = f"note: {old} is now {new}; the old name goes in the next release"
-    assert (note in capsys.readouterr().err) == (old != "--references")
-    help_text = tools_cli(command, "--help").output
-    assert re.search(rf"(?<![\w-]){new}(?![\w-])", help_text)
-    assert not re.search(rf"(?<![\w-]){old}(?![\w-])", help_text), help_text
-    if new == "--input" and dest == "input_path":
-        with pytest.raises(click.UsageError, match=f"{old} is another name of --input: give only one of them"):
-            cli.commands[command].make_context(command, [*args, old, str(DEV), "--input", str(DEV)])
+def test_references_is_the_other_name_of_input(command, dest, args):
+    """The task file is --input in every command; --references (the file of reference summaries, as `score` and
+    `compare` call it) is its other name, listed beside it in --help."""
+    context = cli.commands[command].make_context(command, [*args, "--references", str(DEV)])
+    assert context.params[dest] in (DEV, (DEV,))
+    assert re.search(r"--input, --references (FILE|PATH)", tools_cli(command, "--help").output)
+
+
+@pytest.mark.parametrize("command, name, args", [
+    ("build-dpo-data", "--data", ["--candidates", DEV, "--output", "o.jsonl"]),
+    ("select-checkpoint", "--dev", ["--run", "r"]),
+    ("build-tiny-model", "--data", ["--output-dir", "m"]),
+    ("build-tiny-model", "--output", []),
+    ("convert-exaone", "--output", ["--model", "m"]),
+    ("build-synthetic-data", "--output", []),
+])
+def test_names_before_one_per_kind_are_gone(command, name, args):
+    """One name per kind of argument: the task file is --input, a folder to write is --output-dir (--output is
+    always a file); the names some commands had before are unknown options."""
+    with pytest.raises(click.NoSuchOption) as refused:
+        cli.commands[command].make_context(command, [*args, name, str(DEV)])
+    assert refused.value.option_name == name
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -13,13 +13,13 @@ import pytest
 from dataset_builders.synthetic import SIZES, make_split, write_split
 from common.io import read_jsonl
 from common.tokenizer import chat_prompt_ids, load_tokenizer
-from conftest import REPO, load_json, one_line_error, tools_cli
+from conftest import REPO, TRAIN, load_json, one_line_error, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, question_text
 from generation.decoding import postprocess
 from generation.jobs import prepare_jobs
 from generation.runner import prompt_budget
-from workflow.recipes import length_rules
+from dataset_builders.recipe import length_rules
 
 SMALL_CONTEXT = 512
 
@@ -127,7 +127,7 @@ def test_sft_rows_fit_the_recipe_sequence_len(tiny_model, tmp_path, max_seq_len)
 
 
 def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_path, write_nikl):
-    items = load_json(REPO / "tests" / "fixtures" / "일상대화요약_train.json")[:3]
+    items = load_json(TRAIN)[:3]
     items[1] = {**items[1], "output": "아주 긴 요약입니다. " * 80}
     out = tmp_path / "train.jsonl"
     result = tools_cli("build-sft-data", "--input", write_nikl(items), "--output", out, "--tokenizer", tiny_model,
@@ -140,7 +140,7 @@ def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_pa
 
 
 def test_max_seq_len_needs_a_tokenizer(tmp_path):
-    result = tools_cli("build-sft-data", "--input", REPO / "tests" / "fixtures" / "일상대화요약_train.json",
+    result = tools_cli("build-sft-data", "--input", TRAIN,
                  "--output", tmp_path / "a.jsonl", "--max-seq-len", 100)
     assert "--max-seq-len needs --tokenizer (or --recipe)" in one_line_error(result)
 

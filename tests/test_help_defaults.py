@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import fields
 
 import pytest
 
-from conftest import tools_cli
+from conftest import DEV, tools_cli
 from dataset_builders.dpo import build_dpo_rows
 from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt
 from dataset_builders.synthetic import write_split
@@ -22,7 +23,7 @@ from exaone.convert import convert
 from exaone.tiny import build_tiny_exaone
 from generation.decoding import Decoding
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
-from generation.pipeline import InferenceOptions
+from generation.options import InferenceOptions
 from generation.vllm import VLLMSettings
 from tools.cli import cli
 from workflow.comparison import write_report
@@ -98,6 +99,22 @@ def test_help_shows_the_librarys_defaults(command):
         known = option in LIBRARY.get(command, {}) or (command, option) in CLI_ONLY
         assert known or described or option in ("--system-prompt", "--progress"), (
             f"tools {command} {option}: default {text!r} is not compared with the library's (LIBRARY or CLI_ONLY)")
+
+
+@pytest.mark.parametrize("command, required", [
+    ("infer", ["--ckpt", "m", "--input", DEV, "--output", "o.json"]),
+    ("select-checkpoint", ["--run", "r", "--input", DEV]),
+])
+def test_the_generation_options_are_the_inference_options_fields(command, required):
+    """One definition: every field of InferenceOptions is an option of both commands, with the field's help and
+    default (the prompt's options are the data commands' own, shared)."""
+    params = {param.name: param for param in cli.commands[command].params}
+    given = cli.commands[command].make_context(command, [str(arg) for arg in required]).params
+    for setting in fields(InferenceOptions):
+        assert setting.name in params, f"tools {command}: no option for InferenceOptions.{setting.name}"
+        if not setting.metadata.get("prompt"):
+            assert params[setting.name].help.startswith(setting.metadata["help"]), setting.name
+            assert given[setting.name] == setting.default, setting.name
 
 
 def test_the_system_prompt_preset_shown_is_the_one_used_without_one():

@@ -16,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, opened_files, random_lora
+from conftest import DEV, REPO, TEST, TRAIN, count_calls, load_json, one_line_error, opened_files, random_lora
 from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
@@ -24,6 +24,7 @@ from tools.cli import cli
 from common.env import offline_env
 from common.errors import UserError
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit, batch_tokens, plan_batches
+from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding, postprocess, trim_at_stop
 from generation.hf import HFEngine
 from generation.jobs import Job, prepare_jobs
@@ -281,10 +282,24 @@ def test_a_run_reads_the_checkpoints_config_once(tmp_path, tiny_model, lora):
         assert opened.count(str(model / "config.json")) == 1, opened
 
 
+def test_one_checkpoint_resolution_and_one_lock_per_infer(tmp_path, tiny_model, lora, monkeypatch):
+    """`tools infer` resolves --ckpt once (loading reads what that found) and takes the output's lock once, before
+    loading — for a full checkpoint and for an adapter on its base."""
+    from generation.sidecar import output_lock
+
+    for ckpt in (tiny_model, lora[0]):
+        resolved, locked = count_calls(monkeypatch, resolve_checkpoint), count_calls(monkeypatch, output_lock)
+        output = tmp_path / f"{Path(ckpt).name}.json"
+        ok(infer("--ckpt", ckpt, "--input", TEST, "--output", output, "--max-new-tokens", 2))
+        assert [str(args[0]) for args in resolved] == [str(ckpt)]
+        assert [str(args[0]) for args in locked] == [str(output)]
+        monkeypatch.undo()
+
+
 def test_the_config_built_from_what_was_read_is_transformers_own(tiny_model, tmp_path):
     from transformers import AutoConfig
 
-    from generation.checkpoints import Checkpoint, resolve_checkpoint
+    from generation.checkpoints import Checkpoint
 
     built = resolve_checkpoint(tiny_model).transformers_config()
     assert built.to_dict() == AutoConfig.from_pretrained(tiny_model).to_dict()
@@ -395,7 +410,7 @@ def test_vllm_missing_is_a_clear_error(tmp_path, tiny_model):
 
 
 def test_oom_halves_the_budget_and_retries(tiny_model):
-    engine = load_engine(tiny_model, Decoding(max_new_tokens=8))
+    engine = load_engine(resolve_checkpoint(tiny_model), Decoding(max_new_tokens=8))
     jobs = prepare_jobs(load_nikl(TRAIN), PromptBuilder(tokenizer=engine.tokenizer), engine.tokenizer)
     expected = {job.id: texts for job, texts in zip(jobs, engine.generate(jobs))}
     calls, got = [], {}

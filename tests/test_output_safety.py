@@ -93,6 +93,23 @@ def test_commands_with_side_files_refuse_a_fifo_output(tmp_path, command):
 # --------------------------------------------------------------------------- one output, one lock
 
 
+def test_a_held_lock_refuses_the_same_process_too(tmp_path):
+    """A run takes its output's lock once; nothing holds it twice, so a second taker — in this process as in any
+    other — is refused until the first lets go."""
+    from common.errors import UserError
+    from generation.sidecar import output_lock
+
+    out = tmp_path / "result.json"
+    with output_lock(out):
+        with pytest.raises(UserError, match=f"{out} is being written by another run"):
+            with output_lock(out):
+                pass
+        assert Path(f"{out}.lock").exists()
+    with output_lock(out):  # released
+        pass
+    assert not Path(f"{out}.lock").exists()
+
+
 def test_a_symlink_and_its_target_are_one_output(tmp_path, tiny_model):
     from generation.sidecar import side_files
 
@@ -171,7 +188,9 @@ def test_ctrl_c_between_the_append_and_the_bookkeeping_keeps_the_result(tmp_path
     from dataset_builders.nikl import load_nikl
     from dataset_builders.prompt import PromptBuilder
     from generation.decoding import Decoding
+    from generation.checkpoints import resolve_checkpoint
     from generation.loader import load_engine
+    from generation.options import InferenceOptions
     from generation.runner import run_to_file
     from generation.sidecar import Sidecar
 
@@ -181,15 +200,16 @@ def test_ctrl_c_between_the_append_and_the_bookkeeping_keeps_the_result(tmp_path
         real_append(self, rows)
         raise KeyboardInterrupt
 
-    engine = load_engine(tiny_model, Decoding(max_new_tokens=2), device="cpu")
+    options = InferenceOptions(device="cpu")
+    engine = load_engine(resolve_checkpoint(tiny_model), Decoding(max_new_tokens=2), options)
     examples = load_nikl(TEST)
     builder = PromptBuilder(tokenizer=engine.tokenizer)
     output = tmp_path / "result.json"
     monkeypatch.setattr(Sidecar, "append", append_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        run_to_file(engine, examples, builder, output, progress=False)
+        run_to_file(engine, examples, builder, output, limit=options.batch_limit("cpu"), progress=False)
     monkeypatch.undo()
-    report = run_to_file(engine, examples, builder, output, progress=False)
+    report = run_to_file(engine, examples, builder, output, limit=options.batch_limit("cpu"), progress=False)
     assert report.resumed >= 1 and len(load_json(output)) == len(examples)
 
 

@@ -135,7 +135,7 @@ def exaone4_model(tmp_path_factory) -> Path:
     import torch
     from transformers import Exaone4Config, Exaone4ForCausalLM
 
-    from common.checkout import sample_files
+    from dataset_builders.nikl import sample_files
     from exaone.tiny import build_tokenizer, corpus_from_nikl
 
     tokenizer = build_tokenizer(corpus_from_nikl(sample_files()))
@@ -500,8 +500,9 @@ def overlay_cli(*args) -> object:
 
 
 def test_overlay_command_writes_a_config(tmp_path, sft_data):
-    out = tmp_path / "configs" / "lora.cpu.yml"
-    result = overlay_cli(RECIPES / "exaone_lora.yml", "--base-model", tmp_path, "--train-data", sft_data["train"],
+    out, base = tmp_path / "configs" / "lora.cpu.yml", tmp_path / "model"
+    base.mkdir()  # beside the output folder: an output folder inside the base model is refused
+    result = overlay_cli(RECIPES / "exaone_lora.yml", "--base-model", base, "--train-data", sft_data["train"],
                          "--eval-data", sft_data["dev"], "--output-dir", tmp_path / "out", "--max-steps", 2,
                          "--config-out", out)
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, one_line_error, random_lora, tools_cli
+from conftest import DEV, REPO, one_line_error, random_lora, tools_cli
 from workflow.cpu_overlay import GPU_ONLY
 from workflow.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
 from workflow.rehearse_checks import (
@@ -172,7 +172,7 @@ def test_generation_check_runs_tools_infer_and_fails_without_a_model(full_output
     from tools.cli import cli
     from tools.demo import tools_runner
 
-    dev = REPO / "tests" / "fixtures" / "일상대화요약_dev.json"
+    dev = DEV
     run_tools = tools_runner(cli)
     check = generates_check(full_output, dev, tmp_path / "infer" / "dev.json", run_tools)
     assert check.ok and check.detail.startswith("4 of 4")

@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from conftest import DEV, TEST, load_json, opened_files, random_lora, tools_cli
+from conftest import DEV, TEST, count_calls, load_json, opened_files, random_lora, tools_cli
 from workflow.selection import Row, find_checkpoints, winner
 
 COMMON = ["--no-progress", "--threads", "1", "--max-new-tokens", "8"]
@@ -86,7 +86,7 @@ def test_a_rerun_regenerates_only_what_is_missing(lora_run):
     assert result.output.count("(predictions reused)") == 3
     assert load_json(lora_run / "selection.json") == before
     # Batching changes no output: other batches reuse every prediction.
-    result = tools_cli("select-checkpoint", "--run", lora_run, "--dev", DEV, *COMMON, "--max-batch-tokens", 300,
+    result = tools_cli("select-checkpoint", "--run", lora_run, "--input", DEV, *COMMON, "--max-batch-tokens", 300,
                        "--batch-size", 2)
     assert result.exit_code == 0 and result.output.count("(predictions reused)") == 4, result.output
     # Other decoding settings make every stored prediction stale.
@@ -94,17 +94,29 @@ def test_a_rerun_regenerates_only_what_is_missing(lora_run):
     assert result.exit_code == 0 and result.output.count(": generating") == 4
 
 
-def test_fresh_predictions_are_scored_as_generated_and_kept_ones_are_read_back(lora_run, tmp_path):
+def test_fresh_predictions_are_scored_as_generated_and_kept_ones_are_read_back(lora_run, tmp_path, monkeypatch):
+    """Each checkpoint goes through the generation entry (generation.pipeline.Inference) once: resolved once — its
+    record and its run share it —, its predictions' lock taken once, and generated there; kept ones are read back."""
+    from generation.checkpoints import resolve_checkpoint
+    from generation.sidecar import output_lock
+
     run = tmp_path / "run"
     shutil.copytree(lora_run, run, ignore=shutil.ignore_patterns("selection*", "best"))
+    checkpoints = [run / "checkpoint-2", run / "checkpoint-4", run / "checkpoint-6", run]
+    resolved, locked = count_calls(monkeypatch, resolve_checkpoint), count_calls(monkeypatch, output_lock)
     with opened_files() as opened:
         assert tools_cli("select-checkpoint", "--run", run, "--input", DEV, *COMMON).exit_code == 0
     assert not [path for path in opened if path.endswith(".dev.json")]  # written (temp file + rename), never read
+    assert [args[0] for args in resolved] == checkpoints
+    assert [args[0] for args in locked] == [run / "selection" / f"{name}.dev.json"
+                                            for name in ("checkpoint-2", "checkpoint-4", "checkpoint-6", "final")]
     kept = run / "selection" / "checkpoint-2.dev.json"  # edited by hand: the reference summaries
     kept.write_text(json.dumps(load_json(DEV), ensure_ascii=False), encoding="utf-8")
+    resolved.clear(), locked.clear()
     with opened_files() as opened:
         result = tools_cli("select-checkpoint", "--run", run, "--input", DEV, *COMMON)
     assert result.exit_code == 0 and str(kept) in opened
+    assert [args[0] for args in resolved] == checkpoints and locked == []  # each record checked; nothing generated
     selection = load_json(run / "selection.json")
     assert selection["best"] == "checkpoint-2" and selection["rows"][0]["metrics"]["rouge1"] == 100.0
 

@@ -20,7 +20,7 @@ from generation.decoding import Decoding, finish_text
 from generation.hf import HFEngine
 from generation.jobs import Job, prepare_jobs
 from generation.loader import load_engine
-from generation.pipeline import InferenceOptions, batch_limit
+from generation.options import InferenceOptions
 from generation.vllm import (
     VLLMSettings,
     adapter_problems,
@@ -79,7 +79,7 @@ def test_engine_arguments(tiny_model):
 
 def test_decoding_is_the_same_on_both_backends(tiny_model, monkeypatch):
     """Identical token ids give identical strings: the HF engine and vLLM's outputs go through one function."""
-    engine = load_engine(tiny_model, Decoding(max_new_tokens=8))
+    engine = load_engine(resolve_checkpoint(tiny_model), Decoding(max_new_tokens=8))
     tokenizer, stop = engine.tokenizer, engine.stop_ids
     text_ids = tokenizer("SD2100503과 SD2100504는 주말 , 등산 . 이야기를 했다 !", add_special_tokens=False)["input_ids"]
     rows = [text_ids + [stop[0], 5, 6], text_ids, [stop[0]] + text_ids, [tokenizer.pad_token_id] * 3]
@@ -105,7 +105,7 @@ def test_an_adapter_vllm_refuses_is_merged_with_the_same_outputs(tiny_model, tmp
     examples = load_nikl(DEV)
 
     def outputs(ckpt):
-        engine = load_engine(ckpt, decoding)
+        engine = load_engine(resolve_checkpoint(ckpt), decoding)
         return engine.generate(prepare_jobs(examples, PromptBuilder(tokenizer=engine.tokenizer), engine.tokenizer))
 
     assert outputs(merged) == outputs(adapter) != outputs(tiny_model)
@@ -113,20 +113,31 @@ def test_an_adapter_vllm_refuses_is_merged_with_the_same_outputs(tiny_model, tmp
 
 def test_vllm_batches_by_dialogues_per_call_and_ignores_the_token_budget():
     """vLLM schedules its own batches: --batch-size is the dialogues per call, --max-batch-tokens is for hf."""
-    assert batch_limit(InferenceOptions(backend="vllm"), "cuda") == BatchLimit(None, VLLM_DIALOGUES_PER_CALL)
-    assert batch_limit(InferenceOptions(backend="vllm", batch_size=64, max_batch_tokens=4096), "cuda") == \
+    assert InferenceOptions(backend="vllm").batch_limit("cuda") == BatchLimit(None, VLLM_DIALOGUES_PER_CALL)
+    assert InferenceOptions(backend="vllm", batch_size=64, max_batch_tokens=4096).batch_limit("cuda") == \
         BatchLimit(None, 64)
     # hf: the budget's default depends on the device (a CPU's caches, a GPU's memory)
-    assert batch_limit(InferenceOptions(), "cpu") == BatchLimit(DEFAULT_MAX_BATCH_TOKENS["cpu"], None)
-    assert batch_limit(InferenceOptions(), "cuda:1") == BatchLimit(DEFAULT_MAX_BATCH_TOKENS["gpu"], None)
-    assert batch_limit(InferenceOptions(batch_size=8, max_batch_tokens=0), "cpu") == BatchLimit(None, 8)
-    assert batch_limit(InferenceOptions(max_batch_tokens=4096), "cuda") == BatchLimit(4096, None)
+    assert InferenceOptions().batch_limit("cpu") == BatchLimit(DEFAULT_MAX_BATCH_TOKENS["cpu"], None)
+    assert InferenceOptions().batch_limit("cuda:1") == BatchLimit(DEFAULT_MAX_BATCH_TOKENS["gpu"], None)
+    assert InferenceOptions(batch_size=8, max_batch_tokens=0).batch_limit("cpu") == BatchLimit(None, 8)
+    assert InferenceOptions(max_batch_tokens=4096).batch_limit("cuda") == BatchLimit(4096, None)
 
 
 def test_vllm_options_need_the_vllm_backend(tiny_model, tmp_path):
     result = tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
                  "--max-model-len", 1024)
     assert result.exit_code == 1 and "apply only with --backend vllm" in result.output.strip().splitlines()[-1]
+
+
+def test_inference_options_refuse_mistakes_and_give_vllm_what_was_set():
+    """In-process callers get the command line's checks: an unknown backend or dtype, vLLM's settings on hf."""
+    with pytest.raises(UserError, match="unknown backend 'tgi'; choose from hf, vllm"):
+        InferenceOptions(backend="tgi")
+    with pytest.raises(UserError, match="unknown dtype 'int8'"):
+        InferenceOptions(dtype="int8")
+    with pytest.raises(UserError, match="apply only with --backend vllm"):
+        InferenceOptions(gpu_memory_utilization=0.5)
+    assert InferenceOptions(backend="vllm", max_model_len=1024).vllm_settings() == VLLMSettings(max_model_len=1024)
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")

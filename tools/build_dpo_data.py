@@ -73,7 +73,7 @@ def build_dpo_data(input_path, candidate_paths, output_path, strategy, metric, b
     from dataset_builders.dpo import build_dpo_rows, load_candidates, parse_human_pairs
     from dataset_builders.nikl import load_nikl
     from eval.metrics import pair_scorer
-    from workflow.recipes import row_prompt_builder
+    from dataset_builders.recipe import row_prompt_builder
 
     kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
     final_output(output_path)

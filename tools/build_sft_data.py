@@ -48,7 +48,7 @@ def build_sft_data(input_path, output_path, system_prompt, clean_rules, tokenize
     from common.io import refuse_overwriting_inputs, write_id_list, write_jsonl
     from dataset_builders.nikl import load_nikl
     from dataset_builders.sft import BuildStats, sft_rows
-    from workflow.recipes import row_prompt_builder
+    from dataset_builders.recipe import row_prompt_builder
 
     kept_out_file = output_path.with_name(output_path.name + KEPT_OUT_SUFFIX)
     outputs = {"--output": output_path, "the kept-out list": kept_out_file}

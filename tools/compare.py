@@ -18,7 +18,7 @@ from workflow.comparison import write_report
 
 
 @click.command("compare")
-@input_option("NIKL file with the reference summaries, e.g. 일상대화요약_dev.json (also --references).")
+@input_option("NIKL file with the reference summaries, e.g. 일상대화요약_dev.json.")
 @click.argument("prediction_paths", nargs=-1, required=True, metavar="PREDICTIONS.json...",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--report", "report_dir", required=True, type=click.Path(dir_okay=True, path_type=Path),

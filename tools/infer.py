@@ -59,8 +59,7 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
     """
     from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
-    from generation.pipeline import InferenceOptions, infer_file
-    from generation.sidecar import side_files
+    from generation.pipeline import Inference, InferenceOptions, side_files
 
     sampling_flags = {"--temperature": temperature, "--top-p": top_p, "--seed": seed}
     if num_candidates is None and any(value is not None for value in sampling_flags.values()):
@@ -76,8 +75,9 @@ def infer(ckpt, input_path, output_path, num_candidates, temperature, top_p, see
     examples = load_nikl(input_path)
     apply_threads(threads)
     quiet_loading(progress)
-    report = infer_file(ckpt, examples, output_path, decoding, InferenceOptions.from_flat(**options), restart=restart,
-                        progress=progress, notify=lambda message: click.echo(message, err=True))
+    inference = Inference.resolve(ckpt, decoding, InferenceOptions(**options))
+    report = inference.write(examples, output_path, restart=restart, progress=progress,
+                             notify=lambda message: click.echo(message, err=True))
     click.echo(f"wrote {output_path}")
     for line in report.summary():
         click.echo(line)

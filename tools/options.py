@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from dataclasses import Field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,17 +13,13 @@ import click
 
 from common.devices import MAX_THREADS
 from common.errors import UserError
+from common.limits import MAX_ROWS, MAX_STEPS, MAX_TOKENS  # noqa: F401  (the commands import them from here)
 from dataset_builders.cleaning import RULES
 from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT, SYSTEM_PROMPTS
 from eval.registry import DEFAULT_METRIC, NAMES, lookup
 
 F = Callable[..., Any]
 
-# Upper bounds of the numeric options: far above any sensible value, far below what would crash or exhaust memory.
-MAX_TOKENS = 1 << 24          # a sequence: prompt, summary, context (the largest models today: ~10^6 positions)
-MAX_BATCH_TOKENS = 1 << 30    # one generate call's token budget
-MAX_ROWS = 1 << 16            # dialogues or pairs in one batch; candidates per dialogue; pairs per prompt
-MAX_STEPS = 10_000_000        # training steps
 SEED_RANGE = click.IntRange(0, 2**32 - 1)  # what every random generator here accepts (numpy's is the narrowest)
 THREADS = click.IntRange(1, MAX_THREADS)
 
@@ -95,62 +92,16 @@ def prompt_budget_option(default: str = "no limit") -> Callable[[F], F]:
     )
 
 
-class RenamedOption(click.Option):
-    """An option with names ``--help`` and error messages do not show: ``old_names`` still work, for one release,
-    with a note saying the new name; ``aliases`` work silently and stay."""
-
-    def __init__(self, *args, old_names: tuple[str, ...] = (), aliases: tuple[str, ...] = (), **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.old_names, self.unlisted = old_names, (*old_names, *aliases)
-
-    def _new_names(self) -> list[str]:
-        return [name for name in self.opts if name not in self.unlisted]
-
-    def get_help_record(self, ctx):
-        all_names, self.opts = self.opts, self._new_names()
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = all_names
-
-    def get_error_hint(self, ctx) -> str:
-        return " / ".join(f"'{name}'" for name in self._new_names())
-
-    def add_to_parser(self, parser, ctx) -> None:
-        all_names, self.opts = self.opts, self._new_names()
-        try:
-            super().add_to_parser(parser, ctx)
-        finally:
-            self.opts = all_names
-        for name in self.unlisted:  # parsed apart, so the note can name the spelling used
-            parser.add_option(obj=self, opts=[name], dest=f"{self.name} {name}",
-                              action="append" if self.multiple else "store", nargs=self.nargs)
-
-    def handle_parse_result(self, ctx, opts, args):
-        new = self._new_names()[0]
-        for name in self.unlisted:
-            if f"{self.name} {name}" not in opts:
-                continue
-            value = opts.pop(f"{self.name} {name}")
-            if self.name in opts and not self.multiple:
-                raise click.UsageError(f"{name} is another name of {new}: give only one of them", ctx)
-            opts[self.name] = [*opts.get(self.name, []), *value] if self.multiple else value
-            if name in self.old_names:
-                click.echo(f"note: {name} is now {new}; the old name goes in the next release", err=True)
-        return super().handle_parse_result(ctx, opts, args)
-
-
-TASK_FILE_OLD_NAMES = ("--data", "--dev")  # what build-dpo-data and select-checkpoint called it
-# What score called it, and compare does (the file with the reference summaries): accepted wherever the task file is.
-TASK_FILE_ALIASES = ("--references",)
+# The other name of --input, accepted wherever the task file is (what it is to `score` and `compare`: the file of
+# reference summaries).
+TASK_FILE_ALIAS = "--references"
 
 
 def input_option(help_text: str = "NIKL task file (JSON list), e.g. 일상대화요약_train.json.", *,
                  required: bool = True, multiple: bool = False) -> Callable[[F], F]:
     """``--input``: the NIKL task file, in every command that reads one (``input_path``; ``input_paths`` with
-    ``multiple``). Its earlier names work too, for one release; ``--references`` stays."""
-    names = ("--input", *TASK_FILE_OLD_NAMES, *TASK_FILE_ALIASES, "input_paths" if multiple else "input_path")
-    return click.option(*names, cls=RenamedOption, old_names=TASK_FILE_OLD_NAMES, aliases=TASK_FILE_ALIASES,
+    ``multiple``); ``--references`` is its other name."""
+    return click.option("--input", TASK_FILE_ALIAS, "input_paths" if multiple else "input_path",
                         required=required, multiple=multiple, help=help_text,
                         type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
@@ -174,9 +125,8 @@ class OutputFolder(click.Path):
 
 
 def output_dir_option(help_text: str, siblings: tuple[str, ...] = ()) -> Callable[[F], F]:
-    """``--output-dir``: a folder to write (``--output`` is always a file); ``--output`` was its name before."""
-    return click.option("--output-dir", "--output", "output_dir", cls=RenamedOption, old_names=("--output",),
-                        required=True, type=OutputFolder(siblings), help=help_text)
+    """``--output-dir``: a folder to write (``--output`` is always a file)."""
+    return click.option("--output-dir", "output_dir", required=True, type=OutputFolder(siblings), help=help_text)
 
 
 def recipe_length_options(function: F) -> F:
@@ -189,9 +139,6 @@ def recipe_length_options(function: F) -> F:
         "--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
         help="Axolotl recipe whose sequence_len, chat_template and base_model (the default --tokenizer) to use.",
     )(function)
-
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def threads_option(function: F) -> F:
@@ -243,56 +190,47 @@ def run_vllm_where_it_is_installed(ctx, param, value: str) -> str:
     return value
 
 
-def generation_options(function: F) -> F:
-    """The options that say how a checkpoint is loaded and prompted: shared by `tools infer` and
-    `tools select-checkpoint`, so both generate the same way."""
-    from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
-    from generation.decoding import Decoding
-    from generation.loader import BACKENDS
-    from generation.pipeline import InferenceOptions
-    from generation.vllm import VLLMSettings
+def inference_option(setting: Field, **extra: Any) -> Callable[[F], F]:
+    """The click option of one :class:`~generation.options.InferenceOptions` field, made from what the field says of
+    itself (:func:`generation.options.option`): its help, the values it accepts, its default."""
+    meta = setting.metadata
+    name = "--" + setting.name.replace("_", "-")
+    if isinstance(setting.default, bool):
+        return click.option(name, is_flag=True, help=meta["help"], **extra)
+    bounds = meta["bounds"]
+    kind = (click.Choice(meta["choices"]) if meta["choices"] else None if bounds is None
+            else FiniteFloat(bounds.low, bounds.high, min_open=bounds.low_open) if bounds.kind is float
+            else click.IntRange(bounds.low, bounds.high, min_open=bounds.low_open))
+    shown = f"  [default: {meta['shown_default']}]" if meta["shown_default"] else ""
+    return click.option(name, type=kind, default=setting.default, show_default=setting.default is not None,
+                        help=meta["help"] + shown, **extra)
 
-    decorators = [
-        click.option("--base-model", default=None,
-                     help="Base model of a LoRA adapter (default: from adapter_config.json)."),
-        click.option("--merge-lora", is_flag=True, help="Merge a LoRA adapter into the base weights before generating."),
-        click.option("--backend", type=click.Choice(BACKENDS), show_default=True,
-                     default=library_default(InferenceOptions, "backend"), callback=run_vllm_where_it_is_installed,
-                     help="vllm: from its own environment (`make install-vllm`), which the command then runs in; "
-                          "same output format."),
-        click.option("--trust-remote-code", is_flag=True, help="Allow the checkpoint's own code to run."),
-        system_prompt_option,
-        clean_option,
-        prompt_budget_option("the model's context minus --max-new-tokens"),
-        click.option("--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
-                     type=click.IntRange(1, MAX_TOKENS),
-                     help="Longest summary, in tokens (the reference system's setting)."),
-        click.option("--max-batch-tokens", default=None, type=click.IntRange(0, MAX_BATCH_TOKENS),
-                     help="Token budget of one generate call: dialogues (longest prompts first) join a batch while "
-                          "rows × (longest prompt + --max-new-tokens) fits; halved automatically when memory runs "
-                          f"out; 0: no budget  [default: {DEFAULT_MAX_BATCH_TOKENS['cpu']} on the CPU, "
-                          f"{DEFAULT_MAX_BATCH_TOKENS['gpu']} on a GPU; vllm: ignored, it schedules its own batches]"),
-        click.option("--batch-size", default=None, type=click.IntRange(1, MAX_ROWS),
-                     help="At most N dialogues per generate call, within --max-batch-tokens  "
-                          f"[default: no cap; vllm: {VLLM_DIALOGUES_PER_CALL} per call]"),
-        click.option("--dtype", type=click.Choice(DTYPES), default=library_default(InferenceOptions, "dtype"),
-                     show_default=True,
-                     help="auto: bfloat16 on CUDA, float32 on CPU."),
-        click.option("--device", default=library_default(InferenceOptions, "device"), show_default=True,
-                     help="auto, cpu, cuda or cuda:N (auto: cuda if available, else cpu)."),
-        threads_option,
-        click.option("--progress/--no-progress", default=True, show_default=True,
-                     help="Show a progress bar (examples/s)."),
-        click.option("--max-model-len", type=click.IntRange(1, MAX_TOKENS), default=None,
-                     help="vllm: longest sequence (prompt + summary) to reserve memory for; prompts are budgeted "
-                          "to it  [default: the model's context]"),
-        click.option("--gpu-memory-utilization", type=FiniteFloat(0, 1, min_open=True), default=None,
-                     help="vllm: share of GPU memory for weights and KV cache  "
-                          f"[default: {library_default(VLLMSettings, 'gpu_memory_utilization')}]"),
-        click.option("--tensor-parallel-size", type=click.IntRange(1, 1024), default=None,
-                     help="vllm: GPUs to split the model over (EXAONE 32B on < 80 GB GPUs)  "
-                          f"[default: {library_default(VLLMSettings, 'tensor_parallel_size')}]"),
-    ]
+
+def generation_options(function: F) -> F:
+    """The options that say how a checkpoint is loaded, prompted and batched — one per field of
+    :class:`~generation.options.InferenceOptions`, which the command makes of them (``InferenceOptions(**options)``)
+    — and ``--max-new-tokens``, ``--threads`` and ``--progress``: shared by `tools infer` and
+    `tools select-checkpoint`, so both generate the same way."""
+    from dataclasses import fields
+
+    from generation.decoding import Decoding
+    from generation.options import InferenceOptions
+
+    prompt = {"system_prompt": system_prompt_option, "clean_rules": clean_option,  # shared with the data commands
+              "max_prompt_tokens": prompt_budget_option("the model's context minus --max-new-tokens")}
+    before = {  # the options that are no field, beside the fields they go with in --help
+        "max_batch_tokens": [click.option(
+            "--max-new-tokens", default=library_default(Decoding, "max_new_tokens"), show_default=True,
+            type=click.IntRange(1, MAX_TOKENS), help="Longest summary, in tokens (the reference system's setting).")],
+        "max_model_len": [threads_option, click.option("--progress/--no-progress", default=True, show_default=True,
+                                                       help="Show a progress bar (examples/s).")],
+    }
+    extra = {"backend": {"callback": run_vllm_where_it_is_installed}}
+    decorators = []
+    for setting in fields(InferenceOptions):
+        decorators += before.get(setting.name, [])
+        decorators.append(prompt[setting.name] if setting.metadata.get("prompt")
+                          else inference_option(setting, **extra.get(setting.name, {})))
     for decorator in reversed(decorators):
         function = decorator(function)
     return function

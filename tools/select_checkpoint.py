@@ -49,8 +49,7 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
     from common.devices import use_threads
     from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
-    from generation.decoding import Decoding
-    from generation.pipeline import InferenceOptions
+    from generation.pipeline import Decoding, InferenceOptions
     from workflow.selection import select_checkpoint as select
     from workflow.selection import selection_outputs
 
@@ -60,7 +59,7 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
     quiet_loading(progress)
     score_options = {"bertscore_model": bertscore_model, "bertscore_layers": bertscore_layers,
                      "bleurt_model": bleurt_model, "device": None if options["device"] == "auto" else options["device"]}
-    inference = InferenceOptions.from_flat(**options)
+    inference = InferenceOptions(**options)
     selection = select(run_dir, examples, Decoding(max_new_tokens=max_new_tokens), inference, metric=metric,
                        score_options=score_options, progress=progress,
                        notify=lambda message: click.echo(message, err=True), resamples=resamples, seed=seed,

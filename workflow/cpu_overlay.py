@@ -21,6 +21,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.paths import local_or_hub
+from dataset_builders.recipe import load_recipe
 
 REMOVE = object()  # sentinel: drop the key from the derived config
 
@@ -87,28 +88,7 @@ def apply_overlay(cfg: dict[str, Any], overlay: dict[str, Any]) -> list[str]:
 
 
 class OverlayError(UserError):
-    """The recipe cannot be overlaid (missing, not YAML, not an Axolotl recipe); the message says why."""
-
-
-def load_recipe(recipe_path: Path | str) -> dict[str, Any]:
-    """Read a recipe YAML into a dict, with a one-line error naming the file for every way it can fail."""
-    import yaml
-
-    path = Path(recipe_path)
-    if not path.is_file():
-        raise OverlayError(f"{path}: no such recipe file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise OverlayError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
-    if not isinstance(data, dict):
-        raise OverlayError(f"{path}: expected a YAML mapping of Axolotl keys, got {type(data).__name__}")
-    datasets = data.get("datasets")
-    if not isinstance(datasets, list) or len(datasets) != 1 or not isinstance(datasets[0], dict):
-        raise OverlayError(f"{path}: expected exactly one entry under `datasets:` (the one --train-data replaces)")
-    return data
+    """The recipe cannot be overlaid with these data and settings; the message says why."""
 
 
 def required_fields(entry: dict[str, Any]) -> tuple[str, ...]:

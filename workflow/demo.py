@@ -34,10 +34,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from common.checkout import RECIPES, require, sample_files
+from common.checkout import RECIPES, require
 from common.checkpoint_files import ADAPTER_WEIGHTS, CONFIG, SAFETENSORS_INDEX
 from common.env import offline_env
 from common.io import write_text
+from dataset_builders.nikl import SPLITS, sample_files
 from workflow.stages import Pipeline, Stage, run_program
 
 # Runs one `tools` command (its arguments, without the leading "tools"); raises StageFailed on error.
@@ -128,7 +129,7 @@ def build_pipeline(workdir: Path, *, fast: bool, run_tools: ToolsRunner) -> Pipe
     """The demo's stages in ``workdir``; ``run_tools`` runs a `tools` command (the click layer passes it in)."""
     require(RECIPES, "recipes/")
     w = workdir
-    sample = dict(zip(("train", "dev", "test"), sample_files()))
+    sample = dict(zip(SPLITS, sample_files()))
     hub_model = w / "models" / "tiny-exaone"  # EXAONE's own layout, what the hub serves
     model = w / "models" / "tiny-exaone-llama"  # converted: what every recipe and command loads
     sft_data = {split: w / "data" / "sft" / f"{split}.jsonl" for split in ("train", "dev")}

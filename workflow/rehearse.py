@@ -38,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from common.checkout import REPO, sample_files
+from common.checkout import REPO
+from dataset_builders.nikl import sample_files
 from common.errors import UserError
 from common.io import write_json, write_jsonl
-from workflow.cpu_overlay import GPU_ONLY, LOCAL_ONLY, REMOVE, apply_overlay, load_recipe, write_config
+from dataset_builders.recipe import load_recipe
+from workflow.cpu_overlay import GPU_ONLY, LOCAL_ONLY, REMOVE, apply_overlay, write_config
 from workflow.rehearse_checks import (
     RANK_RECORDS,
     Check,
@@ -171,7 +173,7 @@ def sample_rows(cfg: dict[str, Any], recipe: Path, base_model: Path,
     from dataset_builders.nikl import load_nikl
     from dataset_builders.prompt import DEFAULT_SYSTEM_PROMPT
     from dataset_builders.sft import BuildStats, sft_rows
-    from workflow.recipes import row_prompt_builder
+    from dataset_builders.recipe import row_prompt_builder
 
     builder, sequence_len = row_prompt_builder(DEFAULT_SYSTEM_PROMPT, (), str(base_model), None, recipe, None)
     splits = ("train", "dev") if cfg.get("test_datasets") else ("train",)

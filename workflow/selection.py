@@ -34,10 +34,7 @@ from common.io import write_json, write_text
 from dataset_builders.nikl import Example
 from eval.compare import RESAMPLES, SEED
 from eval.registry import DEFAULT_METRIC, LABELS, NAMES, metric_name
-from generation.checkpoints import resolve_checkpoint
-from generation.decoding import Decoding
-from generation.pipeline import InferenceOptions, infer_file
-from generation.runner import examples_digest
+from generation.pipeline import Decoding, Inference, InferenceOptions, side_files
 
 SELECTION_DIR = "selection"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -112,8 +109,6 @@ def find_checkpoints(run: Path) -> list[RunCheckpoint]:
 
 def selection_outputs(run: Path) -> dict[str, Path]:
     """Every file `tools select-checkpoint` may write for ``run``, by what it is (to refuse one that is an input)."""
-    from generation.sidecar import side_files
-
     outputs = {"the selection table": run / "selection.json", "the selection table (markdown)": run / "selection.md",
                "the selection plot": run / "selection.png", "the best-checkpoint link": run / "best"}
     for checkpoint in find_checkpoints(run):
@@ -122,16 +117,6 @@ def selection_outputs(run: Path) -> dict[str, Path]:
         outputs[f"the record of {checkpoint.name}"] = predictions.with_name(f"{checkpoint.name}.dev.record.json")
         outputs.update({f"{what} for {checkpoint.name}": path for what, path in side_files(predictions).items()})
     return outputs
-
-
-def record_of(checkpoint: RunCheckpoint, examples: Sequence[Example], decoding: Decoding,
-              options: InferenceOptions) -> dict[str, Any]:
-    """What the predictions of ``checkpoint`` depend on: if any of it changes, they are generated again."""
-    resolved = resolve_checkpoint(checkpoint.path, options.base_model)
-    settings = {key: value for key, value in asdict(options).items()
-                if key not in ("batch_size", "max_batch_tokens", "device")}  # they change no output
-    return {"checkpoint": resolved.settings(), "decoding": decoding.settings(), "options": settings,
-            "input_sha256": examples_digest(examples)}
 
 
 @dataclass
@@ -144,12 +129,14 @@ class DevPredictions:
 def predictions_for(checkpoint: RunCheckpoint, run: Path, examples: Sequence[Example], decoding: Decoding,
                     options: InferenceOptions, *, progress: bool, notify: Callable[[str], None],
                     restart: bool = False) -> DevPredictions:
-    """The dev predictions of one checkpoint: reused when their record matches (then read back and checked, as
-    they may have been edited; never with ``restart``, which also discards an interrupted run's sidecar), else
-    generated — and taken from the run, not read back from the file it wrote."""
+    """The dev predictions of one checkpoint: reused when their record — what they depend on
+    (:meth:`generation.pipeline.Inference.record`) — matches (then read back and checked, as they may have been
+    edited; never with ``restart``, which also discards an interrupted run's sidecar), else generated — and taken
+    from the run, not read back from the file it wrote."""
     folder = run / SELECTION_DIR
     output, record_file = folder / f"{checkpoint.name}.dev.json", folder / f"{checkpoint.name}.dev.record.json"
-    record = json.loads(json.dumps(record_of(checkpoint, examples, decoding, options)))
+    inference = Inference.resolve(checkpoint.path, decoding, options)  # once: the record and the run share it
+    record = json.loads(json.dumps(inference.record(examples)))
     if output.is_file() and record_file.is_file() and not restart:
         try:
             if json.loads(record_file.read_text(encoding="utf-8")) == record:
@@ -157,8 +144,7 @@ def predictions_for(checkpoint: RunCheckpoint, run: Path, examples: Sequence[Exa
         except ValueError:
             pass  # a torn record: generate again
     notify(f"{checkpoint.name}: generating {len(examples)} dev summaries")
-    report = infer_file(checkpoint.path, examples, output, decoding, options, restart=restart, progress=progress,
-                        notify=notify)
+    report = inference.write(examples, output, restart=restart, progress=progress, notify=notify)
     write_json(record_file, record)
     return DevPredictions(output, [report.results[example.id]["output"] for example in examples], generated=True)
 

@@ -1,8 +1,9 @@
-"""What other commands need to know of an Axolotl recipe: its sequence length, chat template and base model —
-and the prompt builder for rows that must fit it.
+"""Reading an Axolotl recipe, and what the data commands need of it: its sequence length, chat template and base
+model — and the prompt builder for rows that must fit it.
 
 `tools build-sft-data --recipe recipes/X.yml` (and `build-dpo-data`) use it so every row fits the length
-Axolotl trains at, rendered with the template Axolotl renders with — read from the recipe, not retyped.
+Axolotl trains at, rendered with the template Axolotl renders with — read from the recipe, not retyped. `tools
+cpu-overlay` reads the recipes it derives from through :func:`load_recipe` too.
 """
 
 from __future__ import annotations
@@ -10,16 +11,40 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from common.errors import UserError
 from common.io import refuse_writing_into
 from common.paths import MAKES_BASE_MODEL
 from common.tokenizer import load_tokenizer
 from dataset_builders.prompt import PromptBuilder
-from workflow.cpu_overlay import load_recipe
 
 TOKENIZER_DEFAULT = "tokenizer_default"  # Axolotl: use the tokenizer's own chat template
+
+
+class RecipeError(UserError):
+    """The recipe cannot be read as one (missing, not YAML, not an Axolotl recipe); the message says why."""
+
+
+def load_recipe(recipe_path: Path | str) -> dict[str, Any]:
+    """Read a recipe YAML into a dict, with a one-line error naming the file for every way it can fail."""
+    import yaml
+
+    path = Path(recipe_path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a YAML mapping of Axolotl keys, got {type(data).__name__}")
+    datasets = data.get("datasets")
+    if not isinstance(datasets, list) or len(datasets) != 1 or not isinstance(datasets[0], dict):
+        raise RecipeError(f"{path}: expected exactly one entry under `datasets:` (the one file of rows it trains on)")
+    return data
 
 
 @dataclass(frozen=True)
