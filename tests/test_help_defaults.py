@@ -10,6 +10,7 @@ import pytest
 
 from conftest import tools_cli
 from dataset_builders.dpo import build_dpo_rows
+from dataset_builders.learnable import DEFAULT_SIZES, write_task
 from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt
 from eval.bertscore import BertScorer
 from eval.bleurt import BleurtScorer
@@ -60,6 +61,8 @@ LIBRARY = {
     "build-tiny-model": {f"--{name.replace('_', '-')}": default(build_tiny_exaone, name)
                          for name in ("shape", "hidden_size", "num_layers", "seed")},
     "convert-exaone": {"--to": default(convert, "to")},
+    "build-learnable-task": {"--seed": default(write_task, "seed"),
+                             **{f"--{split}": count for split, count in DEFAULT_SIZES.items()}},
 }
 # Defaults that exist only on the command line (no library function has one): listed, so a new option's default
 # is either compared above or placed here on purpose.

@@ -59,7 +59,7 @@ IN_STEP = {
     ("exaone_lora.yml", "exaone_sft.yml"): _LORA | {"gradient_accumulation_steps", "learning_rate", "deepspeed",
                                                      "output_dir", "save_only_model"},
     ("exaone_lora.yml", "exaone_dpo.yml"): {
-        "base_model", "rl", "rl_beta", "datasets", "test_datasets", "val_set_size", "output_dir",
+        "base_model", "rl", "rl_beta", "dpo_loss_type", "dpo_loss_weights", "datasets", "test_datasets", "val_set_size", "output_dir",
         "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "num_epochs", "learning_rate",
         "eval_strategy", "evals_per_epoch",
         # Axolotl keeps its fused LoRA kernels off for RL trainers; DPO needs the logits, not a fused loss
@@ -72,7 +72,7 @@ LIGER = {"liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_fused_li
 # Hyperparameters whose line must carry a `# why` comment wherever a recipe sets them.
 MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sample_packing", "micro_batch_size",
                 "gradient_accumulation_steps", "num_epochs", "optimizer", "learning_rate", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout",
-                "rl_beta", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
+                "rl_beta", "dpo_loss_type", "dpo_loss_weights", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
                 "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel", *LIGER}
 
 
