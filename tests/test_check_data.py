@@ -167,6 +167,15 @@ def test_rows_for_another_kind_of_recipe_are_one_line(sft_rows, tiny_model):
     assert "'chosen', 'rejected'" in error
 
 
+def test_a_tokenizer_that_is_not_there_is_one_line(sft_rows, tmp_path, monkeypatch):
+    error = one_line_error(tools_cli("check-data", "--recipe", RECIPES / "exaone_sft.yml", "--input", sft_rows,
+                                     "--tokenizer", tmp_path / "missing"))
+    assert "--tokenizer" in error and "no such directory" in error
+    monkeypatch.chdir(tmp_path)  # where the recipe's models/… is not
+    error = one_line_error(tools_cli("check-data", "--recipe", RECIPES / "exaone_sft.yml", "--input", sft_rows))
+    assert "the base_model of" in error and "pass --tokenizer DIR" in error
+
+
 def test_the_user_turn_parses_back_into_its_dialogue():
     for example in load_nikl(TRAIN):
         text = user_message(example.conversation, example.subject_keyword)

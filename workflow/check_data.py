@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 
 from common.errors import UserError
 from common.io import read_jsonl
+from common.paths import MAKES_BASE_MODEL, require_local
 from common.tokenizer import chat_prompt_ids
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder, parse_user_message
@@ -132,6 +133,8 @@ def axolotl_config(recipe: Path, rows: Path, tokenizer: str | None) -> Any:
     base = tokenizer or load_recipe(recipe).get("base_model")
     if not base:
         raise UserError(f"{recipe} names no base_model: pass --tokenizer")
+    require_local(base, "--tokenizer" if tokenizer else f"the base_model of {recipe}",
+                  MAKES_BASE_MODEL + ("" if tokenizer else "; or pass --tokenizer DIR"))
     with tempfile.TemporaryDirectory(prefix="check-data-") as scratch:
         cfg = overlay_config(recipe, base_model=base, train_data=rows, output_dir=scratch, max_steps=1)
         config_path = write_config(cfg, Path(scratch) / "config.yml", recipe=recipe)
