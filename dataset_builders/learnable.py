@@ -76,7 +76,7 @@ FILLERS: tuple[str, ...] = (
     "음~ 다음에 같이 가자.", "그래 좋아.", "아~ 그거 나도 들었어.", "어~ 시간 되면 한번 해 봐.",
     "그~ 생각보다 괜찮았어.", "진짜? 몰랐어.", "name2 씨는 어때요?", "응 그랬구나.",
 )
-TURNS = (5, 8)  # utterances per dialogue: the opening, 3–6 fillers and the detail, in between
+TURNS = (4, 6)  # utterances per dialogue: the opening, 2–4 fillers and the detail, in between
 SPEAKER_COUNT = 24
 HELD_OUT = 0.2  # the share of speaker pairs and of (topic, place) combinations kept out of train
 # Does a digit's Korean reading end in a consonant (영 일 삼 육 칠 팔) or a vowel (이 사 오 구)?

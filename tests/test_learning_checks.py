@@ -51,7 +51,7 @@ def test_a_run_that_learnt_passes_every_line():
     (learnt(dpo_accuracy=[(0, 0.0), (20, 0.15), (40, 0.1)]), "DPO learns the preferences", "swapped"),
     # DPO that collapses: pair accuracy up, summaries worse
     (learnt(rouge1={**learnt().rouge1, "dpo": 40.0}), "DPO keeps the summaries", "collapse"),
-    (learnt(stopped={"sft": (48, 48), "dpo": (20, 48)}), "DPO summaries stop", "end-of-turn token trained"),
+    (learnt(stopped={"sft": (48, 48), "dpo": (20, 48)}), "DPO summaries stop", "unlearnt the end of turn"),
 ])
 def test_each_line_fails_naming_the_symptom(broken, line, symptom):
     failed = failing(broken)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ def axolotl_config(recipe: Path, rows: Path, tokenizer: str | None) -> Any:
     """The recipe as Axolotl's own loader reads it (validated and normalised), with ``rows`` as its data and
     ``tokenizer`` (a model directory or hub id; default: the recipe's ``base_model``) as its base model.
     GPU-only keys are switched off first (:data:`~workflow.cpu_overlay.CPU_OVERLAY`: none of them changes
-    tokenisation), and the output goes to a temporary folder (Axolotl writes a debug log there)."""
+    tokenisation), and the output goes to a temporary folder (Axolotl writes a debug log there). Axolotl is a
+    library here, not a run of the user's: it sends no telemetry (``AXOLOTL_DO_NOT_TRACK``, unless set)."""
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     from axolotl.cli.config import load_cfg
 
     base = tokenizer or load_recipe(recipe).get("base_model")

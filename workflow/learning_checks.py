@@ -54,12 +54,12 @@ class LearningResults:
         return asdict(self)
 
 
-def stop_check(name: str, stopped: tuple[int, int]) -> Check:
+def stop_check(name: str, stopped: tuple[int, int], cause: str) -> Check:
     count, total = stopped
     share = count / total if total else 0.0
     detail = f"{count}/{total} ({share:.0%}) end at the end-of-turn token (≥ {STOP_MIN:.0%})"
     if share < STOP_MIN:
-        detail += " — the others run to --max-new-tokens: is the end-of-turn token trained (train_on_eos)?"
+        detail += f" — the others run to --max-new-tokens: {cause}"
     return Check(f"{name} summaries stop", share >= STOP_MIN, detail)
 
 
@@ -78,7 +78,7 @@ def learning_checks(results: LearningResults) -> list[Check]:
         detail += (" — the model did not learn to read the dialogue: loss on the prompt instead of the summary, or "
                    "an inference prompt unlike the training one? (tools check-data)")
     checks.append(Check("SFT learns the task", sft >= SFT_MIN, detail))
-    checks.append(stop_check("SFT", results.stopped["sft"]))
+    checks.append(stop_check("SFT", results.stopped["sft"], "is the end-of-turn token trained (train_on_eos)?"))
     (chosen, chosen_score), (last, last_score) = results.selected, results.last
     good = chosen_score >= last_score
     checks.append(Check("selection keeps the best", good,
@@ -96,7 +96,8 @@ def learning_checks(results: LearningResults) -> list[Check]:
     if not held:
         detail += " — DPO made the summaries worse: swapped pairs, or a collapse (see docs/demo.md)"
     checks.append(Check("DPO keeps the summaries", held, detail))
-    checks.append(stop_check("DPO", results.stopped["dpo"]))
+    checks.append(stop_check("DPO", results.stopped["dpo"],
+                             "DPO unlearnt the end of turn (a collapse, or swapped pairs; see docs/demo.md)"))
     return checks
 
 
