@@ -490,6 +490,33 @@ def test_overlay_command_writes_a_config(tmp_path, sft_data):
     assert config["max_steps"] == 2 and config["lora_qkv_kernel"] is False and config["bf16"] is False
 
 
+def test_overlay_set_changes_a_recipe_value_and_says_so(tmp_path, sft_data):
+    out = tmp_path / "sft.cpu.yml"
+    (base := tmp_path / "model").mkdir()
+    result = overlay_cli(RECIPES / "exaone_sft.yml", "--base-model", base, "--train-data", sft_data["train"],
+                         "--output-dir", tmp_path / "out", "--config-out", out, "--set", "learning_rate=2e-3",
+                         "--set", "sample_packing=false", "--set", "micro_batch_size=16")
+    assert result.exit_code == 0, result.output
+    assert "overrides: learning_rate 0.002 (recipe: 2e-05), sample_packing False (recipe: True)" in result.output
+    config = load_yaml(out)  # 2e-3 is a number, as Axolotl needs it, though YAML 1.1 reads it as a string
+    assert (config["learning_rate"], config["sample_packing"], config["micro_batch_size"]) == (0.002, False, 16)
+    assert "# Overrides (--set): learning_rate 0.002 (recipe: 2e-05)" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("learnig_rate=1e-3", "has no key 'learnig_rate'"),  # a typo is an error, not a key Axolotl ignores
+    ("max_steps=5", "the overlay sets max_steps itself"),
+    ("bf16=true", "the overlay sets bf16 itself"),  # CPU_OVERLAY's keys stay as the CPU needs them
+    ("learning_rate", "expected KEY=VALUE"),
+])
+def test_overlay_set_refuses_what_it_cannot_change(tmp_path, sft_data, setting, message):
+    (base := tmp_path / "model").mkdir()
+    result = overlay_cli(RECIPES / "exaone_sft.yml", "--base-model", base, "--train-data", sft_data["train"],
+                         "--output-dir", tmp_path / "out", "--config-out", tmp_path / "x.yml", "--set", setting)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "x.yml").exists()
+
+
 @pytest.mark.parametrize("content, message", [
     ("base_model: [unclosed\n", "not valid YAML (line"),
     ("- just\n- a list\n", "expected a YAML mapping"),
