@@ -21,6 +21,8 @@ KNOWN_LOG_NOISE = (
      "DeepSpeed saying a CPU machine has no GPU; inference and scoring do not use DeepSpeed"),
     ("bitsandbytes.backends.cpu.ops", r"^Failed to load CPU gemm_4bit_forward from kernels-community",
      "an optional hub kernel for 4-bit CPU matmuls; offline it cannot be fetched and is not needed"),
+    ("kernels.hf_hub", r"^Skipping publisher trust check for 'kernels-community",
+     "the same optional bitsandbytes kernel, in offline mode (logged when `tools check-data` imports Axolotl)"),
 )
 KNOWN_WARNINGS = (
     (UserWarning, r"Skipping publisher trust check for 'kernels-community",

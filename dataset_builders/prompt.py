@@ -52,8 +52,12 @@ def resolve_system_prompt(name_or_text: str | None) -> str:
     return SYSTEM_PROMPTS.get(name_or_text, name_or_text)
 
 
+CONVERSATION_HEADER = "[Conversation]\n"
+SPEAKER_LABEL = "화자"  # before each speaker id: "화자SD2100503: …"
+
+
 def conversation_line(turn: Utterance) -> str:
-    return f"화자{turn.speaker}: {turn.utterance}"
+    return f"{SPEAKER_LABEL}{turn.speaker}: {turn.utterance}"
 
 
 def conversation_lines(conversation: Sequence[Utterance]) -> list[str]:
@@ -70,7 +74,29 @@ def user_message(conversation: Sequence[Utterance | str], subject_keyword: Seque
     the utterances, or lines already rendered (truncation passes the lines it keeps, or the conversation cut at a
     token boundary)."""
     lines = [turn if isinstance(turn, str) else conversation_line(turn) for turn in conversation]
-    return "[Conversation]\n" + "\n".join(lines) + question_text(subject_keyword)
+    return CONVERSATION_HEADER + "\n".join(lines) + question_text(subject_keyword)
+
+
+def parse_user_message(text: str) -> tuple[list[Utterance], list[str]] | None:
+    """The dialogue and keywords that :func:`user_message` builds ``text`` from — its inverse — or ``None`` when
+    ``text`` is not a user turn it builds. A line that does not start a turn (``화자ID: …``) continues the one
+    before (an utterance with a line break), so ``user_message`` of the result is ``text`` again."""
+    question_head, question_tail = question_text(["\0"]).split("\0")
+    if not text.startswith(CONVERSATION_HEADER) or not text.endswith(question_tail):
+        return None
+    body, found, keywords = text[len(CONVERSATION_HEADER):-len(question_tail)].rpartition(question_head)
+    if not found or not keywords:
+        return None
+    turns: list[Utterance] = []
+    for line in body.split("\n"):
+        speaker, colon, utterance = line[len(SPEAKER_LABEL):].partition(": ")
+        if line.startswith(SPEAKER_LABEL) and colon and speaker:
+            turns.append(Utterance(speaker, utterance))
+        elif turns:
+            turns[-1] = Utterance(turns[-1].speaker, turns[-1].utterance + "\n" + line)
+        else:
+            return None
+    return turns, keywords.split(", ")
 
 
 class BudgetTooSmall(UserError):

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DEV, tools_cli
 from dataset_builders.dpo import build_dpo_rows
+from dataset_builders.learnable import DEFAULT_SIZES, write_task
 from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt
 from dataset_builders.synthetic import write_split
 from eval.bertscore import BertScorer
@@ -66,6 +67,8 @@ LIBRARY = {
     "convert-exaone": {"--to": default(convert, "to")},
     "rehearse": {"--processes": default(prepare, "processes"), "--max-steps": default(prepare, "max_steps"),
                  "--timeout": default(launch, "timeout")},
+    "build-learnable-task": {"--seed": default(write_task, "seed"),
+                             **{f"--{split}": count for split, count in DEFAULT_SIZES.items()}},
 }
 # Defaults that exist only on the command line (no library function has one): listed, so a new option's default
 # is either compared above or placed here on purpose.

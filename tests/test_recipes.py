@@ -65,7 +65,7 @@ IN_STEP = {
                                                      # reentrant for frozen weights under ZeRO-3 (transformers#47254)
                                                      "gradient_checkpointing_kwargs"},
     ("exaone_lora.yml", "exaone_dpo.yml"): {
-        "base_model", "rl", "rl_beta", "datasets", "test_datasets", "val_set_size", "output_dir",
+        "base_model", "rl", "rl_beta", "dpo_loss_type", "dpo_loss_weights", "datasets", "test_datasets", "val_set_size", "output_dir",
         "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "num_epochs", "learning_rate",
         "eval_strategy", "evals_per_epoch",
         # Axolotl keeps its fused LoRA kernels off for RL trainers; DPO needs the logits, not a fused loss
@@ -80,7 +80,7 @@ LIGER = {"liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_fused_li
 # Hyperparameters whose line must carry a `# why` comment wherever a recipe sets them.
 MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sample_packing", "micro_batch_size",
                 "gradient_accumulation_steps", "num_epochs", "optimizer", "learning_rate", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout",
-                "rl_beta", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
+                "rl_beta", "dpo_loss_type", "dpo_loss_weights", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
                 "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel", *LIGER}
 
 
@@ -509,6 +509,33 @@ def test_overlay_command_writes_a_config(tmp_path, sft_data):
     assert out.read_text(encoding="utf-8").startswith("# Derived from")
     config = load_yaml(out)
     assert config["max_steps"] == 2 and config["lora_qkv_kernel"] is False and config["bf16"] is False
+
+
+def test_overlay_set_changes_a_recipe_value_and_says_so(tmp_path, sft_data):
+    out = tmp_path / "sft.cpu.yml"
+    (base := tmp_path / "model").mkdir()
+    result = overlay_cli(RECIPES / "exaone_sft.yml", "--base-model", base, "--train-data", sft_data["train"],
+                         "--output-dir", tmp_path / "out", "--config-out", out, "--set", "learning_rate=2e-3",
+                         "--set", "sample_packing=false", "--set", "micro_batch_size=16")
+    assert result.exit_code == 0, result.output
+    assert "overrides: learning_rate 0.002 (recipe: 2e-05), sample_packing False (recipe: True)" in result.output
+    config = load_yaml(out)  # 2e-3 is a number, as Axolotl needs it, though YAML 1.1 reads it as a string
+    assert (config["learning_rate"], config["sample_packing"], config["micro_batch_size"]) == (0.002, False, 16)
+    assert "# Overrides (--set): learning_rate 0.002 (recipe: 2e-05)" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("learnig_rate=1e-3", "has no key 'learnig_rate'"),  # a typo is an error, not a key Axolotl ignores
+    ("max_steps=5", "the overlay sets max_steps itself"),
+    ("bf16=true", "the overlay sets bf16 itself"),  # CPU_OVERLAY's keys stay as the CPU needs them
+    ("learning_rate", "expected KEY=VALUE"),
+])
+def test_overlay_set_refuses_what_it_cannot_change(tmp_path, sft_data, setting, message):
+    (base := tmp_path / "model").mkdir()
+    result = overlay_cli(RECIPES / "exaone_sft.yml", "--base-model", base, "--train-data", sft_data["train"],
+                         "--output-dir", tmp_path / "out", "--config-out", tmp_path / "x.yml", "--set", setting)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "x.yml").exists()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -14,9 +14,11 @@ from common.errors import UserError
 from common.io import WRITTEN
 from common.quiet import silence_known_noise
 from tools.build_dpo_data import build_dpo_data
+from tools.build_learnable_task import build_learnable_task
 from tools.build_sft_data import build_sft_data
 from tools.build_synthetic_data import build_synthetic_data
 from tools.build_tiny_model import build_tiny_model_command
+from tools.check_data import check_data
 from tools.compare import compare
 from tools.convert_exaone import convert_exaone
 from tools.cpu_overlay import cpu_overlay
@@ -81,8 +83,9 @@ def cli():
     silence_known_noise()
 
 
-for command in (build_sft_data, build_dpo_data, build_synthetic_data, build_tiny_model_command, compare, convert_exaone,
-                cpu_overlay, demo, infer, rehearse, rerank, score, select_checkpoint, versions):
+for command in (build_sft_data, build_dpo_data, build_learnable_task, build_synthetic_data, build_tiny_model_command,
+                check_data, compare, convert_exaone, cpu_overlay, demo, infer, rehearse, rerank, score, select_checkpoint,
+                versions):
     cli.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

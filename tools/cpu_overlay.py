@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from dataset_builders.recipe import load_recipe
 from tools.options import MAX_STEPS, final_output, output_file_option
-from workflow.cpu_overlay import overlay_config, write_config
+from workflow.cpu_overlay import describe_overrides, overlay_config, parse_overrides, write_config
 
 
 @click.command("cpu-overlay")
@@ -26,9 +27,12 @@ from workflow.cpu_overlay import overlay_config, write_config
 @click.option("--save-every", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Also save a checkpoint (and compute dev loss) every N steps, e.g. for "
                    "`tools select-checkpoint`  [default: only at --max-steps]")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Give a key of the recipe another value (read as YAML), e.g. --set learning_rate=2e-3; repeat "
+                   "for several. Only keys the recipe sets; each is named in the derived config's header.")
 @output_file_option("Where to write the derived YAML.", "--config-out", "config_out")
 def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_dir, max_steps, save_every,
-                config_out):
+                overrides, config_out):
     """Derive a CPU config from a GPU recipe: same recipe, GPU-only keys switched off, tiny paths.
 
     \b
@@ -36,6 +40,7 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
       tools cpu-overlay recipes/exaone_lora.yml --base-model models/tiny-exaone \\
           --train-data data/sft/train.jsonl --eval-data data/sft/dev.jsonl \\
           --output-dir outputs/exaone-lora-cpu --max-steps 2 --config-out configs/exaone_lora.cpu.yml
+      tools cpu-overlay recipes/exaone_sft.yml … --set learning_rate=2e-3 --set micro_batch_size=16
       axolotl preprocess configs/exaone_lora.cpu.yml
       axolotl train configs/exaone_lora.cpu.yml --launcher python
     """
@@ -49,7 +54,10 @@ def cpu_overlay(recipe, base_model, train_data, eval_data, output_dir, prepared_
                                {"--base-model": base_model})
     final_output(config_out)
     require_local(base_model, "--base-model", MAKES_BASE_MODEL + ", `tools build-tiny-model` a tiny one")
+    changes = parse_overrides(overrides)
     cfg = overlay_config(recipe, base_model=base_model, train_data=train_data, eval_data=eval_data,
-                         output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir, save_every=save_every)
-    write_config(cfg, config_out, recipe=recipe)
-    click.echo(f"wrote {config_out} (from {recipe}: CPU overlay, max_steps {max_steps})")
+                         output_dir=output_dir, max_steps=max_steps, prepared_dir=prepared_dir, save_every=save_every,
+                         overrides=changes)
+    write_config(cfg, config_out, recipe=recipe, overrides=changes)
+    click.echo(f"wrote {config_out} (from {recipe}: CPU overlay, max_steps {max_steps}"
+               + (f"; overrides: {describe_overrides(changes, load_recipe(recipe))}" if changes else "") + ")")

@@ -8,7 +8,9 @@ recipe is used as it is except for:
 - the run-specific values :func:`overlay_config` fills in: ``base_model``, the dataset paths,
   ``output_dir``, ``dataset_prepared_path``, ``max_steps`` and a save/eval cadence of ``max_steps`` (or ``save_every``)
   so that a checkpoint is always written. Evaluation runs on ``--eval-data`` when given (it replaces
-  the recipe's dev set); without it evaluation is turned off.
+  the recipe's dev set); without it evaluation is turned off;
+- the overrides a run asks for by name (``--set learning_rate=2e-3``): only keys the recipe has, so a typo
+  is an error instead of a key Axolotl ignores; each is listed in the derived config's header.
 
 Everything else — chat template, masking, packing, LoRA/QLoRA, DPO, schedule — is what the GPU run uses.
 """
@@ -16,8 +18,9 @@ Everything else — chat template, masking, packing, LoRA/QLoRA, DPO, schedule �
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from common.errors import UserError
 from common.paths import local_or_hub
@@ -87,6 +90,12 @@ def apply_overlay(cfg: dict[str, Any], overlay: dict[str, Any]) -> list[str]:
     return changed
 
 
+EXPONENT_NUMBER = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")  # 2e-3: a float everywhere but in YAML 1.1
+# Keys the overlay sets from its own options (or the CPU list above): not for --set.
+RUN_KEYS = ("base_model", "datasets", "test_datasets", "output_dir", "dataset_prepared_path", "max_steps",
+            "save_steps", "eval_steps", "val_set_size", "eval_strategy")
+
+
 class OverlayError(UserError):
     """The recipe cannot be overlaid with these data and settings; the message says why."""
 
@@ -124,9 +133,11 @@ def overlay_config(
     eval_data: Path | str | None = None,
     prepared_dir: Path | str | None = None,
     save_every: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the CPU config derived from a recipe (see the module docstring for what changes). A checkpoint
-    (and, with ``eval_data``, a dev loss) every ``save_every`` steps (default: once, at ``max_steps``)."""
+    (and, with ``eval_data``, a dev loss) every ``save_every`` steps (default: once, at ``max_steps``);
+    ``overrides``: recipe keys to set to other values (:func:`parse_overrides`)."""
     if max_steps < 1:
         raise OverlayError(f"max_steps must be ≥ 1, got {max_steps}")
     save_every = save_every or max_steps
@@ -135,6 +146,13 @@ def overlay_config(
     cfg = copy.deepcopy(load_recipe(recipe_path))
     apply_overlay(cfg, CPU_OVERLAY)
 
+    for key, value in (overrides or {}).items():
+        if key in RUN_KEYS or key in CPU_OVERLAY:
+            raise OverlayError(f"--set {key}: the overlay sets {key} itself (use its own option)")
+        if key not in cfg:
+            raise OverlayError(f"--set {key}: {recipe_path} has no key {key!r}; an override changes a value the "
+                               "recipe sets")
+        cfg[key] = value
     check_rows_fit(cfg["datasets"][0], train_data, "--train-data", recipe_path)
     if eval_data is not None:
         check_rows_fit((cfg.get("test_datasets") or cfg["datasets"])[0], eval_data, "--eval-data", recipe_path)
@@ -164,7 +182,34 @@ def overlay_config(
     return cfg
 
 
-def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str,
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["learning_rate=2e-3", "sample_packing=false"]`` → ``{"learning_rate": 0.002, "sample_packing": False}``:
+    each value read as YAML, as the recipe's own values are — and a number in exponent form without a dot
+    (``2e-3``, which YAML 1.1 leaves a string) as the number it is."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, equals, text = item.partition("=")
+        if not equals or not key.strip():
+            raise OverlayError(f"--set {item!r}: expected KEY=VALUE, e.g. learning_rate=2e-3")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", error)
+            raise OverlayError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
+        if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)
+        overrides[key.strip()] = value
+    return overrides
+
+
+def describe_overrides(overrides: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """``learning_rate 0.002 (recipe: 2e-05), …`` — what a run changed, for logs and tables."""
+    return ", ".join(f"{key} {value} (recipe: {recipe.get(key)})" for key, value in overrides.items())
+
+
+def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str, overrides: dict[str, Any] | None = None,
                  purpose: str = "`tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py)") -> Path:
     import yaml
 
@@ -172,5 +217,7 @@ def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str,
 
     header = (f"# Derived from {recipe} by {purpose}.\n"
               "# Not a recipe: edit the recipe, then re-run the command.\n")
+    if overrides:
+        header += f"# Overrides (--set): {describe_overrides(overrides, load_recipe(recipe))}\n"
     write_text(path, header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return Path(path)
