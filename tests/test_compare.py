@@ -536,9 +536,9 @@ def test_dpo_rewards_are_read_from_the_last_trainer_state(tmp_path):
              for step, accuracy, margin in ((1, 0.0, 0.0), (2, 1.0, 0.000168), (3, 0.5, 0.000453))]
     state(2, train[:2])
     state(10, train)  # the highest step, not the last in name order
-    assert dpo_rewards_of(tmp_path) == "reward accuracy 0.50, margin +0.000453 (training batch, step 3)"
+    assert dpo_rewards_of(tmp_path) == "reward accuracy 0.00 → 0.50, margin +0.000453 (training batch, steps 1–3)"
     state(11, [*train, {"step": 3, "eval_loss": 0.6, "eval_rewards/accuracies": 0.75, "eval_rewards/margins": 0.02}])
-    assert dpo_rewards_of(tmp_path) == "reward accuracy 0.75, margin +0.02 (held-out pairs, step 3)"
+    assert dpo_rewards_of(tmp_path) == "reward accuracy 0.75 → 0.75, margin +0.02 (held-out pairs, steps 3–3)"
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.7}]}))
     assert dpo_rewards_of(tmp_path) == "no reward metrics logged"  # the run's own state comes first
 
@@ -557,8 +557,8 @@ def test_the_demo_notes_changed_summaries_the_noise_and_the_comparison(write_nik
     same = write_nikl(items, "same.json")
     edited = write_nikl([{**item, "output": item["output"] + (" 끝." if index % 2 else "")}
                          for index, item in enumerate(items)], "edited.json")
-    assert changed_share(same, edited) == "2/4 dev summaries differ from SFT's"
-    assert changed_share(same, same) == "0/4 dev summaries differ from SFT's"
+    assert changed_share(same, edited) == "2/4 dev summaries differ from the DPO start's"
+    assert changed_share(same, same) == "0/4 dev summaries differ from the DPO start's"
     report = tmp_path / "r"
     assert tools_cli("compare", "--input", DEV, *systems, systems[0], "--name", "SFT", "--name", "DPO", "--name",
                      "again", "--report", report).exit_code == 0
