@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from eval.compare import bootstrap_intervals, bootstrap_means, compare_pair, sign_flip_p
+    from eval.compare.statistics import bootstrap_intervals, bootstrap_means, compare_pair, sign_flip_p
     from tools.cli import cli
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -276,3 +276,9 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
             raise UserError(f"{path}: line {number}{named}: {problem}")
         rows.append(row)
     return rows
+
+
+def tail(path: Path, lines: int = 15) -> list[str]:
+    """The last ``lines`` lines of a log, progress-bar redraws (carriage returns) reduced to their end."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()][-lines:]

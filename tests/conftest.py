@@ -186,7 +186,7 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-PROJECT_PACKAGES = ("common", "dataset_builders", "eval", "exaone", "generation", "workflow", "tools")
+PROJECT_PACKAGES = ("common", "dataset_builders", "eval", "exaone", "generation", "training", "demo", "tools")
 
 
 def count_calls(monkeypatch, function) -> list[tuple]:

@@ -16,7 +16,7 @@ pytest.importorskip("axolotl")
 
 from axolotl.utils.dict import DictDefault  # noqa: E402
 
-from workflow.axolotl_plugins import AdapterOnlyOutput, stray_peft_model_files  # noqa: E402
+from training.axolotl_plugins import AdapterOnlyOutput, stray_peft_model_files  # noqa: E402
 
 
 def run_cfg(output_dir, adapter="lora"):

@@ -15,7 +15,7 @@ from common.io import read_jsonl, write_jsonl
 from conftest import REPO, TRAIN, one_line_error, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, parse_user_message, user_message
-from workflow.check_data import check_rows
+from training.check_data import check_rows
 
 RECIPES = REPO / "recipes"
 ROWS = 4  # enough to show every row is checked; each check fails on all of them

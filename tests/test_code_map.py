@@ -100,19 +100,19 @@ def reachable(start: str, graph: dict[str, set[str]]) -> set[str]:
 def test_the_data_commands_never_import_the_cpu_overlay():
     """Recipes are read in the data layer: building rows needs nothing of the CPU smoke-run module."""
     graph = import_graph()
-    assert "workflow.cpu_overlay" in reachable("tools.cpu_overlay", graph)  # the walk finds it where it is used
+    assert "training.cpu_overlay" in reachable("tools.cpu_overlay", graph)  # the walk finds it where it is used
     for command in ("tools.build_sft_data", "tools.build_dpo_data"):
-        assert "workflow.cpu_overlay" not in reachable(command, graph), command
+        assert "training.cpu_overlay" not in reachable(command, graph), command
 
 
-def test_workflow_generates_through_the_one_entry():
+def test_the_packages_above_generation_generate_through_the_one_entry():
     """Checkpoint selection (and anything else above generation/ but the commands) generates through
     generation.pipeline — one checkpoint resolution, one lock, one batch decision — not through its parts."""
     reached = {f"{path.relative_to(REPO)}:{line} imports {name}" for module, path in modules().items()
-               if module.startswith("workflow") for name, line in module_imports(path)
+               if module.split(".")[0] in ("training", "demo") for name, line in module_imports(path)
                if name.startswith("generation") and not name.startswith("generation.pipeline")}
     assert not reached, "\n".join(sorted(reached))
-    assert any(name.startswith("generation.pipeline") for name, _ in module_imports(modules()["workflow.selection"]))
+    assert any(name.startswith("generation.pipeline") for name, _ in module_imports(modules()["training.selection"]))
 
 
 def test_no_import_loops():

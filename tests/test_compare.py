@@ -1,4 +1,4 @@
-"""`tools compare` and :mod:`eval.compare`: the sign-flip test and the paired bootstrap against hand-computed cases,
+"""`tools compare` and :mod:`eval.compare.statistics`: the sign-flip test and the paired bootstrap against hand-computed cases,
 Holm's correction, the report folder (self-contained HTML), the command's one-line errors."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-import eval.compare as compare_module
+import eval.compare.statistics as compare_module
 from conftest import DEV, TEST, load_json, one_line_error, tools_cli
-from eval.compare import (Comparison, bootstrap_intervals, bootstrap_means, compare_pair, compare_systems,
+from eval.compare.statistics import (Comparison, bootstrap_intervals, bootstrap_means, compare_pair, compare_systems,
                           exact_sign_flip_p, holm, paired_differences, per_example_points, random_sign_flip_p,
                           sign_flip_p, win_tie_loss)
 from eval.metrics import ScoreReport, score_pairs
@@ -443,7 +443,7 @@ def test_resamples_and_seed_out_of_range_are_usage_errors_before_any_work(comman
 
 def selection_of(per_example: dict[str, list[float]]):
     """Rows, one per checkpoint (steps 1, 2, …), compared with the winner as select-checkpoint does."""
-    from workflow.selection import Row, Selection, compare_with_best, winner
+    from training.selection import Row, Selection, compare_with_best, winner
 
     values = {name: np.array(points, dtype=float) for name, points in per_example.items()}
     rows = [Row(name, name, step, None, None, {"rouge1": float(values[name].mean())}, 1.0, "")
@@ -523,7 +523,7 @@ def test_how_many_examples_the_page_shows_and_korean_names(systems, tmp_path):
 
 
 def test_dpo_rewards_are_read_from_the_last_trainer_state(tmp_path):
-    from workflow.demo import dpo_rewards_of
+    from demo.pipeline import dpo_rewards_of
 
     def state(step, history):
         folder = tmp_path / f"checkpoint-{step}"
@@ -544,7 +544,7 @@ def test_dpo_rewards_are_read_from_the_last_trainer_state(tmp_path):
 
 
 def test_the_demo_notes_changed_summaries_the_noise_and_the_comparison(write_nikl, systems, tmp_path):
-    from workflow.demo import changed_share, compared_of, selected_of
+    from demo.pipeline import changed_share, compared_of, selected_of
 
     rows = [{"name": "checkpoint-1", "metrics": {"rouge1": 4.5}}, {"name": "checkpoint-2", "metrics": {"rouge1": 5.125}}]
     selection = tmp_path / "selection.json"

@@ -19,7 +19,7 @@ import pytest
 
 from common.io import read_jsonl, write_jsonl
 from conftest import load_json
-from workflow.learning_checks import BASE_MAX, DPO_DROP_MAX, SFT_MIN, STOP_MIN
+from demo.learning_checks import BASE_MAX, DPO_DROP_MAX, SFT_MIN, STOP_MIN
 
 pytestmark = pytest.mark.learning
 

@@ -16,7 +16,7 @@ from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt
 from dataset_builders.synthetic import write_split
 from eval.bertscore import BertScorer
 from eval.bleurt import BleurtScorer
-from eval.compare import RESAMPLES, SEED
+from eval.compare.statistics import RESAMPLES, SEED
 from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL
 from eval.metrics import score_pairs
 from eval.registry import OFFICIAL_PARTS, scorers_for
@@ -27,9 +27,9 @@ from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CAL
 from generation.options import InferenceOptions
 from generation.vllm import VLLMSettings
 from tools.cli import cli
-from workflow.comparison import write_report
-from workflow.rehearse import launch, prepare
-from workflow.selection import select_checkpoint
+from eval.compare.report import write_report
+from training.rehearse import launch, prepare
+from training.selection import select_checkpoint
 
 
 def default(owner, name):

@@ -104,7 +104,7 @@ def test_dev_and_test_combinations_never_occur_in_train(task):
 def test_memorising_train_gets_the_wording_only(tmp_path):
     """Another dialogue's reference for every dev dialogue — the right wording with the wrong names — scores
     about half: the demo's SFT line (≥ 80) can only be passed by reading."""
-    from workflow.demo import wording_only_rouge1
+    from demo.pipeline import wording_only_rouge1
 
     paths = write_task(tmp_path, seed=0)
     assert 40 < wording_only_rouge1(paths[0], paths[1]) < 60

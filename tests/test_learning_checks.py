@@ -1,4 +1,4 @@
-"""The demo's learning lines (workflow/learning_checks.py) on constructed results: all pass on a run that learnt,
+"""The demo's learning lines (demo/learning_checks.py) on constructed results: all pass on a run that learnt,
 and each fails — naming the symptom — on the result the broken pipeline it guards against gives."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from workflow.learning_checks import LearningResults, learning_checks
+from demo.learning_checks import LearningResults, learning_checks
 
 
 def learnt(**changes) -> LearningResults:

@@ -19,7 +19,7 @@ import pytest
 
 from common.io import read_jsonl
 from conftest import REPO, load_json
-from workflow.demo import CANDIDATES
+from demo.pipeline import CANDIDATES
 
 pytestmark = pytest.mark.axolotl
 

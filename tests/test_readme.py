@@ -78,7 +78,7 @@ def test_every_tools_command_is_documented():
 def test_every_repository_file_named_exists(doc):
     text = doc.read_text(encoding="utf-8")
     folders = ("recipes|deepspeed_configs|constraints|docs|benchmarks|tests|common|dataset_builders|eval|exaone|"
-               "generation|workflow|tools")
+               "generation|training|demo|tools")
     pattern = rf"(?<![\w/.-])((?:{folders})/[\w./-]+\.(?:yml|json|md|py|txt|png))"
     for path in set(re.findall(pattern, text)):
         assert (REPO / path).exists(), f"{doc.name} names {path}, which does not exist"

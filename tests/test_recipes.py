@@ -1,9 +1,9 @@
 """Every shipped recipe, accepted and trained by the real Axolotl on CPU; DeepSpeed configs parsed by DeepSpeed.
 
 Each recipe in ``recipes/`` goes through ``tools cpu-overlay`` (tiny EXAONE-shaped model, fixture data
-from ``tools build-sft-data``, the GPU-only keys of :data:`workflow.cpu_overlay.CPU_OVERLAY` switched off,
+from ``tools build-sft-data``, the GPU-only keys of :data:`training.cpu_overlay.CPU_OVERLAY` switched off,
 ``max_steps`` 2) and then through Axolotl's own click CLI: ``axolotl preprocess CFG`` followed by
-``axolotl train CFG --launcher python``. Both commands run in one subprocess (workflow/axolotl_cli.py: the same
+``axolotl train CFG --launcher python``. Both commands run in one subprocess (training/axolotl_cli.py: the same
 ``cli`` object the ``axolotl`` console script calls) to pay Axolotl's start-up once per recipe instead of twice.
 
 A recipe that a documented CPU block already trains (the pipeline's docs/recipes.md: ``exaone_lora``;
@@ -36,7 +36,7 @@ from common.io import read_jsonl
 from conftest import DEV, REPO, TRAIN
 from doc_blocks import trained_by_docs
 from tools.cli import cli
-from workflow.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
+from training.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
 
 RECIPES = REPO / "recipes"
 DEEPSPEED = REPO / "deepspeed_configs"
@@ -183,7 +183,7 @@ def axolotl_run(tiny_model, sft_data, dpo_data, run_once):
         config = overlay_config(recipe_path, base_model=tiny_model, train_data=data["train"], eval_data=data["dev"],
                                 output_dir=work / "out", max_steps=MAX_STEPS)
         config_path = write_config(config, work / "config.yml", recipe=recipe_path)
-        result = subprocess.run([sys.executable, "-m", "workflow.axolotl_cli", str(config_path), *overrides], cwd=work,
+        result = subprocess.run([sys.executable, "-m", "training.axolotl_cli", str(config_path), *overrides], cwd=work,
                                 env=offline_env(), capture_output=True, text=True, timeout=900, check=False)
         (work / "axolotl.log").write_text(result.stdout + result.stderr, encoding="utf-8")
         if result.returncode != 0:
@@ -385,8 +385,8 @@ def test_recipe_wiring(recipe_path):
     assert recipe["output_dir"] == "outputs/" + recipe_path.stem.replace("_", "-")
     assert recipe["chat_template"] == "exaone" and recipe["eot_tokens"] == [ENDOFTURN]
     assert "trust_remote_code" not in recipe and recipe["bf16"] is True  # converted EXAONE 3.x: native Llama
-    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "workflow.axolotl_plugins.AdapterOnlyOutput",
-                                 "workflow.axolotl_plugins.MultiGpuGuard"]
+    assert recipe["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "training.axolotl_plugins.AdapterOnlyOutput",
+                                 "training.axolotl_plugins.MultiGpuGuard"]
     assert LIGER <= set(recipe)
     assert recipe["attn_implementation"] == "flash_attention_2" and "flash_attention" not in recipe
     assert recipe["gradient_checkpointing"] is True

@@ -112,8 +112,8 @@ def test_full_fine_tune_zero3_equals_ddp(rehearsal):
 @pytest.mark.rehearse_matrix
 def test_a_packed_run_leaving_a_process_without_rows_stops_before_training(tiny_model, tmp_path):
     """MultiGpuGuard: the recipe's sequence_len packs the 8 sample rows into one row, for 2 processes."""
-    from workflow.cpu_overlay import write_config
-    from workflow.rehearse import RehearsalFailed, launch, prepare, read_ranks
+    from training.cpu_overlay import write_config
+    from training.rehearse import RehearsalFailed, launch, prepare, read_ranks
 
     recipe = RECIPES / "exaone_lora.yml"
     rehearsal = prepare(recipe, deepspeed="none", base_model=tiny_model, workdir=tmp_path)

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from conftest import DEV, REPO, one_line_error, random_lora, tools_cli
-from workflow.cpu_overlay import GPU_ONLY
-from workflow.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
-from workflow.rehearse_checks import (
+from training.cpu_overlay import GPU_ONLY
+from training.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
+from training.rehearse_checks import (
     adapter_check,
     backend_check,
     batches_check,
@@ -207,7 +207,7 @@ def untouched(originals) -> bool:
 
 @pytest.mark.parametrize("world_size", [None, "1"], ids=["unset", "1"])
 def test_workarounds_stay_off_in_one_process(monkeypatch, originals, world_size):
-    from workflow.cpu_multiprocess import apply
+    from training.cpu_multiprocess import apply
 
     if world_size is None:
         monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -219,7 +219,7 @@ def test_workarounds_stay_off_in_one_process(monkeypatch, originals, world_size)
 def test_workarounds_stay_off_where_a_gpu_is_visible(monkeypatch, originals):
     import torch
 
-    from workflow.cpu_multiprocess import apply
+    from training.cpu_multiprocess import apply
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine
@@ -229,7 +229,7 @@ def test_workarounds_stay_off_where_a_gpu_is_visible(monkeypatch, originals):
 def test_workarounds_replace_the_four_blockers_with_several_processes_and_no_gpu(monkeypatch, originals):
     from accelerate.state import DistributedType
 
-    from workflow.cpu_multiprocess import apply
+    from training.cpu_multiprocess import apply
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert len(apply(deepspeed=True)) == 4
@@ -324,7 +324,7 @@ def processes_running(text: str) -> list[str]:
 
 
 def test_a_run_past_its_timeout_is_stopped_as_a_hang_with_every_rank(tiny_model, tmp_path):
-    from workflow.rehearse import launch
+    from training.rehearse import launch
 
     rehearsal = prepare(RECIPES / "exaone_lora.yml", base_model=tiny_model, workdir=tmp_path)
     with pytest.raises(RehearsalFailed, match="did not end within 8 s"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import DEV, TEST, count_calls, load_json, opened_files, random_lora, tools_cli
-from workflow.selection import Row, find_checkpoints, winner
+from training.selection import Row, find_checkpoints, winner
 
 COMMON = ["--no-progress", "--threads", "1", "--max-new-tokens", "8"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from tools.cli import cli
 from tools.demo import tools_runner
-from workflow.stages import Pipeline, Stage, StageFailed, results_table, run_program
+from demo.stages import Pipeline, Stage, StageFailed, results_table, run_program
 
 run_tools = tools_runner(cli)
 
@@ -109,10 +109,10 @@ def test_results_table(tmp_path):
 
 
 def test_the_one_process_axolotl_run_is_the_documented_two_commands():
-    """workflow/axolotl_cli.py (the demo's and the recipe tests' trainings) runs exactly the `axolotl preprocess`
+    """training/axolotl_cli.py (the demo's and the recipe tests' trainings) runs exactly the `axolotl preprocess`
     + `axolotl train --launcher python` that docs/recipes.md's CPU block runs as two commands."""
     from conftest import REPO
-    from workflow.axolotl_cli import commands
+    from training.axolotl_cli import commands
 
     line = next(line for line in (REPO / "docs" / "recipes.md").read_text(encoding="utf-8").splitlines()
                 if line.startswith("axolotl preprocess configs/"))
@@ -125,6 +125,6 @@ def test_the_one_process_axolotl_run_is_the_documented_two_commands():
 def test_the_one_process_axolotl_run_fails_loudly_without_a_config(tmp_path):
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "workflow.axolotl_cli"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "training.axolotl_cli"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=60)
-    assert result.returncode != 0 and "usage: python -m workflow.axolotl_cli CONFIG" in result.stderr
+    assert result.returncode != 0 and "usage: python -m training.axolotl_cli CONFIG" in result.stderr

@@ -1,5 +1,5 @@
 """`tools check-data`: tokenise training rows as Axolotl will for a recipe and check them against inference
-(:mod:`workflow.check_data`)."""
+(:mod:`training.check_data`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def check_data(recipe, input_path, tokenizer, system_prompt):
           --tokenizer models/EXAONE-3.0-7.8B-Instruct-llama
     """
     from common.errors import UserError
-    from workflow.check_data import check_rows
+    from training.check_data import check_rows
 
     checked = check_rows(recipe, input_path, tokenizer=tokenizer, system_prompt=system_prompt)
     click.echo(f"{len(checked.rows)} {checked.kind} rows of {input_path}, tokenised as Axolotl does for {recipe} "

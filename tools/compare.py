@@ -1,5 +1,5 @@
 """`tools compare`: is the difference between systems real? A paired sign-flip test, bootstrap intervals and a report
-(:mod:`workflow.comparison`)."""
+(:mod:`eval.compare.report`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tools.options import (
     metric_runtime_options,
     resampling_options,
 )
-from workflow.comparison import write_report
+from eval.compare.report import write_report
 
 
 @click.command("compare")
@@ -50,7 +50,7 @@ def compare(input_path, prediction_paths, report_dir, names, resamples, seed, ex
       tools compare --input 일상대화요약_dev.json sft.json dpo.json mbr.json --name SFT --name DPO --name MBR \\
           --report reports/dev --bertscore-model models/bert-base-multilingual-cased --bleurt-model models/BLEURT-20
     """
-    from workflow.comparison import check_report_dir, compare_files, dialogue_texts
+    from eval.compare.report import check_report_dir, compare_files, dialogue_texts
 
     check_report_dir(report_dir, [input_path, *prediction_paths])
     context = click.get_current_context()

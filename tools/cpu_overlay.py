@@ -1,4 +1,4 @@
-"""`tools cpu-overlay`: derive the CPU smoke-run config of a GPU recipe (logic: :mod:`workflow.cpu_overlay`)."""
+"""`tools cpu-overlay`: derive the CPU smoke-run config of a GPU recipe (logic: :mod:`training.cpu_overlay`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from dataset_builders.recipe import load_recipe
 from tools.options import MAX_STEPS, final_output, output_file_option
-from workflow.cpu_overlay import describe_overrides, overlay_config, parse_overrides, write_config
+from training.cpu_overlay import describe_overrides, overlay_config, parse_overrides, write_config
 
 
 @click.command("cpu-overlay")

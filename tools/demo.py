@@ -1,4 +1,4 @@
-"""`tools demo` (what `make demo` runs): the whole pipeline on CPU with a tiny model (:mod:`workflow.demo`)."""
+"""`tools demo` (what `make demo` runs): the whole pipeline on CPU with a tiny model (:mod:`demo.pipeline`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import click
 
 from common.env import OFFLINE_ENV
 from common.io import write_text
-from workflow.demo import build_pipeline
+from demo.pipeline import build_pipeline
 from tools.options import THREADS
-from workflow.stages import StageFailed, results_table
+from demo.stages import StageFailed, results_table
 
 
 def tools_runner(group: click.Group):
@@ -59,8 +59,8 @@ def demo(workdir, fast, threads, verbose):
     from common.devices import use_threads
     from common.errors import UserError
     from common.io import write_json
-    from workflow.demo import collect_results
-    from workflow.learning_checks import learning_checks
+    from demo.pipeline import collect_results
+    from demo.learning_checks import learning_checks
 
     if fast is None:
         fast = os.environ.get("DEMO_FAST", "") not in ("", "0")

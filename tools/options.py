@@ -338,9 +338,9 @@ def metric_runtime_options(function: F) -> F:
 
 
 def resampling_options(function: F) -> F:
-    """``--resamples`` and ``--seed`` of the sign-flip test and the bootstrap interval (:mod:`eval.compare`): shared
+    """``--resamples`` and ``--seed`` of the sign-flip test and the bootstrap interval (:mod:`eval.compare.statistics`): shared
     by `compare` and `select-checkpoint`, checked as they are parsed."""
-    from eval.compare import MAX_RESAMPLES, MIN_RESAMPLES, RESAMPLES, SEED
+    from eval.compare.statistics import MAX_RESAMPLES, MIN_RESAMPLES, RESAMPLES, SEED
 
     function = click.option(
         "--seed", type=SEED_RANGE, default=SEED, show_default=True,

@@ -1,4 +1,4 @@
-"""`tools rehearse`: a recipe's multi-GPU run, for real, on CPU, then checked (logic: :mod:`workflow.rehearse`)."""
+"""`tools rehearse`: a recipe's multi-GPU run, for real, on CPU, then checked (logic: :mod:`training.rehearse`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from tools.demo import tools_runner
 from tools.options import library_default
-from workflow.rehearse import DEFAULT_PROCESSES, NO_DEEPSPEED, launch, prepare
+from training.rehearse import DEFAULT_PROCESSES, NO_DEEPSPEED, launch, prepare
 
 
 @click.command("rehearse")
@@ -44,7 +44,7 @@ def rehearse(recipe, processes, deepspeed, base_model, output_dir, max_steps, ti
       tools rehearse recipes/exaone_lora.yml --deepspeed deepspeed_configs/zero3_bf16.json
     """
     from common.io import write_json
-    from workflow.rehearse import checks, checks_table, read_ranks, record, require_passed
+    from training.rehearse import checks, checks_table, read_ranks, record, require_passed
 
     rehearsal = prepare(recipe, processes=processes, deepspeed=deepspeed, base_model=base_model,
                         workdir=output_dir, max_steps=max_steps)

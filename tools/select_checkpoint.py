@@ -1,4 +1,4 @@
-"""`tools select-checkpoint`: pick a run's checkpoint by the task's score on dev (:mod:`workflow.selection`)."""
+"""`tools select-checkpoint`: pick a run's checkpoint by the task's score on dev (:mod:`training.selection`)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def select_checkpoint(run_dir, input_path, metric, bertscore_model, bertscore_la
     from common.io import refuse_overwriting_inputs
     from dataset_builders.nikl import load_nikl
     from generation.pipeline import Decoding, InferenceOptions
-    from workflow.selection import select_checkpoint as select
-    from workflow.selection import selection_outputs
+    from training.selection import select_checkpoint as select
+    from training.selection import selection_outputs
 
     refuse_overwriting_inputs(selection_outputs(run_dir), {"--input": input_path})
     examples = load_nikl(input_path, require_output="--input needs reference summaries to score checkpoints against")

@@ -210,7 +210,7 @@ def describe_overrides(overrides: dict[str, Any], recipe: dict[str, Any]) -> str
 
 
 def write_config(cfg: dict[str, Any], path: Path | str, *, recipe: Path | str, overrides: dict[str, Any] | None = None,
-                 purpose: str = "`tools cpu-overlay` for a CPU smoke run (workflow/cpu_overlay.py)") -> Path:
+                 purpose: str = "`tools cpu-overlay` for a CPU smoke run (training/cpu_overlay.py)") -> Path:
     import yaml
 
     from common.io import write_text

@@ -11,7 +11,7 @@ import base64
 from html import escape
 from typing import Mapping, Sequence
 
-from eval.compare import Comparison
+from eval.compare.statistics import Comparison
 from eval.metrics import LABELS
 
 STYLE = """

@@ -2,7 +2,7 @@
 
 Each check is a function returning a :class:`Check` (a name, pass or fail, and what was found), so a broken
 input — a rank that saw another world size, a NaN loss, an empty tensor, a ZeRO-3 partition saved as an
-adapter — fails it by name. The rank records are those :class:`workflow.axolotl_plugins.RehearsalProbe` writes.
+adapter — fails it by name. The rank records are those :class:`training.axolotl_plugins.RehearsalProbe` writes.
 """
 
 from __future__ import annotations

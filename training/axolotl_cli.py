@@ -3,9 +3,9 @@
 Both go through Axolotl's own click CLI — the ``cli`` object its ``axolotl`` console script calls — with the
 same arguments, so they do exactly what the two commands do; but Axolotl's start-up (importing it: ~10 s of a
 ~20 s `axolotl preprocess` of the demo's data on a 2-core CPU) is paid once per training instead of twice. The
-demo's trainings (workflow/demo.py) and the recipe tests' (tests/test_recipes.py) run through it:
+demo's trainings (demo/pipeline.py) and the recipe tests' (tests/test_recipes.py) run through it:
 
-    python -m workflow.axolotl_cli CONFIG [--key=value overrides, given to both commands]
+    python -m training.axolotl_cli CONFIG [--key=value overrides, given to both commands]
 
 A failing command raises, so the process ends with Axolotl's own traceback and a non-zero exit status.
 """
@@ -31,5 +31,5 @@ def preprocess_and_train(config: str, overrides: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        raise SystemExit("usage: python -m workflow.axolotl_cli CONFIG [--key=value ...]")
+        raise SystemExit("usage: python -m training.axolotl_cli CONFIG [--key=value ...]")
     preprocess_and_train(sys.argv[1], sys.argv[2:])

@@ -5,7 +5,7 @@ weights or LoRA adapters), generate dev summaries with the same engine and optio
 them with the task metric, and record one row per checkpoint: step, epoch, dev loss (from the
 checkpoint's ``trainer_state.json``), every metric computed, mean summary length and the predictions file.
 The best row wins — ties go to the earliest step — and ``RUN/best`` points to it. Every other row is
-compared with the winner over the dev examples (:mod:`eval.compare`): the difference with its 95 %
+compared with the winner over the dev examples (:mod:`eval.compare.statistics`): the difference with its 95 %
 paired-bootstrap interval, and the paired sign-flip test's p, Holm-adjusted over the rows compared; a row
 the test does not tell apart from the winner (adjusted p > 0.05, or too few examples differ for any
 verdict) is *within noise* of it, and the table says so — on a small dev set the choice is then as good as
@@ -32,7 +32,7 @@ from common.errors import UserError
 from common.files import clear_leftovers, leftover_name
 from common.io import write_json, write_text
 from dataset_builders.nikl import Example
-from eval.compare import RESAMPLES, SEED
+from eval.compare.statistics import RESAMPLES, SEED
 from eval.registry import DEFAULT_METRIC, LABELS, NAMES, metric_name
 from generation.pipeline import Decoding, Inference, InferenceOptions, side_files
 
@@ -163,7 +163,7 @@ def score_predictions(texts: Sequence[str], examples: Sequence[Example], metric:
                       score_options: dict[str, Any]) -> tuple[dict[str, float | None], float, Any]:
     """Every metric computed (ROUGE always: it needs no weights; and ``metric``, whose model must load), the
     mean summary length, and the per-example values of ``metric`` (0–100, for the comparison with the winner)."""
-    from eval.compare import per_example_points
+    from eval.compare.statistics import per_example_points
     from eval.metrics import score_pairs
 
     report = score_pairs(texts, [example.output for example in examples], (DEFAULT_METRIC, metric),
@@ -200,8 +200,8 @@ def point_best(run: Path, best: Row) -> Path:
 def compare_with_best(rows: Sequence[Row], best: Row, values: dict[str, Any], metric: str, *, resamples: int,
                       seed: int) -> None:
     """Set each row's ``vs_best``: its per-example ``values`` minus the winner's — interval, sign-flip p (Holm over
-    the rows compared) and verdict (:func:`eval.compare.paired_differences`)."""
-    from eval.compare import paired_differences
+    the rows compared) and verdict (:func:`eval.compare.statistics.paired_differences`)."""
+    from eval.compare.statistics import paired_differences
 
     others = [row for row in rows if row is not best]
     scores = {row.name: {metric: values[row.name]} for row in rows}
@@ -290,9 +290,9 @@ def select_checkpoint(run: Path | str, examples: Sequence[Example], decoding: De
     winner (sign-flip test and bootstrap interval: ``resamples``, ``seed``); write ``RUN/selection.json``,
     ``RUN/selection.md``, ``RUN/selection.png`` and ``RUN/best``. ``restart``: generate every checkpoint's
     predictions again, reusing nothing."""
-    from eval.compare import check_resamples, check_seed
+    from eval.compare.statistics import check_resamples, check_seed
     from eval.metrics import load_models
-    from workflow.plots import selection_plot
+    from training.selection_plot import selection_plot
 
     check_resamples(resamples), check_seed(seed)  # before any generation
     metric = metric_name(metric)

@@ -6,7 +6,7 @@ axolotl.cli.train CONFIG``, N processes in a gloo process group, through the rea
 model (built here, converted to the Llama layout as a user's download is) and the bundled sample data. Only what
 a CPU cannot do changes, and :attr:`Plan.changes` lists each change with its reason:
 
-- :data:`workflow.cpu_overlay.GPU_ONLY` (bf16 → fp32, flash-attn, fused LoRA and Liger kernels) and the hub and
+- :data:`training.cpu_overlay.GPU_ONLY` (bf16 → fp32, flash-attn, fused LoRA and Liger kernels) and the hub and
   tracking keys; the DeepSpeed config's ``bf16``/``fp16`` off (a copy, beside the derived config);
 - with sample packing, a ``sequence_len`` that holds the longest sample row, so the 8 rows pack into enough
   rows for every process; LoRA dropout off (each rank draws its own dropout masks, so runs with different
@@ -14,13 +14,13 @@ a CPU cannot do changes, and :attr:`Plan.changes` lists each change with its rea
   worker (no process pool to start for a few rows);
 - ``--processes 1`` multiplies ``gradient_accumulation_steps`` by the default 2 processes: the same global batch,
   so a 1-process and a 2-process rehearsal compare step by step;
-- the paths (model, data, output), and :class:`workflow.axolotl_plugins.RehearsalProbe` added to the plugins:
-  in each rank it installs the CPU multi-process workarounds (:mod:`workflow.cpu_multiprocess`) and records
+- the paths (model, data, output), and :class:`training.axolotl_plugins.RehearsalProbe` added to the plugins:
+  in each rank it installs the CPU multi-process workarounds (:mod:`training.cpu_multiprocess`) and records
   what the rank saw.
 
 DPO pairs are the sample dialogues' reference summaries (chosen) against another dialogue's summary (rejected),
 as many as make the training rows, after the recipe's ``val_set_size`` hold-out, split evenly over the
-processes. Then :mod:`workflow.rehearse_checks` checks every rank's record and what was saved.
+processes. Then :mod:`training.rehearse_checks` checks every rank's record and what was saved.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from dataset_builders.nikl import sample_files
 from common.errors import UserError
 from common.io import write_json, write_jsonl
 from dataset_builders.recipe import load_recipe
-from workflow.cpu_overlay import GPU_ONLY, LOCAL_ONLY, REMOVE, apply_overlay, write_config
-from workflow.rehearse_checks import (
+from training.cpu_overlay import GPU_ONLY, LOCAL_ONLY, REMOVE, apply_overlay, write_config
+from training.rehearse_checks import (
     RANK_RECORDS,
     Check,
     adapter_check,
@@ -60,7 +60,7 @@ from workflow.rehearse_checks import (
 )
 
 DEFAULT_PROCESSES = 2
-PROBE = "workflow.axolotl_plugins.RehearsalProbe"
+PROBE = "training.axolotl_plugins.RehearsalProbe"
 NO_DEEPSPEED = "none"  # --deepspeed none: DDP, whatever the recipe says
 ROW_MULTIPLE = 64  # the packed sequence_len: the longest sample row, rounded up to this
 
@@ -272,7 +272,7 @@ def prepare(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str 
     changes.append(Change("plugins", "the recipe's", f"+ {PROBE}",
                           "in each rank: the CPU multi-process workarounds, and a record of what the rank saw"))
     write_config(cfg, rehearsal.config_path, recipe=recipe,
-                 purpose="`tools rehearse` for a multi-process run on CPU (workflow/rehearse.py)")
+                 purpose="`tools rehearse` for a multi-process run on CPU (training/rehearse.py)")
     return rehearsal
 
 
@@ -330,7 +330,7 @@ def run_env(plan: Plan) -> dict[str, str]:
 def launch(plan: Plan, timeout: float = 900) -> float:
     """Run the N processes (their output into ``plan.log``); returns the wall time. A failure, or no end
     within ``timeout`` seconds (a hang: every process is stopped), raises naming the log and its last lines."""
-    from workflow.stages import tail
+    from common.io import tail
 
     for stale in (plan.output_dir, plan.ranks_dir):
         shutil.rmtree(stale, ignore_errors=True)
@@ -382,7 +382,7 @@ def read_ranks(plan: Plan) -> list[dict[str, Any]]:
 
 
 def checks(plan: Plan, ranks: list[dict[str, Any]], run_tools: Callable[..., None]) -> list[Check]:
-    """Every check of the run: the ranks' records, then what was saved (see :mod:`workflow.rehearse_checks`)."""
+    """Every check of the run: the ranks' records, then what was saved (see :mod:`training.rehearse_checks`)."""
     first = min(ranks, key=lambda rank: rank["rank"], default={"steps": 0, "losses": []})
     found = [world_size_check(ranks, plan.processes),
              backend_check(ranks, plan.processes, plan.zero_stage is not None),

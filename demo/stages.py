@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Sequence
 import click
 
 from common.errors import UserError
+from common.io import tail
 
 
 class StageFailed(UserError):
@@ -87,12 +88,6 @@ def captured(log_path: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-def tail(path: Path, lines: int = 15) -> list[str]:
-    """The last ``lines`` lines of a log, progress-bar redraws (carriage returns) reduced to their end."""
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    return [line.rsplit("\r", 1)[-1] for line in text.splitlines() if line.strip()][-lines:]
 
 
 @dataclass

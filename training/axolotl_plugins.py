@@ -20,10 +20,10 @@ A real model file (full fine-tune: no adapter beside it, no PEFT names inside) i
   epoch_iterator"), having trained nothing.
 
 :class:`RehearsalProbe` — only in the config `tools rehearse` derives: in each rank, installs the CPU
-multi-process workarounds (:mod:`workflow.cpu_multiprocess`: active only without GPUs) and writes what the
+multi-process workarounds (:mod:`training.cpu_multiprocess`: active only without GPUs) and writes what the
 rank saw — its rank, world size, process-group backend, the trainer's distributed mode, the DeepSpeed ZeRO stage
 its engine runs at, its batches, steps and losses — to ``rank-N.json`` in the folder named by the environment
-variable :data:`workflow.rehearse_checks.RANK_RECORDS`.
+variable :data:`training.rehearse_checks.RANK_RECORDS`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
-from workflow.rehearse_checks import RANK_RECORDS
+from training.rehearse_checks import RANK_RECORDS
 
 LOG = logging.getLogger(__name__)
 
@@ -130,11 +130,11 @@ class RehearsalProbe(BasePlugin):
         self.workarounds: list[str] = []
 
     def register(self, cfg):
-        from workflow.cpu_multiprocess import apply
+        from training.cpu_multiprocess import apply
 
         self.workarounds = apply(deepspeed=bool(cfg.get("deepspeed")))
         if self.workarounds:
-            LOG.info("CPU multi-process workarounds (workflow/cpu_multiprocess.py): %s", "; ".join(self.workarounds))
+            LOG.info("CPU multi-process workarounds (training/cpu_multiprocess.py): %s", "; ".join(self.workarounds))
 
     def add_callbacks_post_trainer(self, cfg, trainer):  # noqa: ARG002 - Axolotl's hook signature
         return [RankRecorder(trainer, Path(os.environ[RANK_RECORDS]), self.workarounds)]

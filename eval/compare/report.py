@@ -1,7 +1,7 @@
 """Compare prediction files on one reference file and write the report folder (`tools compare`).
 
 :func:`compare_files` loads NIKL task files (the references, and each system's submission as `tools infer`
-writes it), matches them by id and runs :func:`eval.compare.compare_systems`. :func:`write_report` writes,
+writes it), matches them by id and runs :func:`eval.compare.statistics.compare_systems`. :func:`write_report` writes,
 each file atomically:
 
 * ``compare.json`` — every number: settings, per-system means, every pair, every example's scores and lengths;
@@ -22,7 +22,7 @@ from common.errors import UserError
 from common.io import atomic_open, refuse_overwriting_inputs, write_json
 from dataset_builders.nikl import Example, load_nikl
 from dataset_builders.prompt import conversation_lines
-from eval.compare import CONFIDENCE, RESAMPLES, SEED, Comparison, compare_systems
+from eval.compare.statistics import CONFIDENCE, RESAMPLES, SEED, Comparison, compare_systems
 from eval.metrics import LABELS, align_by_id
 
 REPORT_JSON, REPORT_MD, REPORT_HTML = "compare.json", "compare.md", "report.html"
@@ -118,7 +118,8 @@ def write_report(comparison: Comparison, directory: Path | str, *, title: str = 
                  sources: dict[str, str] | None = None, dialogues: Sequence[str] | None = None,
                  examples: int = 5) -> list[Path]:
     """Write the report folder (see the module docstring); returns the files written."""
-    from workflow import plots, report_html
+    from common.plots import write_png
+    from eval.compare import page, plots
 
     directory = check_report_dir(directory)
     sources = sources or {}
@@ -132,12 +133,12 @@ def write_report(comparison: Comparison, directory: Path | str, *, title: str = 
         PICTURES[2]: ("Summary length vs reference length", plots.summary_lengths(comparison)),
         PICTURES[3]: (f"{label} vs summary length relative to the reference", plots.score_by_length(comparison, metric)),
     }
-    written = [plots.write_png(directory / name, png) for name, (_, png) in images.items()]
+    written = [write_png(directory / name, png) for name, (_, png) in images.items()]
     write_json(directory / REPORT_JSON, {**comparison.to_json(), "title": title, "files": sources})
     with atomic_open(directory / REPORT_MD) as file:
         file.write(markdown(comparison, title, sources))
     with atomic_open(directory / REPORT_HTML) as file:
-        file.write(report_html.render(comparison, images, title=title, sources=sources, dialogues=dialogues,
+        file.write(page.render(comparison, images, title=title, sources=sources, dialogues=dialogues,
                                       examples=examples))
     return [*written, directory / REPORT_JSON, directory / REPORT_MD, directory / REPORT_HTML]
 

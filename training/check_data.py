@@ -35,7 +35,7 @@ from common.paths import MAKES_BASE_MODEL, require_local
 from common.tokenizer import chat_prompt_ids
 from dataset_builders.nikl import Example
 from dataset_builders.prompt import PromptBuilder, parse_user_message
-from workflow.cpu_overlay import load_recipe, overlay_config, write_config
+from training.cpu_overlay import load_recipe, overlay_config, write_config
 
 CHECKS = {
     "trained": "1. trained tokens = the answer + end of turn",
@@ -127,7 +127,7 @@ def quiet_axolotl() -> Iterator[None]:
 def axolotl_config(recipe: Path, rows: Path, tokenizer: str | None) -> Any:
     """The recipe as Axolotl's own loader reads it (validated and normalised), with ``rows`` as its data and
     ``tokenizer`` (a model directory or hub id; default: the recipe's ``base_model``) as its base model.
-    GPU-only keys are switched off first (:data:`~workflow.cpu_overlay.CPU_OVERLAY`: none of them changes
+    GPU-only keys are switched off first (:data:`~training.cpu_overlay.CPU_OVERLAY`: none of them changes
     tokenisation), and the output goes to a temporary folder (Axolotl writes a debug log there). Axolotl is a
     library here, not a run of the user's: it sends no telemetry (``AXOLOTL_DO_NOT_TRACK``, unless set)."""
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")

@@ -21,7 +21,7 @@ overrides and the paths changed:
     `tools check-data` on the pairs, LoRA DPO with `recipes/exaone_dpo.yml` → infer + score;
  7. candidates from the DPO model → `tools rerank` (MBR) → score; `tools compare` of SFT, the DPO start,
     DPO and MBR (sign-flip test, bootstrap intervals, ``compare/report.html``);
- 8. the learning lines (:mod:`workflow.learning_checks`), each passing or failing, and ``demo_results.json``
+ 8. the learning lines (:mod:`demo.learning_checks`), each passing or failing, and ``demo_results.json``
     with the dev ROUGE-1 of every stage.
 
 A re-run skips stages whose outputs are newer than their inputs. ``--fast`` runs the same stages at a size
@@ -44,8 +44,8 @@ from common.checkpoint_files import ADAPTER_WEIGHTS, CONFIG, SAFETENSORS_INDEX
 from common.env import offline_env
 from common.io import write_text
 from dataset_builders.learnable import SPLIT_FILE
-from workflow.learning_checks import LearningResults
-from workflow.stages import Pipeline, Stage, run_program
+from demo.learning_checks import LearningResults
+from demo.stages import Pipeline, Stage, run_program
 
 # Runs one `tools` command (its arguments, without the leading "tools"); raises StageFailed on error.
 ToolsRunner = Callable[..., None]
@@ -91,8 +91,8 @@ CANDIDATES = {"train": 2, "dev": 4}
 
 def axolotl_preprocess_and_train(config: Path) -> None:
     """`axolotl preprocess CONFIG` + `axolotl train CONFIG --launcher python`, in one process
-    (workflow/axolotl_cli.py: Axolotl's start-up paid once)."""
-    run_program(sys.executable, "-m", "workflow.axolotl_cli", config, env=offline_env())
+    (training/axolotl_cli.py: Axolotl's start-up paid once)."""
+    run_program(sys.executable, "-m", "training.axolotl_cli", config, env=offline_env())
 
 
 def score_of(report: Path) -> str:
