@@ -52,3 +52,42 @@ def test_a_real_model_file_is_never_touched(tiny_model, tmp_path):
     assert stray_peft_model_files(tmp_path) == []
     AdapterOnlyOutput().post_train(run_cfg(tmp_path), None)
     assert (tmp_path / "model.safetensors").is_file()
+
+
+class Spawned(Exception):
+    """Raised by the spy below where datasets would start a spawn pool (a fresh interpreter, seconds on CPU)."""
+
+
+def spawn_spy(monkeypatch) -> list[str]:
+    """The process start methods datasets asks for while saving; asking for one stops the save there."""
+    import datasets.arrow_dataset as arrow_dataset
+
+    asked: list[str] = []
+
+    def get_context(method=None):
+        asked.append(method)
+        raise Spawned(method)
+
+    monkeypatch.setattr(arrow_dataset.mp, "get_context", get_context)
+    return asked
+
+
+def test_a_one_process_save_is_written_in_process(monkeypatch, tmp_path):
+    from datasets import Dataset, load_from_disk
+
+    from training.axolotl_plugins import InProcessSave
+
+    monkeypatch.setattr(Dataset, "save_to_disk", Dataset.save_to_disk)  # restored after the test
+    asked = spawn_spy(monkeypatch)
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5]], "labels": [[-100, 2, 3], [-100, 5]]})
+    with pytest.raises(Spawned):  # what Axolotl's save (num_proc=1) does without the plugin: a spawn pool
+        rows.save_to_disk(str(tmp_path / "before"), num_proc=1)
+    assert asked == ["spawn"]
+
+    InProcessSave().register({})
+    InProcessSave().register({})  # a second registration does not wrap twice
+    rows.save_to_disk(str(tmp_path / "after"), num_proc=1)
+    assert asked == ["spawn"], "the one-process save still started a pool"
+    assert load_from_disk(str(tmp_path / "after")).to_dict() == rows.to_dict()
+    with pytest.raises(Spawned):  # more processes asked for: left to datasets
+        rows.save_to_disk(str(tmp_path / "two"), num_proc=2)

@@ -25,14 +25,15 @@ def test_a_subset_writes_its_report_into_the_marked_block_of_the_page_named(tmp_
     recorded = PAGE.read_text(encoding="utf-8")
     page = tmp_path / "benchmarks.md"
     shutil.copy(PAGE, page)
-    result = bench("run_all.py", "build_data_speed", "--report", page)
+    result = bench("run_all.py", "rouge_speed", "--report", page)  # the quickest benchmark
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Measured by `make bench` on ")
     assert lines[2] == "| benchmark | case | items | seconds | throughput | vs sequential |"
-    assert re.fullmatch(r"\| build-sft-data \| prompt only \| 506 \| [\d.]+ \| [\d.]+ examples/s \|  \|", lines[4])
-    assert sum(line.startswith("| build-sft-data |") for line in lines) == 6  # summary + details
-    assert "### SFT data building (`tools build-sft-data`)" in lines
+    assert re.fullmatch(r"\| rouge \| cold: tokenize all \+ ROUGE-1/2/L \(tools score\) \| 408 \| [\d.]+ \| [\d.]+ pairs/s \|  \|",
+                        lines[4])
+    assert sum(line.startswith("| rouge |") for line in lines) == 8  # summary + details
+    assert "### Scoring: ROUGE with Mecab morphemes (`tools score`)" in lines
     written = page.read_text(encoding="utf-8")
     assert written == recorded[:recorded.index(BEGIN) + len(BEGIN)] + "\n" + result.stdout.strip() + "\n" + \
         recorded[recorded.index(END):]

@@ -5,8 +5,8 @@ model on dev → `axolotl train recipes/exaone_sft.yml` (CPU overlay and named o
 `tools select-checkpoint` → `tools infer` + `tools score` → candidates from the first checkpoint (the DPO start)
 → `tools build-dpo-data` (train pairs, held-out dev pairs) → `tools check-data` → `axolotl train
 recipes/exaone_dpo.yml` from that checkpoint → infer + score → `tools rerank` → score → `tools compare`; then a
-re-run skips every stage. The full variant, which learns the task and checks the learning lines, runs under the
-`learning` marker (tests/test_demo_learning.py).
+re-run skips every stage. Under the `extended` marker (~60 s; CI runs it). The full variant, which learns the task
+and checks the learning lines, runs under the `learning` marker (tests/test_demo_learning.py).
 """
 
 import json
@@ -21,7 +21,7 @@ from common.io import read_jsonl
 from conftest import REPO, load_json
 from demo.pipeline import CANDIDATES
 
-pytestmark = pytest.mark.axolotl
+pytestmark = [pytest.mark.axolotl, pytest.mark.extended]  # CI runs it (-m extended); the full demo: -m learning
 
 STAGES = 22
 TASK = Path("data") / "learnable"

@@ -36,7 +36,7 @@ from common.io import read_jsonl
 from conftest import DEV, REPO, TRAIN
 from doc_blocks import trained_by_docs
 from tools.cli import cli
-from training.cpu_overlay import CPU_OVERLAY, REMOVE, overlay_config, write_config
+from training.cpu_overlay import CPU_OVERLAY, IN_PROCESS_SAVE, REMOVE, overlay_config, write_config
 
 RECIPES = REPO / "recipes"
 DEEPSPEED = REPO / "deepspeed_configs"
@@ -49,10 +49,16 @@ SHIPPED_RECIPES = ["exaone_dpo.yml", "exaone_lora.yml", "exaone_qlora.yml", "exa
 SHIPPED_DEEPSPEED = ["zero2.json", "zero3_bf16.json", "zero3_bf16_offload.json"]
 RECIPE_FILES = sorted(RECIPES.glob("*.yml"))
 TRAINED_BY_DOCS = trained_by_docs()  # recipe file name → (documentation session, the CPU config it trains)
-REHEARSED = {"exaone_sft.yml": "zero3"}  # recipe → the `tools rehearse` mode whose run its tests inspect
-# The recipes trained here come first (and the EXAONE 4.0 run before them): on the other pytest-xdist worker the
-# documentation's runs may still be going.
-RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: path.name in TRAINED_BY_DOCS | REHEARSED.keys())
+# recipe → the `tools rehearse` mode whose run its tests inspect (tests/test_rehearse.py makes both in every run)
+REHEARSED = {"exaone_sft.yml": "zero3", "exaone_dpo.yml": "ddp"}
+# The recipes trained here come first, then the rehearsed ones (this worker makes the rehearsal if the other has not
+# begun it), the documentation's last: on the other pytest-xdist worker its session may still be going.
+RECIPES_OWN_RUNS_FIRST = sorted(RECIPE_FILES, key=lambda path: (path.name in TRAINED_BY_DOCS, path.name in REHEARSED))
+# QLoRA's CPU run (bitsandbytes' 4-bit layers on CPU, the documentation session that trains it) takes ~90 s: it runs
+# under the `extended` marker, which CI runs (.ci/run); the other recipes in every `make test`.
+EXTENDED = {"exaone_qlora.yml"}
+RECIPE_RUNS = [pytest.param(path, marks=pytest.mark.extended) if path.name in EXTENDED else path
+               for path in RECIPES_OWN_RUNS_FIRST]
 DEEPSPEED_FILES = sorted(DEEPSPEED.glob("*.json"))
 
 _LORA = {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear",
@@ -160,17 +166,21 @@ class Run:
     output_dir: Path
     prepared_dir: Path
     train_data: Path
-    eval_data: Path
+    eval_data: Path | None  # None: the run holds its dev rows out of train_data (the recipe's val_set_size)
     base_model: Path    # the config's base model (and tokenizer); a command-line override is not in it
 
     @classmethod
     def of(cls, name: str, recipe_path: Path, config_path: Path) -> "Run":
         """The run of the CPU config ``config_path`` (`tools cpu-overlay` writes every path in it absolute)."""
         config = load_yaml(config_path)
-        (eval_entry,) = config["test_datasets"]
+        eval_entries = config.get("test_datasets") or []
+        assert len(eval_entries) == 1 or (not eval_entries and config.get("val_set_size")), "no dev set"
         return cls(name, load_yaml(recipe_path), config, Path(config["output_dir"]),
                    Path(config["dataset_prepared_path"]), Path(config["datasets"][0]["path"]),
-                   Path(eval_entry["path"]), Path(config["base_model"]))
+                   Path(eval_entries[0]["path"]) if eval_entries else None, Path(config["base_model"]))
+
+    def data_files(self) -> list[Path]:
+        return [path for path in (self.train_data, self.eval_data) if path is not None]
 
 
 @pytest.fixture(scope="session")
@@ -222,14 +232,15 @@ def prepared_datasets(run: Run) -> list:
     from datasets import load_from_disk
 
     found = [load_from_disk(str(info.parent)) for info in sorted(run.prepared_dir.glob("*/dataset_info.json"))]
-    assert len(found) == 2, f"expected a prepared train and dev set under {run.prepared_dir}, found {len(found)}"
+    expected = len(run.data_files())  # a dev set held out of the training rows is prepared with them
+    assert len(found) == expected, f"expected {expected} prepared set(s) under {run.prepared_dir}, found {len(found)}"
     return found
 
 
 def assert_sft_labels(run: Run, tokenizer, chat_template: str) -> None:
     """Loss only on the summary + [|endofturn|]: system, user turn, assistant header and trailing newline are -100."""
     sources = {}
-    for path in (run.train_data, run.eval_data):
+    for path in run.data_files():
         for row in read_jsonl(path):
             sources[row["messages"][2]["content"] + ENDOFTURN] = row["messages"]
     seen = Counter()
@@ -268,6 +279,7 @@ def test_deepspeed_configs_are_all_listed():
 
 
 @pytest.mark.axolotl
+@pytest.mark.extended
 def test_another_base_model_by_documented_override(axolotl_run, exaone4_model):
     """docs/recipes.md: EXAONE 4.0 = the same recipe + `--base-model … --chat-template exaone4` on the command line."""
     from transformers import AutoTokenizer
@@ -283,7 +295,7 @@ def test_another_base_model_by_documented_override(axolotl_run, exaone4_model):
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
+@pytest.mark.parametrize("recipe_path", RECIPE_RUNS, ids=lambda path: path.stem)
 def test_recipe_trains_with_real_axolotl(recipe_path, recipe_run):
     run = recipe_run(recipe_path)
     final = "adapter_model.safetensors" if run.recipe.get("adapter") else "model.safetensors"
@@ -307,7 +319,7 @@ def test_recipe_trains_with_real_axolotl(recipe_path, recipe_run):
 
 
 @pytest.mark.axolotl
-@pytest.mark.parametrize("recipe_path", RECIPES_OWN_RUNS_FIRST, ids=lambda path: path.stem)
+@pytest.mark.parametrize("recipe_path", RECIPE_RUNS, ids=lambda path: path.stem)
 def test_prepared_dataset_trains_only_the_summary(recipe_path, recipe_run):
     from transformers import AutoTokenizer
 
@@ -317,17 +329,17 @@ def test_prepared_dataset_trains_only_the_summary(recipe_path, recipe_run):
     if not run.recipe.get("rl"):
         assert_sft_labels(run, tokenizer, template)
         return
-    # DPO: Axolotl renders prompt/chosen/rejected strings; TRL tokenizes them (and adds no second EOS).
-    pairs = {row["id"]: row for path in (run.train_data, run.eval_data) for row in read_jsonl(path)}
+    # DPO: Axolotl renders prompt/chosen/rejected strings; TRL tokenizes them (and adds no second EOS). A dialogue
+    # may have several pairs: every pair row of the files, rendered, exactly once.
+    def rendered(pair: dict) -> tuple[str, str, str, str]:
+        prompt = tokenizer.apply_chat_template(pair["messages"], chat_template=template, add_generation_prompt=True,
+                                               tokenize=False)
+        return pair["id"], prompt, pair["chosen"]["content"] + ENDOFTURN, pair["rejected"]["content"] + ENDOFTURN
+
+    expected = Counter(rendered(pair) for path in run.data_files() for pair in read_jsonl(path))
     rows = [row for dataset in prepared_datasets(run) for row in dataset]
-    assert sorted(row["id"] for row in rows) == sorted(pairs)
-    for row in rows:
-        pair = pairs[row["id"]]
-        assert row["prompt"] == tokenizer.apply_chat_template(pair["messages"], chat_template=template,
-                                                              add_generation_prompt=True, tokenize=False)
-        assert row["prompt"].endswith("[|assistant|]")
-        assert row["chosen"] == pair["chosen"]["content"] + ENDOFTURN
-        assert row["rejected"] == pair["rejected"]["content"] + ENDOFTURN
+    assert all(row["prompt"].endswith("[|assistant|]") for row in rows)
+    assert Counter((row["id"], row["prompt"], row["chosen"], row["rejected"]) for row in rows) == expected
 
 
 # --------------------------------------------------------------------------- DeepSpeed
@@ -472,8 +484,9 @@ def test_overlay_switches_off_exactly_the_gpu_only_keys(tmp_path, sft_data):
     assert config["test_datasets"][0]["path"] == str(sft_data["dev"].resolve())
     assert config["output_dir"] == str((tmp_path / "out").resolve())
     assert config["dataset_prepared_path"] == str((tmp_path / "out" / "prepared").resolve())
+    assert config["plugins"] == [*recipe["plugins"], IN_PROCESS_SAVE]
     # everything else is the recipe, unchanged
-    changed = set(CPU_OVERLAY) | {"base_model", "datasets", "test_datasets", "output_dir", "dataset_prepared_path",
+    changed = set(CPU_OVERLAY) | {"plugins", "base_model", "datasets", "test_datasets", "output_dir", "dataset_prepared_path",
                                   "max_steps", "save_steps", "eval_steps", "eval_strategy", "val_set_size"}
     assert {key: value for key, value in config.items() if key not in changed} == {
         key: value for key, value in recipe.items() if key not in changed}
@@ -565,6 +578,7 @@ def test_overlay_help():
 
 
 @pytest.mark.axolotl
+@pytest.mark.extended
 def test_the_qlora_documentation_session_runs_as_written(doc_session):
     """The marked blocks of the documentation session that trains `exaone_qlora` (docs/development.md), in order, as
     written (tests/doc_blocks.py), after the set-up's exports. It sits here, not in test_readme.py, because the

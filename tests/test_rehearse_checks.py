@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import DEV, REPO, one_line_error, random_lora, tools_cli
-from training.cpu_overlay import GPU_ONLY
+from training.cpu_overlay import GPU_ONLY, IN_PROCESS_SAVE
 from training.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
 from training.rehearse_checks import (
     adapter_check,
@@ -255,7 +255,7 @@ def test_the_rehearsal_config_is_the_recipe_but_for_the_listed_changes(tiny_mode
     unset_and_off = {key for key, (value, _) in GPU_ONLY.items() if value is False and key not in recipe}
     assert {key for key in recipe.keys() | config.keys() if recipe.get(key) != config.get(key)} <= (
         listed | unset_and_off | {"test_datasets"})
-    assert config["plugins"] == [*recipe["plugins"], PROBE]
+    assert config["plugins"] == [*recipe["plugins"], PROBE, IN_PROCESS_SAVE]
     assert config["sequence_len"] == 256 and config["max_steps"] == 2  # the longest sample row is 250 tokens
     assert config["gradient_accumulation_steps"] == recipe["gradient_accumulation_steps"]  # kept on 2 processes
     deepspeed = json.loads((tmp_path / "deepspeed.json").read_text(encoding="utf-8"))
@@ -327,6 +327,6 @@ def test_a_run_past_its_timeout_is_stopped_as_a_hang_with_every_rank(tiny_model,
     from training.rehearse import launch
 
     rehearsal = prepare(RECIPES / "exaone_lora.yml", base_model=tiny_model, workdir=tmp_path)
-    with pytest.raises(RehearsalFailed, match="did not end within 8 s"):
-        launch(rehearsal, timeout=8)  # the ranks are still importing Axolotl
+    with pytest.raises(RehearsalFailed, match="did not end within 3 s"):
+        launch(rehearsal, timeout=3)  # the ranks are still importing Axolotl
     assert processes_running(str(rehearsal.config_path)) == []  # torchrun and both ranks are gone

@@ -1,5 +1,5 @@
-"""Axolotl plugins: the recipes name the first two under ``plugins:``, `tools rehearse` adds the third to the
-config it derives. Axolotl imports them (in every process of a multi-GPU run); this project's code never does.
+"""Axolotl plugins: the recipes name the first two under ``plugins:``; the configs of CPU runs add the others.
+Axolotl imports them (in every process of a multi-GPU run); this project's code never does.
 
 :class:`AdapterOnlyOutput` — after a LoRA DPO run, Axolotl (0.19 to 0.21) saves the adapter *and* calls
 ``save_pretrained`` on the base model that TRL injected the LoRA layers into, which writes a second full
@@ -18,6 +18,13 @@ A real model file (full fine-tune: no adapter beside it, no PEFT names inside) i
 - a packed run that leaves a GPU without rows is refused before training: with fewer packed rows than
   processes, transformers ends the run after 0 steps and exits 0 ("not a single sample in your
   epoch_iterator"), having trained nothing.
+
+:class:`InProcessSave` — only in the configs of CPU runs (`tools cpu-overlay`, `tools rehearse`): datasets (5.x)
+saves a prepared dataset through a *spawn* pool whenever it is given a process count, one process included
+(datasets/arrow_dataset.py:1907), and Axolotl always gives one (axolotl/utils/data/shared.py:502). Each split
+then starts a fresh interpreter that imports torch, transformers and Axolotl again to write one shard: ~7 s a
+split on a 2-core CPU, more than the whole tiny training. With one process asked for, the plugin writes it in
+the calling process instead: the same files, without the second interpreter.
 
 :class:`RehearsalProbe` — only in the config `tools rehearse` derives: in each rank, installs the CPU
 multi-process workarounds (:mod:`training.cpu_multiprocess`: active only without GPUs) and writes what the
@@ -120,6 +127,30 @@ def refuse_ranks_without_rows(trainer, sequence_len: int) -> None:
         f"sample packing makes {batches} micro-batch(es) of {sequence_len}-token rows, fewer than the {world_size()} "
         "processes: a process would train on nothing, and the run would end after 0 steps with exit status 0. "
         "Train on more rows, lower sequence_len, or use fewer GPUs.")
+
+
+def save_in_process() -> bool:
+    """Make ``datasets.Dataset.save_to_disk(..., num_proc=1)`` write in this process (see the module doc);
+    other process counts are left as they are. True when this call installed it (once per process)."""
+    from datasets import Dataset
+
+    spawning = Dataset.save_to_disk
+    if getattr(spawning, "in_process", False):
+        return False
+
+    def save_to_disk(self, dataset_path, *args, num_proc=None, **kwargs):
+        return spawning(self, dataset_path, *args, num_proc=None if num_proc == 1 else num_proc, **kwargs)
+
+    save_to_disk.in_process = True
+    Dataset.save_to_disk = save_to_disk
+    return True
+
+
+class InProcessSave(BasePlugin):
+    """CPU runs: a prepared dataset asked to be saved by one process is saved in this one (see the module doc)."""
+
+    def register(self, cfg):  # noqa: ARG002 - Axolotl's hook signature
+        save_in_process()
 
 
 class RehearsalProbe(BasePlugin):

@@ -9,6 +9,8 @@ recipe is used as it is except for:
   ``output_dir``, ``dataset_prepared_path``, ``max_steps`` and a save/eval cadence of ``max_steps`` (or ``save_every``)
   so that a checkpoint is always written. Evaluation runs on ``--eval-data`` when given (it replaces
   the recipe's dev set); without it evaluation is turned off;
+- :data:`IN_PROCESS_SAVE` added to the plugins: the prepared data is saved in the training process, not by a
+  fresh interpreter per split (training/axolotl_plugins.py says why);
 - the overrides a run asks for by name (``--set learning_rate=2e-3``): only keys the recipe has, so a typo
   is an error instead of a key Axolotl ignores; each is listed in the derived config's header.
 
@@ -73,6 +75,13 @@ CPU_OVERLAY: dict[str, Any] = {
     "evals_per_epoch": REMOVE,       # replaced by the steps cadence
     "saves_per_epoch": REMOVE,
 }
+# Added to the plugins of every CPU run's config (here and `tools rehearse`).
+IN_PROCESS_SAVE = "training.axolotl_plugins.InProcessSave"
+
+
+def add_plugin(cfg: dict[str, Any], plugin: str) -> None:
+    """Append ``plugin`` to the config's ``plugins`` (once)."""
+    cfg["plugins"] = [*(name for name in cfg.get("plugins") or [] if name != plugin), plugin]
 
 
 def apply_overlay(cfg: dict[str, Any], overlay: dict[str, Any]) -> list[str]:
@@ -145,6 +154,7 @@ def overlay_config(
         raise OverlayError(f"--save-every {save_every} must be between 1 and --max-steps {max_steps}")
     cfg = copy.deepcopy(load_recipe(recipe_path))
     apply_overlay(cfg, CPU_OVERLAY)
+    add_plugin(cfg, IN_PROCESS_SAVE)
 
     for key, value in (overrides or {}).items():
         if key in RUN_KEYS or key in CPU_OVERLAY:

@@ -16,7 +16,7 @@ a CPU cannot do changes, and :attr:`Plan.changes` lists each change with its rea
   so a 1-process and a 2-process rehearsal compare step by step;
 - the paths (model, data, output), and :class:`training.axolotl_plugins.RehearsalProbe` added to the plugins:
   in each rank it installs the CPU multi-process workarounds (:mod:`training.cpu_multiprocess`) and records
-  what the rank saw.
+  what the rank saw; and, as in every CPU run, :data:`training.cpu_overlay.IN_PROCESS_SAVE`.
 
 DPO pairs are the sample dialogues' reference summaries (chosen) against another dialogue's summary (rejected),
 as many as make the training rows, after the recipe's ``val_set_size`` hold-out, split evenly over the
@@ -43,7 +43,8 @@ from dataset_builders.nikl import sample_files
 from common.errors import UserError
 from common.io import write_json, write_jsonl
 from dataset_builders.recipe import load_recipe
-from training.cpu_overlay import GPU_ONLY, LOCAL_ONLY, REMOVE, apply_overlay, write_config
+from training.cpu_overlay import (GPU_ONLY, IN_PROCESS_SAVE, LOCAL_ONLY, REMOVE, add_plugin, apply_overlay,
+                                  write_config)
 from training.rehearse_checks import (
     RANK_RECORDS,
     Check,
@@ -268,9 +269,11 @@ def prepare(recipe: Path, *, processes: int = DEFAULT_PROCESSES, deepspeed: str 
     model = "the tiny model" if base_model is None else str(rehearsal.base_model)
     changes.append(Change("base_model, datasets, output_dir, dataset_prepared_path", "the recipe's",
                           f"under {workdir}", f"{model}, {len(rows['train'])} rows from the sample data"))
-    cfg["plugins"] = [*cfg.get("plugins", []), PROBE]
-    changes.append(Change("plugins", "the recipe's", f"+ {PROBE}",
-                          "in each rank: the CPU multi-process workarounds, and a record of what the rank saw"))
+    add_plugin(cfg, PROBE)
+    add_plugin(cfg, IN_PROCESS_SAVE)
+    changes.append(Change("plugins", "the recipe's", f"+ {PROBE}, {IN_PROCESS_SAVE}",
+                          "in each rank: the CPU multi-process workarounds, and a record of what the rank saw; "
+                          "the prepared data saved without a second interpreter"))
     write_config(cfg, rehearsal.config_path, recipe=recipe,
                  purpose="`tools rehearse` for a multi-process run on CPU (training/rehearse.py)")
     return rehearsal
