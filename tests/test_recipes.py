@@ -73,7 +73,7 @@ IN_STEP = {
     ("exaone_lora.yml", "exaone_dpo.yml"): {
         "base_model", "rl", "rl_beta", "dpo_loss_type", "dpo_loss_weights", "datasets", "test_datasets", "val_set_size", "output_dir",
         "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "num_epochs", "learning_rate",
-        "eval_strategy", "evals_per_epoch",
+        "eval_strategy", "evals_per_epoch", "save_total_limit",
         # Axolotl keeps its fused LoRA kernels off for RL trainers; DPO needs the logits, not a fused loss
         "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "liger_fused_linear_cross_entropy",
         # reentrant checkpointing: LoRA SFT needs it under ZeRO-3, DPO fails with it under DDP (docs/rehearse.md)
@@ -428,7 +428,9 @@ def test_recipe_wiring(recipe_path):
             assert recipe["lora_mlp_kernel"] and recipe["lora_qkv_kernel"] and recipe["lora_o_kernel"]
         # Every epoch's weights stay, for `tools select-checkpoint`; nothing picks or deletes by dev loss.
         assert recipe["save_strategy"] == "epoch" and recipe["eval_strategy"] == "epoch"
-        assert not {"load_best_model_at_end", "save_total_limit", "metric_for_best_model"} & set(recipe)
+        assert not {"load_best_model_at_end", "metric_for_best_model"} & set(recipe)
+        # Axolotl keeps 4 checkpoints when save_total_limit is unset (core/builders/base.py), deleting the oldest
+        assert recipe["save_total_limit"] >= recipe["num_epochs"]
         assert recipe.get("save_only_model", False) is (recipe.get("adapter") is None)  # full SFT: weights only
     assert recipe["excess_length_strategy"] == "raise"  # a row too long for sequence_len is an error, never dropped
 
