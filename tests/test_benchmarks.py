@@ -8,6 +8,8 @@ import struct
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 PAGE = REPO / "docs" / "benchmarks.md"
@@ -56,6 +58,7 @@ def test_an_unknown_benchmark_is_refused_and_every_listed_one_exists():
     assert "infer_throughput" in listed and all((REPO / "benchmarks" / f"{name}.py").is_file() for name in listed)
 
 
+@pytest.mark.extended  # a whole benchmark run (~15 s): CI runs it (-m extended)
 def test_infer_throughput_reproduces_the_sequential_outputs_and_draws_an_800_by_450_png(tmp_path):
     """Every batching case must give the one-at-a-time outputs (the script fails otherwise)."""
     result = bench("infer_throughput.py", "--sets", "fixtures", "--repeats", 1, "--new-tokens", 2, "--no-threads",

@@ -59,6 +59,7 @@ def params(shape, lora_rank=None):
     return shape["layers"] * sum(i * o for i, o in linears) + embeddings + (2 * shape["layers"] + 1) * shape["hidden"]
 
 
+@pytest.mark.extended  # a whole benchmark run (~15 s): CI runs it (-m extended)
 def test_tiny_cpu_run_measures_every_phase_and_writes_json_markdown_and_the_docs_block(tmp_path):
     page = tmp_path / "benchmarks.md"
     shutil.copy(PAGE, page)
