@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import random_lora
+from helpers import random_lora
 
 pytest.importorskip("axolotl")
 

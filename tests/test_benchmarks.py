@@ -8,7 +8,7 @@ import struct
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 PAGE = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- make bench:begin -->", "<!-- make bench:end -->"

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from common import io
 from common.io import read_jsonl
-from conftest import TRAIN, load_json
+from helpers import TRAIN, load_json
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from tools.cli import cli

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import TRAIN, load_json
+from helpers import TRAIN, load_json
 from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
 from dataset_builders.nikl import load_nikl
 from tools.cli import cli

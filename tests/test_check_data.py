@@ -12,7 +12,7 @@ import yaml
 
 import dataset_builders.prompt as prompt_module
 from common.io import read_jsonl, write_jsonl
-from conftest import REPO, TRAIN, one_line_error, tools_cli
+from helpers import REPO, TRAIN, one_line_error, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, parse_user_message, user_message
 from training.check_data import check_rows

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import eval.compare.statistics as compare_module
-from conftest import DEV, TEST, load_json, one_line_error, tools_cli
+from helpers import DEV, TEST, load_json, one_line_error, tools_cli
 from eval.compare.statistics import (Comparison, bootstrap_intervals, bootstrap_means, compare_pair, compare_systems,
                           exact_sign_flip_p, holm, paired_differences, per_example_points, random_sign_flip_p,
                           sign_flip_p, win_tie_loss)

@@ -20,7 +20,7 @@ from safetensors import safe_open
 
 from common.checkpoint_files import config_of
 from common.tokenizer import chat_prompt_ids
-from conftest import TEST, TRAIN, one_line_error
+from helpers import TEST, TRAIN, one_line_error
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
 from exaone.convert import staged_directory

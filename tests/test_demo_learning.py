@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from common.io import read_jsonl, write_jsonl
-from conftest import load_json
+from helpers import load_json
 from demo.learning_checks import BASE_MAX, DPO_DROP_MAX, SFT_MIN, STOP_MIN
 
 pytestmark = pytest.mark.learning

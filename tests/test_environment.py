@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from common.devices import available_cpus, cpu_times, default_threads, idle_cpus, let_waiting_threads_sleep
-from conftest import DEV, REPO, TEST, one_line_error, tools_cli
+from helpers import DEV, REPO, TEST, one_line_error, tools_cli
 from tools.cli import cli
 
 # --------------------------------------------------------------------------- CPU threads

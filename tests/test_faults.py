@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from common.env import offline_env
-from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
+from helpers import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
 
 INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "6"]
 
@@ -635,7 +635,7 @@ class TestResumeBookkeeping:
 def adapter_on_relative_base(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
     """A training folder as the recipes lay it out: models/base (the base) and outputs/lora, an adapter whose
     adapter_config.json records its base as the recipe wrote it, relative: ``models/base``."""
-    from conftest import random_lora
+    from helpers import random_lora
 
     root = tmp_path_factory.mktemp("project")
     shutil.copytree(tiny_model, root / "models" / "base")

@@ -13,7 +13,7 @@ import click
 import pytest
 
 from common.env import offline_env
-from conftest import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
+from helpers import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
 from tools.cli import cli
 
 

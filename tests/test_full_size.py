@@ -13,7 +13,7 @@ import pytest
 from dataset_builders.synthetic import SIZES, make_split, write_split
 from common.io import read_jsonl
 from common.tokenizer import chat_prompt_ids, load_tokenizer
-from conftest import REPO, TRAIN, load_json, one_line_error, tools_cli
+from helpers import REPO, TRAIN, load_json, one_line_error, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder, question_text
 from generation.decoding import postprocess

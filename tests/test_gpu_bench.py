@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_bench.py"
 PAGE = REPO / "docs" / "benchmarks.md"

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import pytest
 
-from conftest import DEV, tools_cli
+from helpers import DEV, tools_cli
 from dataset_builders.dpo import build_dpo_rows
 from dataset_builders.learnable import DEFAULT_SIZES, write_task
 from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt

@@ -16,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DEV, REPO, TEST, TRAIN, count_calls, load_json, one_line_error, opened_files, random_lora
+from helpers import DEV, REPO, TEST, TRAIN, count_calls, load_json, one_line_error, opened_files, random_lora
 from dataset_builders.dpo import parse_candidates
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder

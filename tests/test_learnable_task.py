@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import tools_cli
+from helpers import tools_cli
 from dataset_builders.learnable import (
     DAYS,
     PLACES,

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
-from conftest import DEV, TRAIN, load_json
+from helpers import DEV, TRAIN, load_json
 from eval.bertscore import BertScorer, default_layer
 from eval.bleurt import BleurtConfig, BleurtForSequenceClassification, BleurtScorer, PairEncoder
 from eval.metrics import MetricUnavailable, pair_scorer

@@ -18,7 +18,7 @@ import click
 import pytest
 
 from common.io import stream_or_device, write_json, write_text
-from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
+from helpers import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
 
 INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "4"]
 

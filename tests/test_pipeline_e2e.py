@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from common.io import read_jsonl
-from conftest import REPO, load_json
+from helpers import REPO, load_json
 from demo.pipeline import CANDIDATES
 
 pytestmark = [pytest.mark.axolotl, pytest.mark.extended]  # CI runs it (-m extended); the full demo: -m learning

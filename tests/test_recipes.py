@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from common import io
 from common.env import offline_env
 from common.io import read_jsonl
-from conftest import DEV, REPO, TRAIN
+from helpers import DEV, REPO, TRAIN
 from doc_blocks import trained_by_docs
 from tools.cli import cli
 from training.cpu_overlay import CPU_OVERLAY, IN_PROCESS_SAVE, REMOVE, overlay_config, write_config

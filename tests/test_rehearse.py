@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REHEARSAL_MODES, REPO
+from helpers import REHEARSAL_MODES, REPO
 
 RECIPES = REPO / "recipes"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEV, REPO, one_line_error, random_lora, tools_cli
+from helpers import DEV, REPO, one_line_error, random_lora, tools_cli
 from training.cpu_overlay import GPU_ONLY, IN_PROCESS_SAVE
 from training.rehearse import DEFAULT_PROCESSES, PROBE, RehearsalFailed, held_out, pair_count, prepare, require_passed
 from training.rehearse_checks import (

@@ -17,7 +17,7 @@ import pytest
 
 from common.env import offline_env
 from common.io import atomic_open, write_json
-from conftest import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
+from helpers import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
 from generation.batching import BatchLimit
 from generation.hf import HFEngine
 from generation.runner import generate_all

@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from conftest import DEV, load_json
+from helpers import DEV, load_json
 from tools.cli import cli
 
 IDS = [item["id"] for item in load_json(DEV)]

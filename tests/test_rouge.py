@@ -8,7 +8,7 @@ cleaned text) and the counts worked out by hand from them: F = P·R / (0.5·P + 
 import pytest
 from mecab import MeCab
 
-from conftest import DEV, TRAIN, load_json
+from helpers import DEV, TRAIN, load_json
 from eval import rouge
 from eval.metrics import pair_scorer, rouge1_similarity
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import DEV, TEST, load_json
+from helpers import DEV, TEST, load_json
 from common.errors import UserError
 from eval.metrics import MetricUnavailable, align_by_id, pair_scorer, score_pairs
 from tools.cli import cli

@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from conftest import DEV, TEST, count_calls, load_json, opened_files, random_lora, tools_cli
+from helpers import DEV, TEST, count_calls, load_json, opened_files, random_lora, tools_cli
 from training.selection import Row, find_checkpoints, winner
 
 COMMON = ["--no-progress", "--threads", "1", "--max-new-tokens", "8"]

@@ -11,7 +11,7 @@ from importlib import metadata
 
 from packaging.utils import canonicalize_name
 
-from conftest import REPO, one_line_error, tools_cli
+from helpers import REPO, one_line_error, tools_cli
 from common.stack import COMPONENTS, Component, inspect
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
@@ -93,7 +93,7 @@ def test_backend_vllm_runs_itself_again_in_the_vllm_environment(tmp_path):
     import os
     import subprocess
 
-    from conftest import TEST
+    from helpers import TEST
 
     venv = tmp_path / "venv-vllm"
     (venv / "bin").mkdir(parents=True)

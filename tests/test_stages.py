@@ -111,7 +111,7 @@ def test_results_table(tmp_path):
 def test_the_one_process_axolotl_run_is_the_documented_two_commands():
     """training/axolotl_cli.py (the demo's and the recipe tests' trainings) runs exactly the `axolotl preprocess`
     + `axolotl train --launcher python` that docs/recipes.md's CPU block runs as two commands."""
-    from conftest import REPO
+    from helpers import REPO
     from training.axolotl_cli import commands
 
     line = next(line for line in (REPO / "docs" / "recipes.md").read_text(encoding="utf-8").splitlines()

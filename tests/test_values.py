@@ -11,7 +11,7 @@ import unicodedata
 import click
 import pytest
 
-from conftest import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
+from helpers import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
 from tools.cli import cli
 from tools.options import FiniteFloat
 

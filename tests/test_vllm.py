@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from common.errors import UserError
-from conftest import DEV, TEST, load_json, random_lora, tools_cli
+from helpers import DEV, TEST, load_json, random_lora, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit
@@ -167,7 +167,7 @@ def test_both_backends_give_the_same_greedy_summaries(tiny_model, tmp_path):
 def test_the_vllm_extra_pins_the_checked_vllm_range():
     import tomllib
 
-    from conftest import REPO
+    from helpers import REPO
     from generation.vllm import VLLM_RANGE
 
     extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["vllm"]
