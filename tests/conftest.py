@@ -5,15 +5,18 @@ workers share it. Plain helpers and constants (the sample files, `tools` in-proc
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from common.env import OFFLINE_ENV
-from helpers import REHEARSAL_MODES, REPO, tools_cli
+from helpers import CORPUS, DEV, REHEARSAL_MODES, REPO, load_json, tiny_bleurt, tools_cli, wordpiece_tokenizer
+
 
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
 for key, value in OFFLINE_ENV.items():
@@ -91,7 +94,6 @@ def run_once(tmp_path_factory):
 
 
 
-
 @pytest.fixture(scope="session")
 def rehearsal(run_once, tiny_model):
     """``rehearsal(recipe, mode, processes=2)``: `tools rehearse` of ``recipes/RECIPE`` in a mode of
@@ -138,3 +140,57 @@ def write_nikl(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def full_run(tiny_model, tmp_path) -> Path:
+    """A training output_dir with one full-weight checkpoint (a copy of the tiny model)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "checkpoint-1")
+    return run
+
+
+@pytest.fixture
+def systems(write_nikl):
+    """Two submissions on the dev fixture: halves of the reference, and a summary with markup in it."""
+    items = load_json(DEV)
+    first = write_nikl([{**item, "output": item["output"][: len(item["output"]) // 2]} for item in items], "sft.json")
+    second = [{**item, "output": item["output"][len(item["output"]) // 3:]} for item in items]
+    second[0]["output"] = "<script>alert('x')</script> & " + second[0]["output"]
+    return first, write_nikl(second, "dpo.json")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 3-layer BertModel (max 64 positions) and its tokenizer, saved as a local model directory."""
+    from transformers import BertConfig, BertModel
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def spm_model():
+    """A SentencePiece model (BLEURT-20's tokenizer kind) whose special tokens are pieces."""
+    import sentencepiece
+
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS), model_writer=out, vocab_size=600, character_coverage=1.0,
+        pad_id=0, pad_piece="[PAD]", unk_id=1, unk_piece="[UNK]", bos_id=-1, eos_id=-1,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bleurt_spm(tmp_path_factory, spm_model):
+    """BLEURT-20's shape in miniature: SentencePiece, 16-dim embeddings projected to 32."""
+    directory = tiny_bleurt(tmp_path_factory.mktemp("tiny-bleurt") / "model", 600, 16)
+    (directory / "spm.model").write_bytes(spm_model)
+    return directory

@@ -33,8 +33,8 @@ from click.testing import CliRunner
 from common import io
 from common.env import offline_env
 from common.io import read_jsonl
-from helpers import DEV, REPO, TRAIN
 from doc_blocks import trained_by_docs
+from helpers import DEV, REPO, TRAIN
 from tools.cli import cli
 from training.cpu_overlay import CPU_OVERLAY, IN_PROCESS_SAVE, REMOVE, overlay_config, write_config
 
@@ -88,7 +88,6 @@ MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sa
                 "gradient_accumulation_steps", "num_epochs", "optimizer", "learning_rate", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout",
                 "rl_beta", "dpo_loss_type", "dpo_loss_weights", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
                 "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel", *LIGER}
-
 
 
 def load_yaml(path: Path) -> dict:

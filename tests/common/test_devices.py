@@ -1,5 +1,5 @@
-"""What the machine around a command is like never breaks it: busy CPU cores (the default threads), a terminal in a
-legacy encoding, a moved or broken vLLM environment."""
+"""common/devices.py: thread choice on a busy machine (idle CPUs counted from /proc/stat, the environment's
+setting wins) and OpenMP threads that sleep instead of spinning while they wait."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from common.devices import available_cpus, cpu_times, default_threads, idle_cpus, let_waiting_threads_sleep
-from helpers import DEV, REPO, TEST, one_line_error, tools_cli
-from tools.cli import cli
+from helpers import REPO
 
 # --------------------------------------------------------------------------- CPU threads
 
@@ -73,66 +70,3 @@ def test_threads_from_the_environment_win(monkeypatch):
         assert use_threads(2) == 2
     finally:
         torch.set_num_threads(before)
-
-
-# --------------------------------------------------------------------------- a terminal in a legacy encoding
-
-
-@pytest.mark.parametrize("command", [
-    ["score", "--predictions", DEV, "--input", DEV, "--metrics", "rouge1", "--report", "{tmp}/report.json"],
-    ["compare", "--input", DEV, DEV, DEV, "--report", "{tmp}/compare"],
-])
-def test_a_legacy_terminal_encoding_prints_and_writes(tmp_path, command):
-    """`LANG=ko_KR.EUC-KR` (or PYTHONIOENCODING=euc-kr): what the terminal cannot show (—, −) is printed as ?,
-    and every file is written."""
-    args = [str(arg).format(tmp=tmp_path) for arg in command]
-    result = CliRunner(charset="euc-kr").invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    assert "?" in result.output and "wrote" in result.output
-    assert (tmp_path / "report.json").is_file() or (tmp_path / "compare" / "report.html").is_file()
-
-
-# --------------------------------------------------------------------------- vLLM's environment
-
-
-def fake_venv(tmp_path: Path, tools_script: str) -> Path:
-    venv = tmp_path / "venv-vllm"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "tools").write_text(tools_script)
-    (venv / "bin" / "tools").chmod(0o755)
-    return venv
-
-
-@pytest.mark.parametrize("script, problem", [
-    ("#!/moved/away/bin/python\n", "its interpreter /moved/away/bin/python is missing or not executable"),
-    ("not a program\n", "not a program (neither a binary nor a script with a #! line)"),
-])
-def test_a_moved_or_broken_vllm_environment_is_one_line_naming_the_variable(tmp_path, monkeypatch, script, problem):
-    venv = fake_venv(tmp_path, script)
-    monkeypatch.setenv("NIKL_VLLM_VENV", str(venv))
-    message = one_line_error(tools_cli("infer", "--ckpt", "some/model", "--input", TEST, "--output",
-                                       tmp_path / "r.json", "--backend", "vllm"))
-    assert f"cannot run {venv}/bin/tools from vLLM's environment (NIKL_VLLM_VENV={venv}): {problem}" in message
-    assert "NIKL_RUNNING_IN_VLLM_VENV" not in os.environ
-
-
-def test_no_vllm_anywhere_names_where_it_looked(tmp_path, tiny_model, monkeypatch):
-    monkeypatch.setenv("NIKL_VLLM_VENV", "/nowhere")
-    message = one_line_error(tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
-                                       "--backend", "vllm"))
-    assert "not installed here, nor in NIKL_VLLM_VENV=/nowhere" in message
-
-
-def test_tools_versions_says_what_is_wrong_with_the_vllm_environment(tmp_path, monkeypatch):
-    from common.stack import COMPONENTS, _vllm_in_its_venv
-
-    vllm = next(component for component in COMPONENTS if component.distribution == "vllm")
-    monkeypatch.setenv("NIKL_VLLM_VENV", "/nowhere")
-    assert "not installed here, nor in NIKL_VLLM_VENV=/nowhere" in _vllm_in_its_venv(vllm).line()
-    venv = fake_venv(tmp_path, "")
-    (venv / "bin" / "python").write_text("not a program\n")
-    (venv / "bin" / "python").chmod(0o755)
-    monkeypatch.setenv("NIKL_VLLM_VENV", str(venv))
-    status = _vllm_in_its_venv(vllm)
-    assert f"cannot run {venv}/bin/python from vLLM's environment (NIKL_VLLM_VENV={venv})" in status.line()
-    assert status.problem  # `tools versions` exits 1 on it

@@ -1,26 +1,26 @@
-"""What a command writes never destroys something else: a device, a FIFO or a redirected stream is written in
-place (never replaced by a rename), a symlink and its target are one output, an output folder is never a model's
-folder, the results sidecar is kept whenever it holds a result, a name too long fails before any work, and a
-Ctrl-C after the output is written does not call a complete run interrupted."""
+"""common/io.py, writing outputs: a device, a FIFO or a redirected stream is written in place (never replaced by a
+rename), a symlink and its target are one output, no command writes over its input or into a model's or tokenizer's
+folder, an output naming a folder is refused, and a signal during a write leaves no temporary file (Ctrl-C after the
+output is written is not an interrupted run)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import shutil
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
 import pytest
 
-from common.io import stream_or_device, write_json, write_text
-from helpers import DEV, REPO, TEST, TRAIN, load_json, one_line_error, tools_cli
-
-INFER = ["infer", "--no-progress", "--threads", "1", "--max-new-tokens", "4"]
+from common.io import atomic_open, stream_or_device, write_json, write_text
+from helpers import DEV, INFER, REPO, TEST, TRAIN, listing, load_json, one_line_error, snapshot, tools_cli
 
 
 # --------------------------------------------------------------------------- devices, FIFOs, streams
@@ -90,26 +90,6 @@ def test_commands_with_side_files_refuse_a_fifo_output(tmp_path, command):
     assert os.listdir(tmp_path) == ["out.json"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
-# --------------------------------------------------------------------------- one output, one lock
-
-
-def test_a_held_lock_refuses_the_same_process_too(tmp_path):
-    """A run takes its output's lock once; nothing holds it twice, so a second taker — in this process as in any
-    other — is refused until the first lets go."""
-    from common.errors import UserError
-    from generation.sidecar import output_lock
-
-    out = tmp_path / "result.json"
-    with output_lock(out):
-        with pytest.raises(UserError, match=f"{out} is being written by another run"):
-            with output_lock(out):
-                pass
-        assert Path(f"{out}.lock").exists()
-    with output_lock(out):  # released
-        pass
-    assert not Path(f"{out}.lock").exists()
-
-
 def test_a_symlink_and_its_target_are_one_output(tmp_path, tiny_model):
     from generation.sidecar import side_files
 
@@ -129,114 +109,6 @@ def test_a_symlink_and_its_target_are_one_output(tmp_path, tiny_model):
         holder.kill()
         holder.wait()
     assert not target.exists() and not Path(str(link) + ".lock").exists()
-
-
-# --------------------------------------------------------------------------- outputs are never a model
-
-
-@pytest.fixture
-def base_model(tmp_path) -> Path:
-    folder = tmp_path / "models" / "base"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text('{"model_type": "llama"}')
-    return folder
-
-
-@pytest.mark.parametrize("output, how", [
-    (lambda base: base, "is"),
-    (lambda base: base.parent, "contains"),
-    (lambda base: base / "run", "is inside"),
-])
-@pytest.mark.parametrize("option", ["--output-dir", "--prepared-dir"])
-def test_cpu_overlay_never_trains_into_the_base_model(tmp_path, base_model, output, how, option):
-    before = sorted(os.listdir(base_model.parent))
-    folders = {"--output-dir": tmp_path / "out", option: output(base_model)}
-    args = [arg for pair in folders.items() for arg in pair]
-    message = one_line_error(tools_cli("cpu-overlay", REPO / "recipes" / "exaone_lora.yml", "--base-model", base_model,
-                                       "--train-data", TRAIN, *args, "--config-out", tmp_path / "cpu.yml"))
-    assert f"{option} {output(base_model)} {how} --base-model {base_model}" in message
-    assert sorted(os.listdir(base_model.parent)) == before and os.listdir(base_model) == ["config.json"]
-    assert not (tmp_path / "cpu.yml").exists()
-
-
-# --------------------------------------------------------------------------- the results sidecar
-
-
-def test_the_sidecar_is_kept_when_its_file_holds_a_result(tmp_path):
-    from generation.sidecar import Sidecar
-
-    sidecar = Sidecar(tmp_path / "result.json", {"model": "m"})
-    sidecar.open()
-    sidecar.remove_unless_it_holds_results()  # a header and no result: nothing to resume from
-    assert not sidecar.path.exists()
-    sidecar.open()
-    sidecar.append([{"id": "a", "output": "요약"}])
-    sidecar.remove_unless_it_holds_results()
-    assert sidecar.path.exists()
-    with open(sidecar.path, "ab") as file:
-        file.write(b'{"id": "b", "outp')  # a line torn by a kill is no result …
-    assert sidecar.holds_results()  # … but the complete one before it is
-    fresh = Sidecar(tmp_path / "other.json", {"model": "m"})
-    fresh.open()
-    with open(fresh.path, "ab") as file:
-        file.write(b'{"id": "b", "outp')
-    assert not fresh.holds_results()
-
-
-def test_ctrl_c_between_the_append_and_the_bookkeeping_keeps_the_result(tmp_path, tiny_model, monkeypatch):
-    """The race that made the Ctrl-C test flaky: the batch is in the file, the run has not noted it yet."""
-    from dataset_builders.nikl import load_nikl
-    from dataset_builders.prompt import PromptBuilder
-    from generation.decoding import Decoding
-    from generation.checkpoints import resolve_checkpoint
-    from generation.loader import load_engine
-    from generation.options import InferenceOptions
-    from generation.runner import run_to_file
-    from generation.sidecar import Sidecar
-
-    real_append = Sidecar.append
-
-    def append_then_interrupt(self, rows):
-        real_append(self, rows)
-        raise KeyboardInterrupt
-
-    options = InferenceOptions(device="cpu")
-    engine = load_engine(resolve_checkpoint(tiny_model), Decoding(max_new_tokens=2), options)
-    examples = load_nikl(TEST)
-    builder = PromptBuilder(tokenizer=engine.tokenizer)
-    output = tmp_path / "result.json"
-    monkeypatch.setattr(Sidecar, "append", append_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run_to_file(engine, examples, builder, output, limit=options.batch_limit("cpu"), progress=False)
-    monkeypatch.undo()
-    report = run_to_file(engine, examples, builder, output, limit=options.batch_limit("cpu"), progress=False)
-    assert report.resumed >= 1 and len(load_json(output)) == len(examples)
-
-
-# --------------------------------------------------------------------------- names too long
-
-
-@pytest.mark.parametrize("command, option, extra", [
-    (INFER + ["--ckpt", "some/model", "--input", TEST], "--output", ".json"),
-    (["build-sft-data", "--input", TRAIN], "--output", ".jsonl"),
-    (["build-tiny-model"], "--output-dir", ""),
-    (["convert-exaone", "--model", "some/model"], "--output-dir", ""),
-])
-def test_a_name_too_long_for_a_side_file_fails_before_any_work(tmp_path, command, option, extra):
-    """The output's own name fits (255 bytes), the temporary file or side file beside it would not."""
-    name = "a" * (240 - len(extra)) + extra
-    result = tools_cli(*command, option, tmp_path / name)
-    assert result.exit_code == 2 and "name too long" in result.output and "shorten the name by" in result.output
-    assert os.listdir(tmp_path) == []
-
-
-def test_a_name_that_fits_with_its_side_files_is_accepted(tmp_path):
-    from common.files import name_too_long
-
-    # 3 bytes a syllable in UTF-8; the longest file written: .NAME.partial.jsonl.tmp-PID-RANDOM, 36 bytes more
-    assert name_too_long(tmp_path / ("가" * 71 + ".json"), side_suffixes=(".partial.jsonl", ".lock")) is None
-    problem = name_too_long(tmp_path / ("가" * 72 + ".json"), side_suffixes=(".partial.jsonl", ".lock"))
-    assert problem.endswith("257 bytes here, and this file system allows 255; shorten the name by 2 bytes")
 
 
 # --------------------------------------------------------------------------- Ctrl-C once the output is written
@@ -272,3 +144,105 @@ def test_ctrl_c_before_the_output_is_written_exits_130(tmp_path, monkeypatch):
     out = tmp_path / "train.jsonl"
     result = tools_cli("build-sft-data", "--input", TRAIN, "--output", out)
     assert result.exit_code == 130 and "interrupted: nothing half-written" in result.output and not out.exists()
+
+
+@pytest.fixture
+def dev_copy(tmp_path) -> Path:
+    path = tmp_path / "dev.json"
+    shutil.copy(DEV, path)
+    return path
+
+
+# --------------------------------------------------------------------------- output = input
+
+
+def candidates_file(tmp_path: Path, source: Path = DEV) -> Path:
+    path = tmp_path / "candidates.jsonl"
+    path.write_text("".join(json.dumps({"id": item["id"], "candidates": [item["output"], "두 사람은 이야기를 했다."]},
+                                       ensure_ascii=False) + "\n" for item in load_json(source)), encoding="utf-8")
+    return path
+
+
+def test_no_command_overwrites_its_input(tmp_path, dev_copy, tiny_model, monkeypatch):
+    candidates = candidates_file(tmp_path)
+    link = tmp_path / "link.json"
+    link.symlink_to(dev_copy)
+    monkeypatch.chdir(tmp_path)  # relative spellings of the same file (the working directory is restored)
+    cases = [
+        (["infer", "--ckpt", tiny_model, "--input", dev_copy, "--output", "dev.json"], "--output dev.json", "--input"),
+        (["infer", "--ckpt", tiny_model, "--input", "./dev.json", "--output", link], "--output", "--input"),
+        (["build-sft-data", "--input", dev_copy, "--output", link], "--output", "--input"),
+        (["build-dpo-data", "--input", dev_copy, "--candidates", candidates, "--output", "../" + tmp_path.name + "/dev.json"],
+         "--output", "--input"),
+        (["build-dpo-data", "--input", dev_copy, "--candidates", candidates, "--output", candidates], "--output", "--candidates"),
+        (["rerank", "--candidates", candidates, "--input", dev_copy, "--output", dev_copy], "--output", "--input"),
+        (["score", "--predictions", dev_copy, "--input", DEV, "--metrics", "rouge1", "--report", link],
+         "--report", "--predictions"),
+        (["cpu-overlay", REPO / "recipes" / "exaone_lora.yml", "--base-model", tiny_model, "--train-data", candidates,
+          "--output-dir", tmp_path / "o", "--config-out", candidates], "--config-out", "--train-data"),
+    ]
+    before = {path: path.read_bytes() for path in (dev_copy, candidates)}
+    for args, out_option, in_option in cases:
+        message = one_line_error(tools_cli(*args))
+        assert out_option in message and f"is the same file as {in_option}" in message, (args, message)
+        assert "refusing to overwrite an input" in message
+        assert {path: path.read_bytes() for path in before} == before, args  # untouched
+    assert link.is_symlink()
+
+
+def test_a_symlinked_output_is_written_through(tmp_path):
+    target = tmp_path / "shared" / "result.json"
+    target.parent.mkdir()
+    target.write_text("[]")
+    link = tmp_path / "result.json"
+    link.symlink_to(target)
+    result = tools_cli("build-sft-data", "--input", TRAIN, "--output", link)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and len(target.read_text(encoding="utf-8").splitlines()) == len(load_json(TRAIN))
+
+
+def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path):
+    from tools.cli import terminate_cleanly
+
+    previous = signal.getsignal(signal.SIGTERM)
+    terminate_cleanly()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            with atomic_open(tmp_path / "result.json") as file:
+                file.write("half")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+        assert exit_info.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_naming_a_directory_is_refused(tmp_path):
+    result = tools_cli("build-sft-data", "--input", TRAIN, "--output", str(tmp_path / "out") + "/")
+    assert result.exit_code == 2 and "names a directory" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+class TestSideFilesNeverDestroyInputs:
+    """Issue 22, item 3: an input named OUT.lock was deleted by `infer --output OUT`, one named
+    OUT.partial.jsonl lost its last byte; --output inside the checkpoint or tokenizer folder replaced a file
+    there; `build-tiny-model --output-dir D --input D/mydata.json` deleted its own input and all of D."""
+
+    @pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "predictions.json"])
+    def test_infer_never_writes_into_the_checkpoint_folder(self, tiny_model, tmp_path, name):
+        model = tmp_path / "model"
+        shutil.copytree(tiny_model, model)
+        before = snapshot(model)
+        message = one_line_error(tools_cli(*INFER, "--ckpt", model, "--input", DEV, "--output", model / name))
+        assert f"--output {model / name} is inside --ckpt {model}" in message
+        assert snapshot(model) == before and listing(model) == sorted(path.name for path in before)
+
+    def test_data_builders_never_write_into_the_tokenizer_folder(self, tiny_model, tmp_path):
+        model = tmp_path / "model"
+        shutil.copytree(tiny_model, model)
+        before = snapshot(model)
+        message = one_line_error(tools_cli("build-sft-data", "--input", TRAIN, "--tokenizer", model, "--output",
+                                           model / "tokenizer.json"))
+        assert f"is inside --tokenizer {model}" in message
+        assert snapshot(model) == before

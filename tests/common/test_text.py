@@ -1,84 +1,28 @@
-"""Values are checked where they are parsed — finite, in range, fitting the model — so a bad one is one line
-before any work, never a traceback (or a segfault) later; and values that are unusual but valid give the right
-result: ids in two Unicode forms are named as such, a word longer than the whole prompt budget is cut."""
+"""common/text.py: ids in two Unicode forms are named as such, and a lone surrogate (text no UTF-8 file can hold) is
+refused where it is read, under every command that reads it."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import unicodedata
+from pathlib import Path
 
-import click
 import pytest
 
-from helpers import DEV, TEST, TRAIN, load_json, one_line_error, tools_cli
-from tools.cli import cli
-from tools.options import FiniteFloat
-
-
-def numeric_options():
-    for name, command in sorted(cli.commands.items()):
-        for param in command.params:
-            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
-                yield name, param
-
-
-def test_every_numeric_option_has_a_bounded_range():
-    unbounded = [f"{name} {param.opts[0]}" for name, param in numeric_options()
-                 if (getattr(param.type, "min", None) is None or getattr(param.type, "max", None) is None)]
-    assert unbounded == []
-    not_finite = [f"{name} {param.opts[0]}" for name, param in numeric_options()
-                  if isinstance(param.type, click.types.FloatParamType) and not isinstance(param.type, FiniteFloat)]
-    assert not_finite == []
-    assert len(list(numeric_options())) >= 40  # every command's, not none
-
-
-@pytest.mark.parametrize("command, option, value, problem", [
-    ("infer", "--temperature", "nan", "nan is not a finite number"),
-    ("infer", "--temperature", "inf", "inf is not a finite number"),
-    ("infer", "--top-p", "nan", "nan is not a finite number"),
-    ("infer", "--top-p", "-inf", "-inf is not a finite number"),
-    ("infer", "--gpu-memory-utilization", "nan", "nan is not a finite number"),
-    ("infer", "--threads", "100000", "100000 is not in the range 1<=x<=1024"),
-    ("infer", "--seed", str(2**64), f"{2**64} is not in the range 0<=x<={2**32 - 1}"),
-    ("infer", "--seed", "-1", "-1 is not in the range"),
-    ("infer", "--max-new-tokens", str(10**30), f"{10**30} is not in the range 1<=x<="),
-    ("build-dpo-data", "--min-margin", "nan", "nan is not a finite number"),
-    ("build-tiny-model", "--hidden-size", "9", "hidden size 9: must be a multiple of 8, so each of the 4 attention"),
-    ("build-tiny-model", "--hidden-size", "12", "hidden size 12: must be a multiple of 8"),
-    ("build-tiny-model", "--hidden-size", "100000", "100000 is not in the range 8<=x<=1024"),
-    ("build-tiny-model", "--seed", str(2**40), f"{2**40} is not in the range 0<=x<="),
-    ("demo", "--threads", "100000", "100000 is not in the range 1<=x<=1024"),
-])
-def test_a_bad_value_is_one_line_before_any_work(tmp_path, command, option, value, problem):
-    required = {
-        "infer": ["--ckpt", tmp_path / "no-model", "--input", TEST, "--output", tmp_path / "out.jsonl",
-                  "--num-candidates", "2"],
-        "build-dpo-data": ["--input", TRAIN, "--candidates", DEV, "--output", tmp_path / "dpo.jsonl"],
-        "build-tiny-model": ["--output-dir", tmp_path / "tiny"],
-        "demo": ["--workdir", tmp_path / "demo"],
-    }[command]
-    result = tools_cli(command, *required, option, value)
-    assert result.exit_code == 2 and f"Invalid value for '{option}': {problem}" in result.output, result.output
-    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
-
-
-def test_the_hidden_sizes_allowed_are_those_a_model_runs_with():
-    """The rule of `build-tiny-model --hidden-size` against transformers itself: 4 heads, 2 key/value heads."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from exaone.tiny import HEADS, KV_HEADS, hidden_size_problem
-
-    for hidden in (8, 9, 10, 12, 16, 20, 24):
-        try:
-            config = LlamaConfig(vocab_size=16, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
-                                 num_attention_heads=HEADS, num_key_value_heads=KV_HEADS)
-            LlamaForCausalLM(config)(torch.tensor([[1, 2, 3]]))
-            runs = True
-        except Exception:  # noqa: BLE001 - any failure: the width does not work
-            runs = False
-        assert (hidden_size_problem(hidden) is None) == runs, hidden
+from helpers import (
+    DEV,
+    INFER,
+    TRAIN,
+    candidates_file,
+    killed,
+    lines_in,
+    listing,
+    load_json,
+    many_dialogues,
+    one_line_error,
+    snapshot,
+    tools_cli,
+)
 
 
 # --------------------------------------------------------------------------- ids in two Unicode forms
@@ -119,29 +63,81 @@ def test_candidates_with_an_id_in_the_other_form_are_named_as_such(tmp_path, wri
     assert "is not in the data file as written" in message and "(NFD) and '대화-0001' (NFC)" in message
 
 
-# --------------------------------------------------------------------------- a word longer than the budget
+# --------------------------------------------------------------------------- 5. lone surrogates
 
 
-def long_word_dialogue(write_nikl):
-    item = dict(load_json(TEST)[0])
-    item["input"] = {**item["input"], "conversation": [{"speaker": "SD2000001", "utterance": "가나" * 30_000}]}
-    return write_nikl([item, *load_json(TEST)[1:]])
+LONE = "\ud800"  # json.dumps writes it as the escape \ud800: legal JSON, no UTF-8 encoding
 
 
-def test_a_word_longer_than_the_budget_is_cut_counted_and_reported(tiny_model, tmp_path, write_nikl):
-    from common.tokenizer import load_tokenizer
-    from dataset_builders.nikl import load_nikl
-    from dataset_builders.prompt import PromptBuilder
+def spoiled(items: list[dict], index: int, path: tuple) -> list[dict]:
+    """A deep copy of ``items`` with a lone surrogate appended to the string at ``items[index][path…]``."""
+    items = json.loads(json.dumps(items))
+    owner = items[index]
+    for key in path[:-1]:
+        owner = owner[key]
+    owner[path[-1]] += LONE
+    return items
 
-    data = long_word_dialogue(write_nikl)
-    example = load_nikl(data)[0]
-    prompt = PromptBuilder(tokenizer=load_tokenizer(tiny_model), max_prompt_tokens=300).build(example)
-    assert prompt.cut_word and prompt.truncated and prompt.prompt_tokens <= 300
-    assert "화자SD2000001: 가나가나" in prompt.messages[-1]["content"]
-    result = tools_cli("infer", "--no-progress", "--threads", "1", "--max-new-tokens", "2", "--ckpt", tiny_model,
-                       "--input", data, "--output", tmp_path / "out.json")
-    assert result.exit_code == 0, result.output
-    assert "1 word longer than the budget cut" in result.output
-    example = dataclasses.replace(example, conversation=example.conversation[:1])
-    with pytest.raises(Exception, match="leaves no room for any dialogue text"):  # not even one token fits
-        PromptBuilder(tokenizer=load_tokenizer(tiny_model), max_prompt_tokens=20).build(example)
+
+class TestLoneSurrogates:
+    """Issue 22, item 5: a lone surrogate in an utterance, output or id crashed build-sft-data, infer,
+    build-dpo-data and rerank with UnicodeEncodeError/TypeError tracebacks."""
+
+    @pytest.mark.parametrize("field, path", [
+        ("input.conversation[2].utterance", ("input", "conversation", 2, "utterance")),
+        ("output", ("output",)),
+        ("id", ("id",)),
+        ("input.subject_keyword[0]", ("input", "subject_keyword", 0)),
+    ])
+    @pytest.mark.parametrize("command", ["build-sft-data", "infer", "score", "rerank"])
+    def test_nikl_files_are_rejected_at_load(self, tiny_model, tmp_path, field, path, command):
+        items = load_json(DEV)
+        data = tmp_path / "dev.json"
+        data.write_text(json.dumps(spoiled(items, 1, path)), encoding="utf-8")
+        before = snapshot(data)
+        out = tmp_path / "out.json"
+        args = {"build-sft-data": ["build-sft-data", "--input", data, "--output", tmp_path / "out.jsonl"],
+                "infer": [*INFER, "--ckpt", tiny_model, "--input", data, "--output", out],
+                "score": ["score", "--predictions", data, "--input", DEV, "--metrics", "rouge1"],
+                "rerank": ["rerank", "--candidates", candidates_file(tmp_path, items), "--input", data, "--output", out],
+                }[command]
+        message = one_line_error(tools_cli(*args))
+        assert message.startswith(f"Error: {data}: example ") and "(index 1)" in message
+        assert f"field '{field}' holds a lone surrogate" in message
+        assert snapshot(data) == before and "out.json" not in listing(tmp_path)
+
+    @pytest.mark.parametrize("command", ["rerank", "build-dpo-data"])
+    def test_candidates_are_rejected_at_load(self, tmp_path, command):
+        items = load_json(DEV)
+        candidates = candidates_file(tmp_path, items)
+        rows = [json.loads(line) for line in candidates.read_text(encoding="utf-8").splitlines()]
+        candidates.write_text("".join(json.dumps(row) + "\n" for row in spoiled(rows, 2, ("candidates", 1))),
+                              encoding="utf-8")
+        message = one_line_error(tools_cli(command, "--candidates", candidates, "--input", DEV, "--output",
+                                           tmp_path / ("out.json" if command == "rerank" else "out.jsonl")))
+        assert message.startswith(f"Error: {candidates}: line 3 (id {items[2]['id']!r}): field 'candidates[1]' holds "
+                                  "a lone surrogate")
+
+    def test_human_pairs_are_rejected_at_load(self, tmp_path):
+        items = load_json(DEV)
+        human = tmp_path / "human.jsonl"
+        pair = {"id": items[0]["id"], "chosen": "좋은 요약", "rejected": "나쁜 요약"}
+        human.write_text(json.dumps(spoiled([pair], 0, ("rejected",))[0]) + "\n", encoding="utf-8")
+        message = one_line_error(tools_cli("build-dpo-data", "--input", DEV, "--candidates", candidates_file(tmp_path, items),
+                                           "--human", human, "--output", tmp_path / "out.jsonl"))
+        assert f"{human}: line 1 (id {items[0]['id']!r}): field 'rejected' holds a lone surrogate" in message
+
+    def test_a_sidecar_row_with_one_is_regenerated(self, tiny_model, tmp_path, write_nikl):
+        data = many_dialogues(write_nikl)
+        out = tmp_path / "result.json"
+        sidecar = Path(f"{out}.partial.jsonl")
+        args = [*INFER, "--ckpt", tiny_model, "--input", data, "--output", out, "--batch-size", 1]
+        killed(args, lambda: lines_in(sidecar) >= 3)
+        header, first, *rest = sidecar.read_text(encoding="utf-8").splitlines()
+        row = json.loads(first)
+        sidecar.write_text("\n".join([header, json.dumps({**row, "output": row["output"] + LONE}), *rest]) + "\n",
+                           encoding="utf-8")
+        result = tools_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert "line 2: field 'output' holds a lone surrogate" in result.output
+        assert {item["id"]: item["output"] for item in load_json(out)}[row["id"]] == row["output"]

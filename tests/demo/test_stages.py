@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from demo.stages import Pipeline, Stage, StageFailed, results_table, run_program
 from tools.cli import cli
 from tools.demo import tools_runner
-from demo.stages import Pipeline, Stage, StageFailed, results_table, run_program
 
 run_tools = tools_runner(cli)
 
@@ -106,25 +106,3 @@ def test_results_table(tmp_path):
     assert lines[0] == "| stage | time | output | score |"
     assert lines[2].startswith("| first | ") and lines[3].endswith("| 1 chars |")
     assert lines[-1].startswith("| **total** |")
-
-
-def test_the_one_process_axolotl_run_is_the_documented_two_commands():
-    """training/axolotl_cli.py (the demo's and the recipe tests' trainings) runs exactly the `axolotl preprocess`
-    + `axolotl train --launcher python` that docs/recipes.md's CPU block runs as two commands."""
-    from helpers import REPO
-    from training.axolotl_cli import commands
-
-    line = next(line for line in (REPO / "docs" / "recipes.md").read_text(encoding="utf-8").splitlines()
-                if line.startswith("axolotl preprocess configs/"))
-    written = [part.split()[1:] for part in line.split("#")[0].split("&&")]
-    config = written[0][1]
-    assert commands(config, []) == written
-    assert commands(config, ["--max_steps=2"]) == [args + ["--max_steps=2"] for args in written]
-
-
-def test_the_one_process_axolotl_run_fails_loudly_without_a_config(tmp_path):
-    import subprocess
-
-    result = subprocess.run([sys.executable, "-m", "training.axolotl_cli"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=60)
-    assert result.returncode != 0 and "usage: python -m training.axolotl_cli CONFIG" in result.stderr

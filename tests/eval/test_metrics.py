@@ -2,7 +2,6 @@
 BERTScore against greedy cosine matching written out with torch, our BLEURT class against
 transformers' own RemBERT / BERT implementations carrying the same weights."""
 
-import io
 import json
 
 import pytest
@@ -10,76 +9,15 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
-from helpers import DEV, TRAIN, load_json
 from eval.bertscore import BertScorer, default_layer
-from eval.bleurt import BleurtConfig, BleurtForSequenceClassification, BleurtScorer, PairEncoder
+from eval.bleurt import BleurtForSequenceClassification, BleurtScorer, PairEncoder
 from eval.metrics import MetricUnavailable, pair_scorer
+from helpers import DEV, load_json, tiny_bleurt
 from tools.cli import cli
 
-CORPUS = [turn["utterance"] for item in load_json(TRAIN) + load_json(DEV) for turn in item["input"]["conversation"]]
-CORPUS += [item["output"] for item in load_json(TRAIN) + load_json(DEV)]
+
 PREDICTIONS = ["두 사람은 시험 이야기를 했다.", "SD2100503은 COVID-19 때문에 Zoom으로 수업을 들었다!!", "김장을 했다."]
 REFERENCES = ["두 사람은 영어 학원 이야기를 했다.", "sd2100503은 covid 19 때문에 zoom 수업을 들었다.", "수육을 삶아 먹었다."]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def wordpiece_tokenizer():
-    """A WordPiece tokenizer trained on the fixtures; Hangul kept whole (no lowercasing/accent stripping)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=400, special_tokens=SPECIALS))
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    return BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A 3-layer BertModel (max 64 positions) and its tokenizer, saved as a local model directory."""
-    from transformers import BertConfig, BertModel
-
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = wordpiece_tokenizer()
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def spm_model():
-    """A SentencePiece model (BLEURT-20's tokenizer kind) whose special tokens are pieces."""
-    import sentencepiece
-
-    out = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS), model_writer=out, vocab_size=600, character_coverage=1.0,
-        pad_id=0, pad_piece="[PAD]", unk_id=1, unk_piece="[UNK]", bos_id=-1, eos_id=-1,
-        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
-    return out.getvalue()
-
-
-def tiny_bleurt(directory, vocab_size, embedding_size, seed=0):
-    torch.manual_seed(seed)
-    config = BleurtConfig(vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    return BleurtForSequenceClassification(config).save(directory)
-
-
-@pytest.fixture(scope="module")
-def bleurt_spm(tmp_path_factory, spm_model):
-    """BLEURT-20's shape in miniature: SentencePiece, 16-dim embeddings projected to 32."""
-    directory = tiny_bleurt(tmp_path_factory.mktemp("tiny-bleurt") / "model", 600, 16)
-    (directory / "spm.model").write_bytes(spm_model)
-    return directory
 
 
 # ---- BERTScore ----------------------------------------------------------------------------------------

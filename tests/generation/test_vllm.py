@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from common.errors import UserError
-from helpers import DEV, TEST, load_json, random_lora, tools_cli
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
-from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL, BatchLimit
+from generation.batching import BatchLimit, DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding, finish_text
 from generation.hf import HFEngine
@@ -30,6 +34,7 @@ from generation.vllm import (
     sampling_kwargs,
     texts_of,
 )
+from helpers import DEV, REPO, TEST, fake_venv, load_json, one_line_error, random_lora, tools_cli
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -172,3 +177,73 @@ def test_the_vllm_extra_pins_the_checked_vllm_range():
 
     extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["vllm"]
     assert f"vllm{VLLM_RANGE}" in extra
+
+
+@pytest.mark.parametrize("script, problem", [
+    ("#!/moved/away/bin/python\n", "its interpreter /moved/away/bin/python is missing or not executable"),
+    ("not a program\n", "not a program (neither a binary nor a script with a #! line)"),
+])
+def test_a_moved_or_broken_vllm_environment_is_one_line_naming_the_variable(tmp_path, monkeypatch, script, problem):
+    venv = fake_venv(tmp_path, script)
+    monkeypatch.setenv("NIKL_VLLM_VENV", str(venv))
+    message = one_line_error(tools_cli("infer", "--ckpt", "some/model", "--input", TEST, "--output",
+                                       tmp_path / "r.json", "--backend", "vllm"))
+    assert f"cannot run {venv}/bin/tools from vLLM's environment (NIKL_VLLM_VENV={venv}): {problem}" in message
+    assert "NIKL_RUNNING_IN_VLLM_VENV" not in os.environ
+
+
+def test_no_vllm_anywhere_names_where_it_looked(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("NIKL_VLLM_VENV", "/nowhere")
+    message = one_line_error(tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, "--output", tmp_path / "r.json",
+                                       "--backend", "vllm"))
+    assert "not installed here, nor in NIKL_VLLM_VENV=/nowhere" in message
+
+
+class TestMoreWaysIn:
+    """Faults beyond the issue's list, held to the same rules: a full or read-only disk under every command
+    that writes, Ctrl-C during select-checkpoint, a merged copy of a killed vLLM run."""
+
+    def test_merged_copies_of_killed_vllm_runs_are_removed(self, tmp_path, monkeypatch):
+        import tempfile
+
+        from generation.vllm import merged_folder
+
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        dead = subprocess.Popen(["true"])  # a process id that is gone
+        dead.wait()
+        stale = tmp_path / f".nikl-merged.partial-{dead.pid}-0badcafe"
+        (stale / "weights").mkdir(parents=True)
+        live = tmp_path / f".nikl-merged.partial-{os.getppid()}-0badcafe"  # a run still going: kept
+        live.mkdir()
+        folder = merged_folder()
+        assert not stale.exists() and live.exists() and folder.is_dir()
+        assert folder.name.startswith(f".nikl-merged.partial-{os.getpid()}-")
+
+
+def test_backend_vllm_runs_itself_again_in_the_vllm_environment(tmp_path):
+    """Without vLLM here but with its environment built, the same command line runs there, said in one line;
+    a broken vLLM environment cannot send it round in a loop."""
+    import os
+    import subprocess
+
+    from helpers import TEST
+
+    venv = tmp_path / "venv-vllm"
+    (venv / "bin").mkdir(parents=True)
+    seen = tmp_path / "seen.txt"
+    fake = venv / "bin" / "tools"  # stands in for the vLLM environment's `tools`: records what it was given
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$NIKL_RUNNING_IN_VLLM_VENV\" \"$@\" > {seen}\n")
+    fake.chmod(0o755)
+    args = ["infer", "--ckpt", "some/model", "--input", str(TEST), "--output", str(tmp_path / "r.json"),
+            "--backend", "vllm", "--gpu-memory-utilization", "0.8"]
+    env = {**os.environ, "NIKL_VLLM_VENV": str(venv)}
+    result = subprocess.run([str(Path(sys.executable).parent / "tools"), *args], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"running this command with {fake}" in result.stderr
+    assert seen.read_text().splitlines() == ["1", *args]
+
+    env["NIKL_RUNNING_IN_VLLM_VENV"] = "1"  # already there, and still no vLLM: the plain error, no second hop
+    result = subprocess.run([str(Path(sys.executable).parent / "tools"), *args], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "make install-vllm" in result.stderr, result.stderr

@@ -1,14 +1,18 @@
 """`tools build-dpo-data`: the command over the real Mecab ROUGE-1 scorer, its output format and errors."""
 
+from __future__ import annotations
+
 import json
 
 from click.testing import CliRunner
 
 from common import io
 from common.io import read_jsonl
-from helpers import TRAIN, load_json
+from common.tokenizer import chat_prompt_ids, load_tokenizer
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import PromptBuilder
+from dataset_builders.synthetic import write_split
+from helpers import TRAIN, load_json, tools_cli
 from tools.cli import cli
 
 EXAMPLES = load_nikl(TRAIN)
@@ -126,3 +130,22 @@ def test_test_split_without_references_is_refused(tmp_path):
 
 def test_help():
     assert "Example:" in CliRunner().invoke(cli, ["build-dpo-data", "--help"]).output
+
+
+def test_dpo_pairs_fit_the_sequence_len(tiny_model, tmp_path):
+    data = write_split(tmp_path, "train", count=6)
+    items = load_json(data)
+    candidates = tmp_path / "c.jsonl"
+    candidates.write_text("".join(json.dumps({"id": item["id"], "candidates": [
+        item["output"][: len(item["output"]) // 3], "두 사람은 이야기를 나누었다. " * 3]}, ensure_ascii=False) + "\n"
+        for item in items), encoding="utf-8")
+    out = tmp_path / "dpo.jsonl"
+    result = tools_cli("build-dpo-data", "--input", data, "--candidates", candidates, "--output", out,
+                 "--tokenizer", tiny_model, "--max-seq-len", 900)
+    assert result.exit_code == 0, result.output
+    tokenizer = load_tokenizer(str(tiny_model))
+    for row in read_jsonl(out):
+        prompt = chat_prompt_ids(tokenizer, row["messages"])
+        for side in ("chosen", "rejected"):
+            full = chat_prompt_ids(tokenizer, [*row["messages"], row[side]], add_generation_prompt=False)
+            assert len(full) <= 900 and full[:len(prompt)] == prompt

@@ -1,14 +1,21 @@
 """`tools build-sft-data`: output format, summary, and every bad-input case."""
 
+from __future__ import annotations
+
 import copy
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from helpers import TRAIN, load_json
-from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
+from common.io import read_jsonl
+from common.tokenizer import chat_prompt_ids, load_tokenizer
 from dataset_builders.nikl import load_nikl
+from dataset_builders.prompt import PromptBuilder, SYSTEM_PROMPTS, user_message
+from dataset_builders.recipe import length_rules
+from dataset_builders.synthetic import write_split
+from helpers import REPO, TRAIN, load_json, one_line_error, tools_cli
 from tools.cli import cli
 
 
@@ -156,3 +163,45 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     assert "build-sft-data" in result.output and "build-tiny-model" in result.output
     assert "Example:" in CliRunner().invoke(cli, ["build-sft-data", "--help"]).output
+
+
+@pytest.mark.parametrize("max_seq_len", [700, 2048])
+def test_sft_rows_fit_the_recipe_sequence_len(tiny_model, tmp_path, max_seq_len):
+    """Every written row, tokenized with the chat template Axolotl uses (the recipe's `exaone`), fits."""
+    data = write_split(tmp_path, "train", count=12)
+    out = tmp_path / "train.jsonl"
+    result = tools_cli("build-sft-data", "--input", data, "--output", out, "--recipe", REPO / "recipes" / "exaone_lora.yml",
+                 "--tokenizer", tiny_model, "--max-seq-len", max_seq_len)
+    assert result.exit_code == 0, result.output
+    tokenizer = load_tokenizer(str(tiny_model))
+    template = length_rules(REPO / "recipes" / "exaone_lora.yml").chat_template
+    rows = read_jsonl(out)
+    lengths = [len(chat_prompt_ids(tokenizer, row["messages"], chat_template=template, add_generation_prompt=False))
+               for row in rows]
+    assert max(lengths) <= max_seq_len
+    assert len(rows) == 12 and "examples kept out: 0" in result.output
+    truncated = int(result.output.split("examples truncated: ")[1].split()[0])
+    assert truncated == sum(row["messages"][1]["content"] != full for row, full in zip(
+        rows, (PromptBuilder().build(example).messages[1]["content"] for example in load_nikl(data))))
+    assert truncated > 0 if max_seq_len == 700 else True
+    for row in rows:  # the question survives every cut
+        assert row["messages"][1]["content"].endswith("주제에 대한 대화를 요약해주세요.")
+
+
+def test_a_row_whose_summary_cannot_fit_is_kept_out_and_named(tiny_model, tmp_path, write_nikl):
+    items = load_json(TRAIN)[:3]
+    items[1] = {**items[1], "output": "아주 긴 요약입니다. " * 80}
+    out = tmp_path / "train.jsonl"
+    result = tools_cli("build-sft-data", "--input", write_nikl(items), "--output", out, "--tokenizer", tiny_model,
+                 "--max-seq-len", 300)
+    assert result.exit_code == 0, result.output
+    assert (f"examples kept out: 1 (not even the first word of the dialogue fits beside the summary at rows ≤ 300 "
+            f"tokens: {items[1]['id']}; all 1 listed in {out}.kept-out.txt)") in result.output
+    assert [row["id"] for row in read_jsonl(out)] == [items[0]["id"], items[2]["id"]]
+    assert Path(f"{out}.kept-out.txt").read_text(encoding="utf-8") == f"{items[1]['id']}\n"
+
+
+def test_max_seq_len_needs_a_tokenizer(tmp_path):
+    result = tools_cli("build-sft-data", "--input", TRAIN,
+                 "--output", tmp_path / "a.jsonl", "--max-seq-len", 100)
+    assert "--max-seq-len needs --tokenizer (or --recipe)" in one_line_error(result)

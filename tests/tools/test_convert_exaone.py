@@ -10,32 +10,41 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import click
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors import safe_open
 
 from common.checkpoint_files import config_of
+from common.env import offline_env
 from common.tokenizer import chat_prompt_ids
-from helpers import TEST, TRAIN, one_line_error
 from dataset_builders.nikl import load_nikl
 from dataset_builders.prompt import SYSTEM_PROMPTS, user_message
 from exaone.convert import staged_directory
 from exaone.layout import exaone3_problem
 from exaone.tiny import TOKEN_IDS, build_tiny_exaone
 from exaone_reference import ExaoneReference
+from helpers import (
+    TEST,
+    TRAIN,
+    killed_before,
+    listing,
+    load_json,
+    on_mounted,
+    one_line_error,
+    snapshot,
+    tools_cli,
+    tools_cli as tools,
+    tools_command,
+)
 from tools.cli import cli
 
 SHAPES = {"3.0": {}, "3.5": {}, "tied": {"head_dim": 32}}  # tied: also a head_dim ≠ hidden / heads
 TOLERANCE = 1e-4
 NEW_TOKENS = 16
-
-
-def tools(*args) -> object:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 def convert(*args) -> object:
@@ -86,10 +95,6 @@ def tensors(directory: Path) -> dict[str, tuple[str, tuple, bytes]]:
                 tensor = file.get_tensor(name)
                 found[name] = (str(tensor.dtype), tuple(tensor.shape), tensor.numpy().tobytes())
     return found
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- the tiny checkpoint is EXAONE's own layout
@@ -287,13 +292,134 @@ def test_help_explains_every_option(command):
     assert all(option.help for option in options), [option.name for option in options if not option.help]
 
 
-def test_build_tiny_model_command_writes_both_layouts(tmp_path):
-    result = tools("build-tiny-model", "--layout", "exaone", "--shape", "tied", "--output-dir", tmp_path / "hub")
-    assert result.exit_code == 0, result.output
-    config = load_json(tmp_path / "hub" / "config.json")
-    assert config["model_type"] == "exaone" and config["tie_word_embeddings"] is True
-    assert config["rope_scaling"]["rope_type"] == "llama3" and config["max_position_embeddings"] == 32768
-    result = tools("build-tiny-model", "--output-dir", tmp_path / "llama")
-    assert result.exit_code == 0, result.output
-    assert load_json(tmp_path / "llama" / "config.json")["model_type"] == "llama"
-    assert load_json(tmp_path / "llama-exaone-layout" / "config.json")["model_type"] == "exaone"
+# --------------------------------------------------------------------------- 4. convert-exaone and final writes
+
+
+@pytest.fixture(scope="module")
+def hub_checkpoint(tmp_path_factory) -> Path:
+    from exaone.tiny import build_tiny_exaone
+
+    return build_tiny_exaone(tmp_path_factory.mktemp("hub") / "EXAONE-3.0-tiny")
+
+
+def rewrite_first_shard(model: Path, edit) -> None:
+    """Replace the header of ``model``'s first shard by ``edit(header)`` (valid JSON, wrong content)."""
+    shard = sorted(model.glob("*.safetensors"))[0]
+    raw = shard.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    blob = json.dumps(edit(json.loads(raw[8:8 + length]))).encode()
+    shard.write_bytes(len(blob).to_bytes(8, "little") + blob + raw[8 + length:])
+
+
+def first_tensor(header: dict) -> dict:
+    return header[next(name for name in header if name != "__metadata__")]
+
+
+def with_entry(change):
+    def edit(header):
+        change(first_tensor(header))
+        return header
+    return edit
+
+
+class TestConvertExaone:
+    """Issue 22, item 4: kill -9 left .NAME.partial-PID/ forever; a symlinked --output was a traceback;
+    a full or read-only disk and wrong safetensors headers or config values were tracebacks; kill -9 in
+    build-sft-data's final write left a hidden .NAME.*.tmp."""
+
+    def convert(self, model: Path, output: Path, *extra):
+        return tools_cli("convert-exaone", "--model", model, "--output-dir", output, "--no-progress", *extra)
+
+    def test_kill_9_leftovers_are_cleared_by_the_next_run(self, hub_checkpoint, tmp_path):
+        output = tmp_path / "converted"
+        args = ["convert-exaone", "--model", hub_checkpoint, "--output-dir", output, "--no-progress"]
+        killed_before("exaone.convert.write_shard", 2, *args)  # one shard written, then kill -9
+        assert [name for name in listing(tmp_path) if "/" not in name][0].startswith(".converted.partial-")
+        result = tools_cli(*args)
+        assert result.exit_code == 0, result.output
+        assert [name for name in listing(tmp_path) if "/" not in name] == ["converted"]
+
+    def test_kill_9_between_the_two_renames_keeps_the_previous_output(self, hub_checkpoint, tmp_path):
+        output = tmp_path / "converted"
+        args = ["convert-exaone", "--model", hub_checkpoint, "--output-dir", output, "--no-progress", "--force"]
+        assert tools_cli(*args).exit_code == 0
+        previous = snapshot(output)
+        killed_before("pathlib:Path.rename", 2, *args)  # the old output moved aside, the new one not yet in place
+        assert not output.exists()
+        assert tools_cli(*args[:-1]).exit_code == 1  # refused without --force: the previous output is back …
+        assert snapshot(output) == previous
+        assert [name for name in listing(tmp_path) if "/" not in name] == ["converted"]  # … and nothing else
+
+    def test_a_symlinked_output_is_written_through(self, hub_checkpoint, tmp_path):
+        (tmp_path / "real").mkdir()
+        link = tmp_path / "link"
+        link.symlink_to("real", target_is_directory=True)
+        for extra in ((), ("--force",)):  # into the empty folder, then replacing it
+            result = self.convert(hub_checkpoint, link, *extra)
+            assert result.exit_code == 0, result.output
+        assert link.is_symlink() and (tmp_path / "real" / "config.json").is_file()
+        assert [name for name in listing(tmp_path) if "/" not in name] == ["link", "real"]
+
+    def test_a_file_size_limit_is_one_line(self, hub_checkpoint, tmp_path):
+        import resource
+        import signal as signals
+
+        def limit():  # the kernel refuses writes past 200 kB (EFBIG), as a nearly full disk would
+            signals.signal(signals.SIGXFSZ, signals.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+        output = tmp_path / "converted"
+        result = subprocess.run([*tools_command(), "convert-exaone", "--model", str(hub_checkpoint), "--output-dir",
+                                 str(output), "--no-progress"], preexec_fn=limit, capture_output=True, text=True,
+                                env=offline_env())
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            f"Error: cannot write {output}: File too large (a file size limit (ulimit -f) stops it; raise the limit "
+            "or write elsewhere)"], result.stderr
+        assert listing(tmp_path) == []
+
+    @pytest.mark.parametrize("options, problem", [
+        ("size=200k", "No space left on device (the disk is full; free some space or write elsewhere)"),
+        ("ro,size=1m", "Read-only file system (the file system is read-only; write elsewhere)"),
+    ])
+    def test_a_full_or_read_only_disk_is_one_line(self, hub_checkpoint, tmp_path, options, problem):
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        result, left = on_mounted(options, disk, "convert-exaone", "--model", hub_checkpoint, "--output-dir",
+                                  disk / "converted", "--no-progress")
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            f"Error: cannot write {disk / 'converted'}: {problem}"], result.stderr
+        assert left == []
+
+    @pytest.mark.parametrize("edit, problem", [
+        (lambda header: [header], "header is a JSON list, not an object"),
+        (with_entry(lambda entry: entry.update(dtype="F33")), "unknown dtype 'F33'"),
+        (with_entry(lambda entry: entry.update(dtype="F16")), "dtype F16 and shape"),
+        (with_entry(lambda entry: entry.update(data_offsets=[*entry["data_offsets"], 0])), "is not two byte offsets"),
+        (with_entry(lambda entry: entry.pop("shape")), "no shape"),
+        (with_entry(lambda entry: entry.update(shape="64")), "is not a list of sizes"),
+    ])
+    def test_wrong_safetensors_headers_are_one_line(self, hub_checkpoint, tmp_path, edit, problem):
+        model = tmp_path / "model"
+        shutil.copytree(hub_checkpoint, model)
+        rewrite_first_shard(model, edit)
+        before = snapshot(model)
+        message = one_line_error(self.convert(model, tmp_path / "out"))
+        assert problem in message and "download the checkpoint again" in message
+        assert snapshot(model) == before and not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("key", ["num_attention_heads", "hidden_size", "num_layers"])
+    def test_a_zero_size_in_config_is_one_line(self, hub_checkpoint, tmp_path, key):
+        model = tmp_path / "model"
+        shutil.copytree(hub_checkpoint, model)
+        config = load_json(model / "config.json")
+        (model / "config.json").write_text(json.dumps({**config, key: 0}), encoding="utf-8")
+        message = one_line_error(self.convert(model, tmp_path / "out"))
+        assert f"config.json has {key} 0; it must be a positive number" in message
+
+    def test_kill_9_in_the_final_write_of_build_sft_data(self, tmp_path):
+        output = tmp_path / "sft.jsonl"
+        args = ["build-sft-data", "--input", TRAIN, "--output", output]
+        killed_before("os.fsync", 1, *args)  # every row written to the temporary file, not yet renamed
+        assert [name.split(".tmp-")[0] for name in listing(tmp_path)] == [".sft.jsonl"]
+        assert tools_cli(*args).exit_code == 0
+        assert listing(tmp_path) == ["sft.jsonl"]

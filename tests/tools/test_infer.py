@@ -16,21 +16,35 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from helpers import DEV, REPO, TEST, TRAIN, count_calls, load_json, one_line_error, opened_files, random_lora
-from dataset_builders.dpo import parse_candidates
-from dataset_builders.nikl import load_nikl
-from dataset_builders.prompt import PromptBuilder
-from tools.cli import cli
 from common.env import offline_env
 from common.errors import UserError
-from generation.batching import DEFAULT_MAX_BATCH_TOKENS, BatchLimit, batch_tokens, plan_batches
+from common.tokenizer import load_tokenizer
+from dataset_builders.dpo import parse_candidates
+from dataset_builders.nikl import load_nikl
+from dataset_builders.prompt import PromptBuilder, question_text
+from dataset_builders.synthetic import write_split
+from generation.batching import BatchLimit, DEFAULT_MAX_BATCH_TOKENS, batch_tokens, plan_batches
 from generation.checkpoints import resolve_checkpoint
 from generation.decoding import Decoding, postprocess, trim_at_stop
 from generation.hf import HFEngine
 from generation.jobs import Job, prepare_jobs
 from generation.loader import load_engine
-from generation.runner import generate_all
+from generation.runner import generate_all, prompt_budget
 from generation.sidecar import SIDECAR_SUFFIX
+from helpers import (
+    DEV,
+    REPO,
+    TEST,
+    TRAIN,
+    count_calls,
+    load_json,
+    one_line_error,
+    opened_files,
+    random_lora,
+    tools_cli,
+    tools_command,
+)
+from tools.cli import cli
 
 ALL = [TRAIN, DEV, TEST]  # 16 dialogues, prompts of 129–192 tiny-tokenizer tokens
 
@@ -151,14 +165,6 @@ def test_batches_by_token_budget():
     assert batch_tokens(jobs[-3:], new_tokens=100, rows_per_dialogue=3) == 3 * 3 * 1100
     with pytest.raises(ValueError):
         BatchLimit(0)
-
-
-# --------------------------------------------------------------------------- resume
-
-
-def tools_command() -> list[str]:
-    script = Path(sys.executable).with_name("tools")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tools.cli"]
 
 
 def test_resume_after_kill(tmp_path, tiny_model, write_nikl):
@@ -439,3 +445,89 @@ def test_oom_halves_the_budget_and_retries(tiny_model):
 
     with pytest.raises(UserError, match="even at batch size 1"):
         generate_all(jobs, always_oom, limit=BatchLimit(budget), progress=False)
+
+
+SMALL_CONTEXT = 512
+
+
+@pytest.fixture(scope="module")
+def short_context_model(tiny_model, tmp_path_factory):
+    """The tiny model with a 512-position context: a real-length dialogue is far longer than that."""
+    path = tmp_path_factory.mktemp("short-context") / "model"
+    shutil.copytree(tiny_model, path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": SMALL_CONTEXT}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_test_file(tmp_path_factory):
+    return write_split(tmp_path_factory.mktemp("synthetic"), "test", count=3)
+
+
+def test_infer_never_overflows_the_context(short_context_model, long_test_file):
+    """Default options: the prompt budget is the context minus --max-new-tokens; long conversations are cut
+    in the middle, the [Question] line survives, and the summary line says how many were cut."""
+    result = tools_cli("infer", "--no-progress", "--threads", 1, "--ckpt", short_context_model, "--input", long_test_file,
+                 "--output", long_test_file.with_name("result.json"), "--max-new-tokens", 16)
+    assert result.exit_code == 0, result.output
+    budget = SMALL_CONTEXT - 16
+    assert f"prompts truncated: 3 (budget {budget} tokens;" in result.output
+    assert "utterances dropped from the middle" in result.output
+    tokenizer = load_tokenizer(str(short_context_model))
+    examples = load_nikl(long_test_file)
+    builder = PromptBuilder(tokenizer=tokenizer, max_prompt_tokens=prompt_budget(SMALL_CONTEXT, 16, None))
+    for example, job in zip(examples, prepare_jobs(examples, builder, tokenizer)):
+        assert job.truncated and len(job.prompt_ids) <= budget
+        assert len(PromptBuilder(tokenizer=tokenizer).build(example).token_ids) > SMALL_CONTEXT + 300  # far longer
+        assert tokenizer.decode(job.prompt_ids).endswith(question_text(example.subject_keyword) + "\n[|assistant|]")
+    written = load_json(long_test_file.with_name("result.json"))
+    assert all(item["output"] == postprocess(item["output"]) for item in written)
+
+
+def test_asking_for_more_than_fits_is_an_error(short_context_model, long_test_file, tmp_path):
+    result = tools_cli("infer", "--ckpt", short_context_model, "--input", long_test_file, "--output", tmp_path / "r.json",
+                 "--max-prompt-tokens", 500, "--max-new-tokens", 100)
+    assert result.exit_code == 1
+    assert "--max-prompt-tokens 500 + --max-new-tokens 100 = 600 tokens do not fit the model's context of 512" in result.output
+    result = tools_cli("infer", "--ckpt", short_context_model, "--input", long_test_file, "--output", tmp_path / "r.json",
+                 "--max-new-tokens", 600)
+    assert result.exit_code == 1 and "leaves no room for a prompt" in result.output
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("요약\ufffd입니다.", "요약입니다."),
+    ("두 사람은\x05 등산을\x00 이야기했다\x7f.", "두 사람은 등산을 이야기했다."),
+    ("C1\x85 문자와\x9f 탭\t줄바꿈\n", "C1 문자와 탭 줄바꿈"),
+    ("Hangul 한글, Latin ABC, 숫자 123, 구두점 !?.,()~", "Hangul 한글, Latin ABC, 숫자 123, 구두점 !?.,()~"),
+])
+def test_postprocess_removes_replacement_and_control_characters(raw, clean):
+    assert postprocess(raw) == clean
+
+
+def test_infer_prints_what_it_loaded_and_no_library_noise(tiny_model, tmp_path):
+    """The real command in its own process (library warnings fire at import time): only our own lines."""
+    script = Path(sys.executable).with_name("tools")
+    out = tmp_path / "result.json"
+    result = subprocess.run([str(script), "infer", "--no-progress", "--threads", "1", "--ckpt", str(tiny_model),
+                             "--input", str(TEST), "--output", str(out), "--max-new-tokens", "4"],
+                            env=offline_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = (result.stderr + result.stdout).strip().splitlines()
+    assert lines[0] == f"loaded model {tiny_model}, no adapter, float32 on cpu, hf backend"
+    assert [line.split(":")[0].split(" ")[0] for line in lines[1:]] == ["wrote", "examples", "generation", "prompts"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--device", "gpu"], "--device gpu: not a device; use auto, cpu, cuda or cuda:N"),
+    (["--output", "{tmp}/o.jsonl"], "the submission is one JSON list, not JSONL; name the file .json"),
+    (["--output", "{tmp}/o.json", "--num-candidates", "2"], "candidates are JSONL, one row per dialogue"),
+])
+def test_infer_mistakes(tiny_model, tmp_path, args, expected):
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    if "--output" not in args:
+        args += ["--output", str(tmp_path / "r.json")]
+    message = one_line_error(tools_cli("infer", "--ckpt", tiny_model, "--input", TEST, *args))
+    assert expected in message
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -1,5 +1,6 @@
-"""`--help` shows the defaults the library runs with: every default an option's help names is compared with the
-dataclass, function or constant the library itself uses, so the two cannot drift apart."""
+"""tools/options.py and every command's options: each has help and a bounded range (a bad value is one line before
+any work), one name per kind of argument, and `--help` shows the defaults the library runs with (compared with the
+dataclass, function or constant the library itself uses, so the two cannot drift apart)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,29 @@ import inspect
 import re
 from dataclasses import fields
 
+import click
 import pytest
 
-from helpers import DEV, tools_cli
 from dataset_builders.dpo import build_dpo_rows
 from dataset_builders.learnable import DEFAULT_SIZES, write_task
 from dataset_builders.prompt import SYSTEM_PROMPTS, resolve_system_prompt
 from dataset_builders.synthetic import write_split
 from eval.bertscore import BertScorer
 from eval.bleurt import BleurtScorer
+from eval.compare.report import write_report
 from eval.compare.statistics import RESAMPLES, SEED
 from eval.loading import BERTSCORE_MODEL, BLEURT_MODEL
 from eval.metrics import score_pairs
 from eval.registry import OFFICIAL_PARTS, scorers_for
 from exaone.convert import convert
 from exaone.tiny import build_tiny_exaone
-from generation.decoding import Decoding
 from generation.batching import DEFAULT_MAX_BATCH_TOKENS, VLLM_DIALOGUES_PER_CALL
+from generation.decoding import Decoding
 from generation.options import InferenceOptions
 from generation.vllm import VLLMSettings
+from helpers import DEV, TEST, TRAIN, tools_cli
 from tools.cli import cli
-from eval.compare.report import write_report
+from tools.options import FiniteFloat
 from training.rehearse import launch, prepare
 from training.selection import select_checkpoint
 
@@ -129,3 +132,87 @@ def test_the_library_uses_those_defaults_too():
     """What the compared values come from is what runs: a scorer built without arguments, the default metrics."""
     assert default(BertScorer, "model") == BERTSCORE_MODEL and default(BleurtScorer, "model") == BLEURT_MODEL
     assert scorers_for(default(score_pairs, "metrics")) == scorers_for(OFFICIAL_PARTS)
+
+
+def numeric_options():
+    for name, command in sorted(cli.commands.items()):
+        for param in command.params:
+            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+                yield name, param
+
+
+def test_every_numeric_option_has_a_bounded_range():
+    unbounded = [f"{name} {param.opts[0]}" for name, param in numeric_options()
+                 if (getattr(param.type, "min", None) is None or getattr(param.type, "max", None) is None)]
+    assert unbounded == []
+    not_finite = [f"{name} {param.opts[0]}" for name, param in numeric_options()
+                  if isinstance(param.type, click.types.FloatParamType) and not isinstance(param.type, FiniteFloat)]
+    assert not_finite == []
+    assert len(list(numeric_options())) >= 40  # every command's, not none
+
+
+@pytest.mark.parametrize("command, option, value, problem", [
+    ("infer", "--temperature", "nan", "nan is not a finite number"),
+    ("infer", "--temperature", "inf", "inf is not a finite number"),
+    ("infer", "--top-p", "nan", "nan is not a finite number"),
+    ("infer", "--top-p", "-inf", "-inf is not a finite number"),
+    ("infer", "--gpu-memory-utilization", "nan", "nan is not a finite number"),
+    ("infer", "--threads", "100000", "100000 is not in the range 1<=x<=1024"),
+    ("infer", "--seed", str(2**64), f"{2**64} is not in the range 0<=x<={2**32 - 1}"),
+    ("infer", "--seed", "-1", "-1 is not in the range"),
+    ("infer", "--max-new-tokens", str(10**30), f"{10**30} is not in the range 1<=x<="),
+    ("build-dpo-data", "--min-margin", "nan", "nan is not a finite number"),
+    ("build-tiny-model", "--hidden-size", "9", "hidden size 9: must be a multiple of 8, so each of the 4 attention"),
+    ("build-tiny-model", "--hidden-size", "12", "hidden size 12: must be a multiple of 8"),
+    ("build-tiny-model", "--hidden-size", "100000", "100000 is not in the range 8<=x<=1024"),
+    ("build-tiny-model", "--seed", str(2**40), f"{2**40} is not in the range 0<=x<="),
+    ("demo", "--threads", "100000", "100000 is not in the range 1<=x<=1024"),
+])
+def test_a_bad_value_is_one_line_before_any_work(tmp_path, command, option, value, problem):
+    required = {
+        "infer": ["--ckpt", tmp_path / "no-model", "--input", TEST, "--output", tmp_path / "out.jsonl",
+                  "--num-candidates", "2"],
+        "build-dpo-data": ["--input", TRAIN, "--candidates", DEV, "--output", tmp_path / "dpo.jsonl"],
+        "build-tiny-model": ["--output-dir", tmp_path / "tiny"],
+        "demo": ["--workdir", tmp_path / "demo"],
+    }[command]
+    result = tools_cli(command, *required, option, value)
+    assert result.exit_code == 2 and f"Invalid value for '{option}': {problem}" in result.output, result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert (param.help or "").strip(), f"tools {name} {param.opts[0]} has no help text"
+        assert "Example" in (command.help or ""), f"tools {name} has no usage example"
+
+
+@pytest.mark.parametrize("command, dest, args", [
+    ("score", "input_path", ["--predictions", DEV]),
+    ("infer", "input_path", ["--ckpt", "m", "--output", "o.json"]),
+    ("build-tiny-model", "input_paths", ["--output-dir", "m"]),
+])
+def test_references_is_the_other_name_of_input(command, dest, args):
+    """The task file is --input in every command; --references (the file of reference summaries, as `score` and
+    `compare` call it) is its other name, listed beside it in --help."""
+    context = cli.commands[command].make_context(command, [*args, "--references", str(DEV)])
+    assert context.params[dest] in (DEV, (DEV,))
+    assert re.search(r"--input, --references (FILE|PATH)", tools_cli(command, "--help").output)
+
+
+@pytest.mark.parametrize("command, name, args", [
+    ("build-dpo-data", "--data", ["--candidates", DEV, "--output", "o.jsonl"]),
+    ("select-checkpoint", "--dev", ["--run", "r"]),
+    ("build-tiny-model", "--data", ["--output-dir", "m"]),
+    ("build-tiny-model", "--output", []),
+    ("convert-exaone", "--output", ["--model", "m"]),
+    ("build-synthetic-data", "--output", []),
+])
+def test_names_before_one_per_kind_are_gone(command, name, args):
+    """One name per kind of argument: the task file is --input, a folder to write is --output-dir (--output is
+    always a file); the names some commands had before are unknown options."""
+    with pytest.raises(click.NoSuchOption) as refused:
+        cli.commands[command].make_context(command, [*args, name, str(DEV)])
+    assert refused.value.option_name == name
