@@ -26,7 +26,7 @@ from tools.cli import cli
 REPO = Path(__file__).resolve().parent.parent
 TRAIN, DEV, TEST = sample_files()  # the sample files the library ships (dataset_builders/samples/)
 
-# `tools rehearse --deepspeed` of each mode the rehearsals run in (tests/test_rehearse.py, tests/test_recipes.py).
+# `tools rehearse --deepspeed` of each mode the rehearsals run in (tests/training/test_rehearse.py, tests/test_recipes.py).
 REHEARSAL_MODES = {"ddp": "none", "zero2": str(REPO / "deepspeed_configs" / "zero2.json"),
                    "zero3": str(REPO / "deepspeed_configs" / "zero3_bf16.json")}
 

@@ -6,7 +6,7 @@ model on dev → `axolotl train recipes/exaone_sft.yml` (CPU overlay and named o
 → `tools build-dpo-data` (train pairs, held-out dev pairs) → `tools check-data` → `axolotl train
 recipes/exaone_dpo.yml` from that checkpoint → infer + score → `tools rerank` → score → `tools compare`; then a
 re-run skips every stage. Under the `extended` marker (~60 s; CI runs it). The full variant, which learns the task
-and checks the learning lines, runs under the `learning` marker (tests/test_demo_learning.py).
+and checks the learning lines, runs under the `learning` marker (tests/demo/test_pipeline.py).
 """
 
 import json

@@ -1,5 +1,5 @@
 """`tools score`: the table, the report format, id matching errors and skipped metrics (no models here;
-see test_model_metrics.py for BERTScore/BLEURT on tiny local models)."""
+see tests/eval/test_metrics.py for BERTScore/BLEURT on tiny local models)."""
 
 import json
 
@@ -14,7 +14,7 @@ from tools.cli import cli
 ITEMS = load_json(DEV)
 IDS = [item["id"] for item in ITEMS]
 REPORT_KEYS = {"rouge1", "rouge2", "rougeL", "bertscore", "bleurt", "official"}
-# (prediction, reference, ROUGE-1 F by hand from the Mecab morphemes — see test_rouge.py)
+# (prediction, reference, ROUGE-1 F by hand from the Mecab morphemes — see tests/eval/test_rouge.py)
 PAIRS = {
     IDS[0]: ("두 사람은 시험 이야기를 했다.", "두 사람은 영어 학원 이야기를 했다.", 2 * 7 / (8 + 9)),
     IDS[1]: ("SD2100503은 COVID-19 때문에 Zoom으로 수업을 들었다!!", "sd2100503은 covid 19 때문에 zoom 수업을 들었다.",

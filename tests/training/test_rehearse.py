@@ -67,7 +67,7 @@ def test_dpo_rehearses_with_ddp_on_two_processes(rehearsal):
 # --------------------------------------------------------------------------- the whole matrix (CI)
 
 
-# A 4-bit base under ZeRO-3 is refused on CPU (tests/test_rehearse_checks.py says why); every other pair runs.
+# A 4-bit base under ZeRO-3 is refused on CPU (tests/training/test_rehearse_checks.py says why); every other pair runs.
 MATRIX = [(recipe, mode) for recipe in sorted(RECIPE_MODES) for mode in sorted(REHEARSAL_MODES)
           if (recipe, mode) != ("exaone_qlora.yml", "zero3")]
 

@@ -1,6 +1,6 @@
 """`tools rehearse` without running it: each check fails on the broken input it exists for, the CPU
 multi-process workarounds stay off where they must, and the derived config changes only what it lists.
-(The rehearsals themselves: tests/test_rehearse.py.)"""
+(The rehearsals themselves: tests/training/test_rehearse.py.)"""
 
 from __future__ import annotations
 
