@@ -1,20 +1,22 @@
-"""Shared fixtures: the bundled NIKL sample files, a tiny EXAONE-shaped model built once per session, and
-``run_once``, which makes each Axolotl run once per test run however many pytest-xdist workers share it."""
+"""The suite's fixtures and hooks, for every folder of tests/: the offline environment, a tiny EXAONE-shaped model
+built once per session, and ``run_once``, which makes each Axolotl run once per test run however many pytest-xdist
+workers share it. Plain helpers and constants (the sample files, `tools` in-process, …) are in helpers.py."""
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 
 from common.env import OFFLINE_ENV
-from dataset_builders.nikl import sample_files
+from helpers import CORPUS, DEV, REHEARSAL_MODES, REPO, load_json, tiny_bleurt, tools_cli, wordpiece_tokenizer
+
 
 # No hub, no telemetry, no wandb: everything a test needs is built locally.
 for key, value in OFFLINE_ENV.items():
@@ -24,11 +26,9 @@ for key, value in OFFLINE_ENV.items():
 # threads while oversubscribed cores made inference 3–20× slower (benchmarks/infer_throughput.py).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parent.parent
 # `--backend vllm` runs itself again in vLLM's own environment when it exists (`make install-vllm`); no test
 # does so by accident because a developer has built one (tests that want it set NIKL_VLLM_VENV themselves).
 os.environ["NIKL_VLLM_VENV"] = str(REPO / "tests" / "no-vllm-environment")
-TRAIN, DEV, TEST = sample_files()  # the sample files the library ships (dataset_builders/samples/)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -93,10 +93,6 @@ def run_once(tmp_path_factory):
     return once
 
 
-# `tools rehearse --deepspeed` of each mode the rehearsals run in (tests/test_rehearse.py, tests/test_recipes.py).
-REHEARSAL_MODES = {"ddp": "none", "zero2": str(REPO / "deepspeed_configs" / "zero2.json"),
-                   "zero3": str(REPO / "deepspeed_configs" / "zero3_bf16.json")}
-
 
 @pytest.fixture(scope="session")
 def rehearsal(run_once, tiny_model):
@@ -146,82 +142,55 @@ def write_nikl(tmp_path):
     return write
 
 
-def load_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+@pytest.fixture
+def full_run(tiny_model, tmp_path) -> Path:
+    """A training output_dir with one full-weight checkpoint (a copy of the tiny model)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "checkpoint-1")
+    return run
 
 
-def random_lora(base: Path, *, seed: int, scale: float, target_modules=("q_proj", "v_proj", "o_proj"), **config):
-    """A PEFT LoRA model on ``base`` whose B matrices (and ``modules_to_save`` copies, if any) are random, so
-    the adapter changes the outputs. Save it with ``save_pretrained``."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=list(target_modules), init_lora_weights=False,
-                                      task_type="CAUSAL_LM", **config))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, scale)
-            elif "modules_to_save" in name:
-                parameter.add_(torch.randn_like(parameter) * scale)
-    return model
+@pytest.fixture
+def systems(write_nikl):
+    """Two submissions on the dev fixture: halves of the reference, and a summary with markup in it."""
+    items = load_json(DEV)
+    first = write_nikl([{**item, "output": item["output"][: len(item["output"]) // 2]} for item in items], "sft.json")
+    second = [{**item, "output": item["output"][len(item["output"]) // 3:]} for item in items]
+    second[0]["output"] = "<script>alert('x')</script> & " + second[0]["output"]
+    return first, write_nikl(second, "dpo.json")
 
 
-def tools_cli(*args):
-    """Run `tools ARGS…` in-process (click's test runner); returns the result (exit code and output)."""
-    from click.testing import CliRunner
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 3-layer BertModel (max 64 positions) and its tokenizer, saved as a local model directory."""
+    from transformers import BertConfig, BertModel
 
-    from tools.cli import cli
-
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def one_line_error(result) -> str:
-    """The command failed with exactly one line, ``Error: …`` (exit code 1), which is returned."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
-
-
-PROJECT_PACKAGES = ("common", "dataset_builders", "eval", "exaone", "generation", "training", "demo", "tools")
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
 
 
-def count_calls(monkeypatch, function) -> list[tuple]:
-    """Count the calls of ``function`` — one of the project's own — from anywhere: it is wrapped in every project
-    module that holds it under its name (modules imported later take the wrapper from the one that defines it).
-    Returns the list each call appends its arguments to; the calls themselves run as before."""
-    calls: list[tuple] = []
+@pytest.fixture(scope="module")
+def spm_model():
+    """A SentencePiece model (BLEURT-20's tokenizer kind) whose special tokens are pieces."""
+    import sentencepiece
 
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return function(*args, **kwargs)
-
-    for module in list(sys.modules.values()):
-        if (getattr(module, "__name__", "").split(".")[0] in PROJECT_PACKAGES
-                and getattr(module, function.__name__, None) is function):
-            monkeypatch.setattr(module, function.__name__, counting)
-    return calls
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS), model_writer=out, vocab_size=600, character_coverage=1.0,
+        pad_id=0, pad_piece="[PAD]", unk_id=1, unk_piece="[UNK]", bos_id=-1, eos_id=-1,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2)
+    return out.getvalue()
 
 
-_OPENING: list[list[str]] = []  # the files opened while `opened_files()` is active (innermost last)
-
-
-def _record_open(event: str, args: tuple) -> None:
-    if event == "open" and _OPENING and isinstance(args[0], (str, os.PathLike)):
-        _OPENING[-1].append(os.fspath(args[0]))
-
-
-@contextmanager
-def opened_files():
-    """Every file this process opens inside the block, by anyone (Python's audit hook for ``open``)."""
-    if not getattr(opened_files, "hooked", False):  # an audit hook cannot be removed: add one, once
-        sys.addaudithook(_record_open)
-        opened_files.hooked = True
-    _OPENING.append(opened := [])
-    try:
-        yield opened
-    finally:
-        _OPENING.pop()
+@pytest.fixture(scope="module")
+def bleurt_spm(tmp_path_factory, spm_model):
+    """BLEURT-20's shape in miniature: SentencePiece, 16-dim embeddings projected to 32."""
+    directory = tiny_bleurt(tmp_path_factory.mktemp("tiny-bleurt") / "model", 600, 16)
+    (directory / "spm.model").write_bytes(spm_model)
+    return directory

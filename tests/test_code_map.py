@@ -10,7 +10,7 @@ import fnmatch
 import re
 import tomllib
 
-from conftest import REPO
+from helpers import REPO
 from dataset_builders.nikl import sample_files
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from doc_blocks import DOCS, DOCS_DIR, PIPELINE, README, commands, cpu_blocks, sessions, shell_lines
 from tools.cli import cli
 

@@ -11,7 +11,7 @@ docs/development.md: ``exaone_qlora``) is not trained a second time: its tests i
 blocks as written (tests/doc_blocks.py), which is the same `tools cpu-overlay` + `axolotl preprocess` +
 `axolotl train`.
 The full fine-tune's tests inspect its `tools rehearse` run instead (2 processes, the recipe's own DeepSpeed ZeRO-3:
-the same data, checkpoints and dev loss, run as on GPUs), made once for tests/test_rehearse.py too.
+the same data, checkpoints and dev loss, run as on GPUs), made once for tests/training/test_rehearse.py too.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from click.testing import CliRunner
 from common import io
 from common.env import offline_env
 from common.io import read_jsonl
-from conftest import DEV, REPO, TRAIN
 from doc_blocks import trained_by_docs
+from helpers import DEV, REPO, TRAIN
 from tools.cli import cli
 from training.cpu_overlay import CPU_OVERLAY, IN_PROCESS_SAVE, REMOVE, overlay_config, write_config
 
@@ -49,7 +49,7 @@ SHIPPED_RECIPES = ["exaone_dpo.yml", "exaone_lora.yml", "exaone_qlora.yml", "exa
 SHIPPED_DEEPSPEED = ["zero2.json", "zero3_bf16.json", "zero3_bf16_offload.json"]
 RECIPE_FILES = sorted(RECIPES.glob("*.yml"))
 TRAINED_BY_DOCS = trained_by_docs()  # recipe file name → (documentation session, the CPU config it trains)
-# recipe → the `tools rehearse` mode whose run its tests inspect (tests/test_rehearse.py makes both in every run)
+# recipe → the `tools rehearse` mode whose run its tests inspect (tests/training/test_rehearse.py makes both in every run)
 REHEARSED = {"exaone_sft.yml": "zero3", "exaone_dpo.yml": "ddp"}
 # The recipes trained here come first, then the rehearsed ones (this worker makes the rehearsal if the other has not
 # begun it), the documentation's last: on the other pytest-xdist worker its session may still be going.
@@ -88,7 +88,6 @@ MUST_EXPLAIN = {"sequence_len", "excess_length_strategy", "save_only_model", "sa
                 "gradient_accumulation_steps", "num_epochs", "optimizer", "learning_rate", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha", "lora_dropout",
                 "rl_beta", "dpo_loss_type", "dpo_loss_weights", "load_best_model_at_end", "val_set_size", "deepspeed", "adapter", "bf16", "base_model",
                 "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel", *LIGER}
-
 
 
 def load_yaml(path: Path) -> dict:
@@ -213,7 +212,7 @@ def axolotl_run(tiny_model, sft_data, dpo_data, run_once):
 @pytest.fixture(scope="session")
 def recipe_run(axolotl_run, doc_session, rehearsal):
     """The real Axolotl run of a shipped recipe: the documentation's, where a CPU block trains it; for the full
-    fine-tune, its 2-process ZeRO-3 rehearsal (tests/test_rehearse.py: the recipe as written, DeepSpeed included);
+    fine-tune, its 2-process ZeRO-3 rehearsal (tests/training/test_rehearse.py: the recipe as written, DeepSpeed included);
     else its own."""
 
     def run(recipe_path: Path) -> Run:
