@@ -31,13 +31,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["NIKL_VLLM_VENV"] = str(REPO / "tests" / "no-vllm-environment")
 
 
+# Test files that inspect Axolotl runs other files make (the recipe tests: the documentation's pipeline session,
+# tests/test_readme.py, and the rehearsals, tests/training/test_rehearse.py): scheduled after everything else.
+INSPECT_OTHERS_RUNS = {"test_recipes.py"}
+
+
 def pytest_collection_modifyitems(config, items):
     """`gpu`-marked tests run only where torch sees a CUDA GPU; elsewhere they are skipped, saying why.
     `rehearse_matrix` tests (every recipe rehearsed in every mode: CI's own leg) run only when `-m` names them.
     Under pytest-xdist (`make test`), the `axolotl` tests are collected first: the scheduler then hands the
-    long ones out at the start instead of leaving one for the end, when the other worker has nothing left."""
+    long ones out at the start instead of leaving one for the end, when the other worker has nothing left. The
+    files of :data:`INSPECT_OTHERS_RUNS` come last, when the runs they inspect are made: a worker that reached
+    them early would wait, idle, for the other to finish a run."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: item.get_closest_marker("axolotl") is None)  # stable: otherwise as collected
+        items.sort(key=lambda item: (item.path.name in INSPECT_OTHERS_RUNS,  # stable: otherwise as collected
+                                     item.get_closest_marker("axolotl") is None))
     if "rehearse_matrix" not in (config.option.markexpr or ""):
         skip = pytest.mark.skip(reason="the whole rehearsal matrix runs with -m rehearse_matrix (CI)")
         for item in items:

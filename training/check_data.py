@@ -129,9 +129,13 @@ def axolotl_config(recipe: Path, rows: Path, tokenizer: str | None) -> Any:
     ``tokenizer`` (a model directory or hub id; default: the recipe's ``base_model``) as its base model.
     GPU-only keys are switched off first (:data:`~training.cpu_overlay.CPU_OVERLAY`: none of them changes
     tokenisation), and the output goes to a temporary folder (Axolotl writes a debug log there). Axolotl is a
-    library here, not a run of the user's: it sends no telemetry (``AXOLOTL_DO_NOT_TRACK``, unless set)."""
+    library here, not a run of the user's: it sends no telemetry (``AXOLOTL_DO_NOT_TRACK``, unless set), leaves
+    ``sys.stdout`` and ``sys.stderr`` alone (``AXOLOTL_TEE_STDOUT=0`` while loading: by default the loader replaces
+    them, for the rest of the process, by copies to its debug log, axolotl/utils/tee.py), and the debug log it
+    opens is closed before this returns."""
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     from axolotl.cli.config import load_cfg
+    from axolotl.utils.tee import close_debug_log
 
     base = tokenizer or load_recipe(recipe).get("base_model")
     if not base:
@@ -141,11 +145,19 @@ def axolotl_config(recipe: Path, rows: Path, tokenizer: str | None) -> Any:
     with tempfile.TemporaryDirectory(prefix="check-data-") as scratch:
         cfg = overlay_config(recipe, base_model=base, train_data=rows, output_dir=scratch, max_steps=1)
         config_path = write_config(cfg, Path(scratch) / "config.yml", recipe=recipe)
+        tee = os.environ.get("AXOLOTL_TEE_STDOUT")
+        os.environ["AXOLOTL_TEE_STDOUT"] = "0"
         try:
             with quiet_axolotl():
                 return load_cfg(str(config_path))
         except (ValueError, OSError) as error:
             raise UserError(f"Axolotl cannot load {recipe} with base model {base}: {error}") from None
+        finally:
+            close_debug_log()  # the log file only: with the tee installed, it would deadlock (tee.py's lock)
+            if tee is None:
+                os.environ.pop("AXOLOTL_TEE_STDOUT")
+            else:
+                os.environ["AXOLOTL_TEE_STDOUT"] = tee
 
 
 def check_rows(recipe: Path | str, rows_path: Path | str, *, tokenizer: str | None = None,

@@ -5,6 +5,7 @@ end-of-turn token, an inference prompt unlike the training one, a row longer tha
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,17 @@ def test_sft_rows_pass_and_the_trained_tokens_are_shown(sft_rows, tiny_model):
                  "PASS 3. fits sequence_len"):
         assert line in result.output and f"{ROWS}/{ROWS} rows" in result.output, result.output
     assert "roles_to_train ['assistant'], train_on_eos turn" in result.output
+
+
+def test_checking_leaves_the_process_streams_and_files_as_they_were(sft_rows, tiny_model):
+    """Axolotl's config loader replaces sys.stdout and sys.stderr by copies to a debug log for the rest of the
+    process; check_rows (a library call, also inside `tools demo` and tests) gives them back and closes the log."""
+    import axolotl.utils.tee as tee
+
+    before = sys.stdout, sys.stderr
+    assert check_rows(RECIPES / "exaone_lora.yml", sft_rows, tokenizer=str(tiny_model)).passed
+    assert (sys.stdout, sys.stderr) == before
+    assert tee._file_handle is None and not tee._tee_installed
 
 
 @pytest.mark.parametrize("recipe", ["exaone_lora.yml", "exaone_qlora.yml"])
