@@ -4,6 +4,7 @@ workers share it. Plain helpers and constants (the sample files, `tools` in-proc
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -29,6 +30,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # `--backend vllm` runs itself again in vLLM's own environment when it exists (`make install-vllm`); no test
 # does so by accident because a developer has built one (tests that want it set NIKL_VLLM_VENV themselves).
 os.environ["NIKL_VLLM_VENV"] = str(REPO / "tests" / "no-vllm-environment")
+# Axolotl's CLI package configures logging when it is first imported (logging.config.dictConfig, which closes every
+# handler already installed). absl's handler, which rouge_score installs, then closes the stream it holds — pytest's
+# capture file, if a test imported rouge_score first — and every later test of that worker fails ("I/O operation on
+# closed file"). Imported here, before any test, it finds no such handler.
+with contextlib.suppress(ImportError):
+    import axolotl.cli  # noqa: F401
 
 
 # Test files that inspect Axolotl runs other files make (the recipe tests: the documentation's pipeline session,
