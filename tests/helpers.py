@@ -135,6 +135,21 @@ def snapshot(*paths: Path) -> dict[Path, bytes]:
     return files
 
 
+@contextmanager
+def lock_held_elsewhere(path: Path):
+    """Another process holds an exclusive ``flock`` on ``path`` (as a second run of a command would) for the block."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def tools_command() -> list[str]:
     script = Path(sys.executable).with_name("tools")
     return [str(script)] if script.exists() else [sys.executable, "-m", "tools.cli"]

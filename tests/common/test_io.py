@@ -20,7 +20,8 @@ import click
 import pytest
 
 from common.io import atomic_open, stream_or_device, write_json, write_text
-from helpers import DEV, INFER, REPO, TEST, TRAIN, listing, load_json, one_line_error, snapshot, tools_cli
+from helpers import (DEV, INFER, REPO, TEST, TRAIN, listing, load_json, lock_held_elsewhere, one_line_error, snapshot,
+                     tools_cli)
 
 
 # --------------------------------------------------------------------------- devices, FIFOs, streams
@@ -97,17 +98,9 @@ def test_a_symlink_and_its_target_are_one_output(tmp_path, tiny_model):
     link = tmp_path / "link.json"
     link.symlink_to(target.name)
     assert side_files(link) == side_files(target)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(target) + '.lock'!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline().strip() == b"locked"
+    with lock_held_elsewhere(Path(str(target) + ".lock")):
         message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", link))
         assert f"{link} is being written by another run (it holds {target}.lock)" in message
-    finally:
-        holder.kill()
-        holder.wait()
     assert not target.exists() and not Path(str(link) + ".lock").exists()
 
 

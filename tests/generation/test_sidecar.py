@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from helpers import (
     lines_in,
     listing,
     load_json,
+    lock_held_elsewhere,
     many_dialogues,
     one_line_error,
     snapshot,
@@ -305,16 +304,8 @@ def test_a_garbage_header_still_needs_restart(tmp_path, tiny_model):
 
 def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, tiny_model):
     out = tmp_path / "result.json"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(out) + '.lock'!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline().strip() == b"locked"
+    with lock_held_elsewhere(Path(str(out) + ".lock")):
         message = one_line_error(tools_cli(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out))
         assert f"{out} is being written by another run" in message
-    finally:
-        holder.kill()
-        holder.wait()
     assert tools_cli(*INFER, "--ckpt", tiny_model, "--input", TEST, "--output", out).exit_code == 0  # free again
     assert not Path(str(out) + ".lock").exists()
